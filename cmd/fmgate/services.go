@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"time"
+
+	"google.golang.org/grpc"
+
+	dispatchv1 "github.com/fmgate/fmgate/gen/fmgate/dispatch/v1"
+	identityv1 "github.com/fmgate/fmgate/gen/fmgate/identity/v1"
+	moderationv1 "github.com/fmgate/fmgate/gen/fmgate/moderation/v1"
+	policyv1 "github.com/fmgate/fmgate/gen/fmgate/policy/v1"
+	quotav1 "github.com/fmgate/fmgate/gen/fmgate/quota/v1"
+	registryv1 "github.com/fmgate/fmgate/gen/fmgate/registry/v1"
+	"github.com/fmgate/fmgate/internal/resources"
+	"github.com/fmgate/fmgate/services/dispatch"
+	"github.com/fmgate/fmgate/services/edge"
+	"github.com/fmgate/fmgate/services/identity"
+	"github.com/fmgate/fmgate/services/identity/identitymem"
+	"github.com/fmgate/fmgate/services/identity/identitypg"
+	"github.com/fmgate/fmgate/services/moderation"
+	"github.com/fmgate/fmgate/services/policy"
+	"github.com/fmgate/fmgate/services/policy/policymem"
+	"github.com/fmgate/fmgate/services/policy/policypg"
+	"github.com/fmgate/fmgate/services/quota"
+	"github.com/fmgate/fmgate/services/quota/quotamem"
+	"github.com/fmgate/fmgate/services/quota/quotaredis"
+	"github.com/fmgate/fmgate/services/registry"
+	"github.com/fmgate/fmgate/services/registry/registrymem"
+	"github.com/fmgate/fmgate/services/registry/registrypg"
+)
+
+// startService builds one service with its store, seeds the resources it owns, and
+// registers it on the process's gRPC server.
+func (p *process) startService(ctx context.Context, svc string, res *resources.File, lookup func(string) (string, bool)) error {
+	log := p.log.With("service", svc)
+	switch svc {
+	case "registry":
+		var store registry.Store = registrymem.New()
+		if p.pool != nil {
+			store = registrypg.New(p.pool, registrypg.DefaultSchema)
+		}
+		if err := seedRegistry(ctx, store, res); err != nil {
+			return err
+		}
+		registry.NewServer(store, log).Register(p.srv)
+	case "identity":
+		var store identity.Store = identitymem.New()
+		if p.pool != nil {
+			store = identitypg.New(p.pool, identitypg.DefaultSchema)
+		}
+		if err := seedIdentity(ctx, store, res, lookup); err != nil {
+			return err
+		}
+		identity.NewServer(store, log, identity.Config{}).Register(p.srv)
+	case "policy":
+		var store policy.Store = policymem.New()
+		if p.pool != nil {
+			store = policypg.New(p.pool, policypg.DefaultSchema)
+		}
+		if err := seedPolicy(ctx, store, res); err != nil {
+			return err
+		}
+		policy.NewServer(store, log).Register(p.srv)
+	case "quota":
+		var limiter quota.Limiter = quotamem.New(quotamem.Config{})
+		if p.redis != nil {
+			l, err := quotaredis.New(p.redis, quotaredis.Config{})
+			if err != nil {
+				return err
+			}
+			limiter = l
+		}
+		limits, err := limitsOf(res)
+		if err != nil {
+			return err
+		}
+		srv, err := quota.NewServer(limiter, limits, log)
+		if err != nil {
+			return err
+		}
+		srv.Register(p.srv)
+	case "moderation":
+		srv, err := moderation.NewServer(moderation.BuiltinProfiles(), log)
+		if err != nil {
+			return err
+		}
+		srv.Register(p.srv)
+	case "dispatch":
+		conn, err := p.client("dispatch", "registry")
+		if err != nil {
+			return err
+		}
+		dispatch.NewServer(registryv1.NewRegistryServiceClient(conn), log, dispatch.Config{}).Register(p.srv)
+	case "edge":
+		conns := map[string]grpc.ClientConnInterface{}
+		for _, dep := range needs["edge"] {
+			conn, err := p.client("edge", dep)
+			if err != nil {
+				return err
+			}
+			conns[dep] = conn
+		}
+		cc := func(svc string) grpc.ClientConnInterface { return conns[svc] }
+		p.edge = edge.NewServer(edge.Deps{
+			Identity:   identityv1.NewIdentityServiceClient(cc("identity")),
+			Registry:   registryv1.NewRegistryServiceClient(cc("registry")),
+			Policy:     policyv1.NewPolicyServiceClient(cc("policy")),
+			Quota:      quotav1.NewQuotaServiceClient(cc("quota")),
+			Moderation: moderationv1.NewModerationServiceClient(cc("moderation")),
+			Dispatch:   dispatchv1.NewDispatchServiceClient(cc("dispatch")),
+			Log:        log,
+		}, edge.Config{})
+		p.edge.Register(p.srv)
+	default:
+		return fmt.Errorf("unknown service %q", svc)
+	}
+	return nil
+}
+
+func seedRegistry(ctx context.Context, store registry.Store, res *resources.File) error {
+	for _, e := range res.Endpoints {
+		ep := registry.Endpoint{
+			OrganizationID: e.Organization, ID: e.ID, Provider: registry.Provider(e.Provider), BaseURL: e.BaseURL,
+			UpstreamModel: e.UpstreamModel, CredentialRef: e.CredentialRef, Region: e.Region,
+		}
+		if err := store.PutEndpoint(ctx, ep); err != nil {
+			return fmt.Errorf("seed endpoint %s/%s: %w", e.Organization, e.ID, err)
+		}
+	}
+	for _, m := range res.Models {
+		model := registry.Model{
+			OrganizationID: m.Organization, Name: m.Name, DisplayName: m.DisplayName, Vendor: m.Vendor,
+			LifecycleState: registry.LifecycleState(m.Lifecycle), ContextWindow: m.ContextWindow,
+			InputPricePerMillion: m.InputPricePerMillion, OutputPricePerMillion: m.OutputPricePerMillion,
+			EndpointIDs: m.Endpoints,
+		}
+		if err := store.PutModel(ctx, model); err != nil {
+			return fmt.Errorf("seed model %s/%s: %w", m.Organization, m.Name, err)
+		}
+	}
+	return nil
+}
+
+func seedIdentity(ctx context.Context, store identity.Store, res *resources.File, lookup func(string) (string, bool)) error {
+	for _, k := range res.APIKeys {
+		key := identity.APIKey{
+			ID: k.ID, OrganizationID: k.Organization, DisplayName: k.DisplayName, Subject: k.Subject,
+			Kind: identity.Kind(k.Kind), TeamID: k.Team, Roles: k.Roles, Attributes: k.Attributes,
+			ExpireTime: k.ExpireTime, CreateTime: time.Unix(0, 0).UTC(),
+		}
+		if k.SecretEnv != "" {
+			secret, ok := lookup(k.SecretEnv)
+			if !ok {
+				return fmt.Errorf("seed api key %s/%s: %s is not set", k.Organization, k.ID, k.SecretEnv)
+			}
+			if err := identity.ValidateSecret(secret); err != nil {
+				return fmt.Errorf("seed api key %s/%s: %s: %w", k.Organization, k.ID, k.SecretEnv, err)
+			}
+			key.Hash = identity.HashKey(secret)
+			key.Prefix = identity.Prefix(secret)
+		} else {
+			b, _ := hex.DecodeString(k.SHA256) // checked by resources.Validate
+			copy(key.Hash[:], b)
+			key.Prefix = "sha256:" + k.SHA256[:5]
+		}
+		if err := store.PutAPIKey(ctx, key); err != nil {
+			return fmt.Errorf("seed api key %s/%s: %w", k.Organization, k.ID, err)
+		}
+	}
+	return nil
+}
+
+func seedPolicy(ctx context.Context, store policy.Store, res *resources.File) error {
+	for _, p := range res.Policies {
+		pol := policy.Policy{
+			ID: p.ID, OrganizationID: p.Organization, Description: p.Description, Effect: policy.Effect(p.Effect),
+			Subjects: p.Subjects, Models: p.Models, ModerationProfile: p.ModerationProfile, MaxOutputTokens: p.MaxOutputTokens,
+		}
+		if _, err := store.PutPolicy(ctx, pol); err != nil {
+			return fmt.Errorf("seed policy %s/%s: %w", p.Organization, p.ID, err)
+		}
+	}
+	return nil
+}
+
+var (
+	partitions = map[string]quota.Partition{
+		"organization": quota.ByOrganization, "team": quota.ByTeam, "subject": quota.BySubject, "api_key": quota.ByAPIKey,
+	}
+	kinds = map[string]quota.Kind{"requests": quota.KindRequests, "tokens": quota.KindTokens}
+)
+
+func limitsOf(res *resources.File) ([]quota.Limit, error) {
+	var out []quota.Limit
+	for _, l := range res.Limits {
+		by, ok := partitions[l.Scope]
+		if !ok {
+			return nil, fmt.Errorf("limit %q: scope must be organization, team, subject or api_key", l.Name)
+		}
+		kind, ok := kinds[l.Kind]
+		if !ok {
+			return nil, fmt.Errorf("limit %q: kind must be requests or tokens", l.Name)
+		}
+		out = append(out, quota.Limit{
+			Name:  l.Name,
+			Match: quota.Match{OrganizationID: l.Organization, TeamID: l.Team, Subject: l.Subject, APIKeyID: l.APIKey, Model: l.Model},
+			Scope: quota.Scope{By: by, PerModel: l.PerModel}, Kind: kind, Amount: l.Amount, Window: l.Window,
+		})
+	}
+	return out, nil
+}
+
+// demoKey returns the demo API key: FMGATE_DEMO_API_KEY when set, else a new one.
+func demoKey() (key string, generated bool, err error) {
+	if k, ok := os.LookupEnv(DemoKeyEnv); ok && k != "" {
+		if err := identity.ValidateSecret(k); err != nil {
+			return "", false, fmt.Errorf("%s: %w", DemoKeyEnv, err)
+		}
+		return k, false, nil
+	}
+	k, err := identity.NewKey()
+	return k, true, err
+}
+
+func lookupEnv(name string) (string, bool) { return os.LookupEnv(name) }

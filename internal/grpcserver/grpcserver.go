@@ -1,0 +1,303 @@
+// Package grpcserver builds the one gRPC server of an fmgate process and the in-process
+// channels through which its services call each other.
+//
+// Every service is registered once, through Server.RegisterService, and becomes reachable
+// both over the network (the grpc.Server) and in process (Channel). Both paths run the same
+// interceptors (panic recovery, error normalisation, one log line per RPC) and the same
+// OpenTelemetry stats handlers, so all-in-one and mesh deployments behave alike; only the
+// transport differs.
+package grpcserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/fullstorydev/grpchan/inprocgrpc"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/stats"
+	"google.golang.org/grpc/status"
+
+	"github.com/fmgate/fmgate/internal/telemetry"
+)
+
+// Server is the gRPC server of one process.
+type Server struct {
+	grpc     *grpc.Server
+	health   *health.Server
+	log      *slog.Logger
+	tracing  *telemetry.Providers
+	unary    grpc.UnaryServerInterceptor
+	stream   grpc.StreamServerInterceptor
+	stats    stats.Handler
+	services []registration
+	channels []*inprocgrpc.Channel
+}
+
+type registration struct {
+	desc *grpc.ServiceDesc
+	impl any
+}
+
+// New returns a server whose RPCs are traced with the provider of the service they belong
+// to.
+func New(log *slog.Logger, tracing *telemetry.Providers, opts ...grpc.ServerOption) *Server {
+	s := &Server{log: log, tracing: tracing, health: health.NewServer()}
+	s.stats = newServiceStats(tracing)
+	s.unary = chainUnary(s.logUnary, recoverUnary(log))
+	s.stream = chainStream(s.logStream, recoverStream(log))
+	opts = append([]grpc.ServerOption{
+		grpc.StatsHandler(s.stats),
+		grpc.ChainUnaryInterceptor(s.unary),
+		grpc.ChainStreamInterceptor(s.stream),
+	}, opts...)
+	s.grpc = grpc.NewServer(opts...)
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+	return s
+}
+
+// RegisterService implements grpc.ServiceRegistrar. The service starts NOT_SERVING in
+// grpc.health.v1 until SetServing.
+func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any) {
+	s.grpc.RegisterService(desc, impl)
+	s.services = append(s.services, registration{desc: desc, impl: impl})
+	for _, ch := range s.channels {
+		ch.RegisterService(desc, impl)
+	}
+	s.health.SetServingStatus(desc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+}
+
+// GRPC returns the network server, for Serve and GracefulStop.
+func (s *Server) GRPC() *grpc.Server { return s.grpc }
+
+// SetServing marks every registered service, and the process as a whole (""), as serving or
+// not in grpc.health.v1.
+func (s *Server) SetServing(serving bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if serving {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	for _, r := range s.services {
+		s.health.SetServingStatus(r.desc.ServiceName, st)
+	}
+	s.health.SetServingStatus("", st)
+}
+
+// Health returns the health server, which the edge's /readyz consults.
+func (s *Server) Health() healthpb.HealthServer { return s.health }
+
+// Channel returns an in-process channel to every service registered on s, before or after
+// this call, for the calls made by service caller (its client spans report under caller's
+// service name). Services are registered at start-up, before any call is made.
+func (s *Server) Channel(caller string) grpc.ClientConnInterface {
+	ch := new(inprocgrpc.Channel).
+		WithServerUnaryInterceptor(s.unary).
+		WithServerStreamInterceptor(s.stream).
+		WithServerStatsHandler(s.stats).
+		WithClientStatsHandler(clientStats(s.tracing, caller))
+	for _, r := range s.services {
+		ch.RegisterService(r.desc, r.impl)
+	}
+	s.channels = append(s.channels, ch)
+	return ch
+}
+
+// Dial returns a client connection to a peer process at addr for calls made by service
+// caller. The connection is lazy: it connects on first use and reconnects by itself.
+func Dial(addr, caller string, tracing *telemetry.Providers, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
+	conn, err := grpc.NewClient(addr, append([]grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithStatsHandler(clientStats(tracing, caller)),
+	}, opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
+	}
+	return conn, nil
+}
+
+func clientStats(tracing *telemetry.Providers, caller string) stats.Handler {
+	return otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(tracing.For(caller)))
+}
+
+// ServiceOf returns the fmgate service that owns a full method name:
+// "/fmgate.registry.v1.RegistryService/ResolveRoute" → "registry". The public gateway
+// contract belongs to the edge. Anything else returns "".
+func ServiceOf(fullMethod string) string {
+	rest, ok := strings.CutPrefix(fullMethod, "/fmgate.")
+	if !ok {
+		return ""
+	}
+	name, _, _ := strings.Cut(rest, ".")
+	if name == "gateway" {
+		return "edge"
+	}
+	return name
+}
+
+// serviceStats routes each RPC to the otelgrpc server handler of the service it belongs to,
+// so that one grpc.Server can host several services, each with its own service.name.
+type serviceStats struct {
+	byService map[string]stats.Handler
+	fallback  stats.Handler
+}
+
+type statsKey struct{}
+
+func newServiceStats(tracing *telemetry.Providers) *serviceStats {
+	notHealth := otelgrpc.WithFilter(func(info *stats.RPCTagInfo) bool {
+		return !strings.HasPrefix(info.FullMethodName, "/grpc.")
+	})
+	ss := &serviceStats{byService: map[string]stats.Handler{}}
+	for _, svc := range []string{"edge", "registry", "identity", "policy", "quota", "moderation", "dispatch"} {
+		ss.byService[svc] = otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tracing.For(svc)), notHealth)
+	}
+	ss.fallback = otelgrpc.NewServerHandler(notHealth)
+	return ss
+}
+
+func (ss *serviceStats) pick(method string) stats.Handler {
+	if h, ok := ss.byService[ServiceOf(method)]; ok {
+		return h
+	}
+	return ss.fallback
+}
+
+func (ss *serviceStats) TagRPC(ctx context.Context, info *stats.RPCTagInfo) context.Context {
+	h := ss.pick(info.FullMethodName)
+	return h.TagRPC(context.WithValue(ctx, statsKey{}, h), info)
+}
+
+func (ss *serviceStats) HandleRPC(ctx context.Context, rs stats.RPCStats) {
+	if h, ok := ctx.Value(statsKey{}).(stats.Handler); ok {
+		h.HandleRPC(ctx, rs)
+	}
+}
+
+func (ss *serviceStats) TagConn(ctx context.Context, info *stats.ConnTagInfo) context.Context {
+	return ss.fallback.TagConn(ctx, info)
+}
+
+func (ss *serviceStats) HandleConn(ctx context.Context, cs stats.ConnStats) {
+	ss.fallback.HandleConn(ctx, cs)
+}
+
+// normalize turns what a handler returned into what the caller sees: status errors pass
+// unchanged, context errors become Canceled/DeadlineExceeded, and anything else becomes
+// Internal with a generic message naming the trace id, after its real text is logged once.
+func (s *Server) normalize(ctx context.Context, method string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	switch {
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "request canceled")
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
+	}
+	requestID := trace.SpanContextFromContext(ctx).TraceID().String()
+	s.log.ErrorContext(ctx, "internal error", "method", method, "error", err.Error())
+	return status.Errorf(codes.Internal, "internal error (request id %s)", requestID)
+}
+
+func (s *Server) logUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	resp, err := handler(ctx, req)
+	err = s.normalize(ctx, info.FullMethod, err)
+	s.logRPC(ctx, info.FullMethod, start, err)
+	return resp, err
+}
+
+func (s *Server) logStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	start := time.Now()
+	err := s.normalize(ss.Context(), info.FullMethod, handler(srv, ss))
+	s.logRPC(ss.Context(), info.FullMethod, start, err)
+	return err
+}
+
+// logRPC writes the one line per RPC, at a level that follows the code.
+func (s *Server) logRPC(ctx context.Context, method string, start time.Time, err error) {
+	if strings.HasPrefix(method, "/grpc.health.") {
+		return
+	}
+	code := status.Code(err)
+	level := slog.LevelInfo
+	switch code {
+	case codes.OK:
+	case codes.Internal, codes.Unknown, codes.Unavailable, codes.DataLoss:
+		level = slog.LevelError
+	default:
+		level = slog.LevelWarn
+	}
+	if !s.log.Enabled(ctx, level) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("service", ServiceOf(method)),
+		slog.String("method", method),
+		slog.String("code", code.String()),
+		slog.Duration("duration", time.Since(start)),
+	}
+	if err != nil {
+		attrs = append(attrs, slog.String("message", status.Convert(err).Message()))
+	}
+	s.log.LogAttrs(ctx, level, "rpc", attrs...)
+}
+
+func recoverUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				err = panicked(ctx, log, info.FullMethod, p)
+			}
+		}()
+		return handler(ctx, req)
+	}
+}
+
+func recoverStream(log *slog.Logger) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				err = panicked(ss.Context(), log, info.FullMethod, p)
+			}
+		}()
+		return handler(srv, ss)
+	}
+}
+
+func panicked(ctx context.Context, log *slog.Logger, method string, p any) error {
+	log.ErrorContext(ctx, "panic in handler", "method", method, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+	requestID := trace.SpanContextFromContext(ctx).TraceID().String()
+	return status.Errorf(codes.Internal, "internal error (request id %s)", requestID)
+}
+
+func chainUnary(outer, inner grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		return outer(ctx, req, info, func(ctx context.Context, req any) (any, error) {
+			return inner(ctx, req, info, handler)
+		})
+	}
+}
+
+func chainStream(outer, inner grpc.StreamServerInterceptor) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		return outer(srv, ss, info, func(srv any, ss grpc.ServerStream) error {
+			return inner(srv, ss, info, handler)
+		})
+	}
+}

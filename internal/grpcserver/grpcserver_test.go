@@ -1,0 +1,183 @@
+package grpcserver
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
+
+	registryv1 "github.com/fmgate/fmgate/gen/fmgate/registry/v1"
+	"github.com/fmgate/fmgate/internal/telemetry"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// registry is a test double whose behaviour each test picks.
+type registry struct {
+	registryv1.UnimplementedRegistryServiceServer
+	endpoint func(context.Context) (*registryv1.GetEndpointResponse, error)
+}
+
+func (r registry) GetEndpoint(ctx context.Context, _ *registryv1.GetEndpointRequest) (*registryv1.GetEndpointResponse, error) {
+	return r.endpoint(ctx)
+}
+
+func setup(t *testing.T, impl registry) (*Server, *tracetest.InMemoryExporter, *bytes.Buffer) {
+	t.Helper()
+	exp := tracetest.NewInMemoryExporter()
+	tracing, shutdown, err := telemetry.Setup(t.Context(), telemetry.Config{
+		Services: []string{"edge", "registry"}, Exporter: exp, Synchronous: true,
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = shutdown(context.Background()) })
+	var logs bytes.Buffer
+	s := New(slog.New(slog.NewJSONHandler(&logs, nil)), tracing)
+	registryv1.RegisterRegistryServiceServer(s, impl)
+	return s, exp, &logs
+}
+
+func TestServiceOf(t *testing.T) {
+	for method, want := range map[string]string{
+		"/fmgate.registry.v1.RegistryService/ResolveRoute": "registry",
+		"/fmgate.gateway.v1.GatewayService/Generate":       "edge",
+		"/grpc.health.v1.Health/Check":                     "",
+		"bogus":                                            "",
+	} {
+		assert.Equal(t, want, ServiceOf(method), method)
+	}
+}
+
+func TestErrorsAreNormalised(t *testing.T) {
+	for name, tc := range map[string]struct {
+		fail   func(context.Context) (*registryv1.GetEndpointResponse, error)
+		code   codes.Code
+		hidden string
+		inLogs string
+	}{
+		"status passes": {
+			fail: func(context.Context) (*registryv1.GetEndpointResponse, error) {
+				return nil, status.Error(codes.NotFound, "no endpoint e1")
+			},
+			code: codes.NotFound,
+		},
+		"raw error becomes internal": {
+			fail: func(context.Context) (*registryv1.GetEndpointResponse, error) {
+				return nil, errors.New("pq: password=hunter2 rejected")
+			},
+			code: codes.Internal, hidden: "hunter2", inLogs: "hunter2",
+		},
+		"panic becomes internal": {
+			fail: func(context.Context) (*registryv1.GetEndpointResponse, error) { panic("boom secret") },
+			code: codes.Internal, hidden: "boom", inLogs: "boom secret",
+		},
+		"context canceled": {
+			fail: func(context.Context) (*registryv1.GetEndpointResponse, error) {
+				return nil, context.Canceled
+			},
+			code: codes.Canceled,
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s, _, logs := setup(t, registry{endpoint: tc.fail})
+			client := registryv1.NewRegistryServiceClient(s.Channel("edge"))
+			_, err := client.GetEndpoint(t.Context(), &registryv1.GetEndpointRequest{})
+			assert.Equal(t, tc.code, status.Code(err))
+			if tc.hidden != "" {
+				assert.NotContains(t, status.Convert(err).Message(), tc.hidden)
+				assert.Contains(t, status.Convert(err).Message(), "request id")
+			}
+			if tc.inLogs != "" {
+				assert.Contains(t, logs.String(), tc.inLogs)
+			}
+			assert.Contains(t, logs.String(), `"method":"/fmgate.registry.v1.RegistryService/GetEndpoint"`)
+		})
+	}
+}
+
+// The in-process channel must carry the trace across services and give each side the
+// service.name of the service it belongs to, exactly as the network path does.
+func TestTracePropagatesInProcessAndOverNetwork(t *testing.T) {
+	ok := func(context.Context) (*registryv1.GetEndpointResponse, error) {
+		return &registryv1.GetEndpointResponse{}, nil
+	}
+	s, exp, _ := setup(t, registry{endpoint: ok})
+
+	lis := bufconn.Listen(1 << 20)
+	go func() { _ = s.GRPC().Serve(lis) }()
+	t.Cleanup(s.GRPC().Stop)
+	conn, err := Dial("passthrough:///bufnet", "edge", s.tracing,
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+
+	for _, cc := range []struct {
+		name string
+		call func(ctx context.Context) error
+	}{
+		{"inproc", func(ctx context.Context) error {
+			_, err := registryv1.NewRegistryServiceClient(s.Channel("edge")).GetEndpoint(ctx, &registryv1.GetEndpointRequest{})
+			return err
+		}},
+		{"network", func(ctx context.Context) error {
+			_, err := registryv1.NewRegistryServiceClient(conn).GetEndpoint(ctx, &registryv1.GetEndpointRequest{})
+			return err
+		}},
+	} {
+		t.Run(cc.name, func(t *testing.T) {
+			exp.Reset()
+			require.NoError(t, cc.call(t.Context()))
+			var spans []sdktrace.ReadOnlySpan
+			require.Eventually(t, func() bool {
+				spans = exp.GetSpans().Snapshots()
+				return len(spans) == 2
+			}, timeout, tick)
+			services := map[string]string{}
+			for _, sp := range spans {
+				services[sp.SpanKind().String()] = serviceName(sp.Resource().Attributes())
+			}
+			assert.Equal(t, "fmgate-edge", services["client"])
+			assert.Equal(t, "fmgate-registry", services["server"])
+			assert.Equal(t, spans[0].SpanContext().TraceID(), spans[1].SpanContext().TraceID())
+		})
+	}
+}
+
+func serviceName(attrs []attribute.KeyValue) string {
+	for _, kv := range attrs {
+		if kv.Key == "service.name" {
+			return kv.Value.AsString()
+		}
+	}
+	return ""
+}
+
+func TestHealthFollowsSetServing(t *testing.T) {
+	s, _, _ := setup(t, registry{})
+	check := func() healthpb.HealthCheckResponse_ServingStatus {
+		resp, err := s.Health().Check(t.Context(), &healthpb.HealthCheckRequest{Service: "fmgate.registry.v1.RegistryService"})
+		require.NoError(t, err)
+		return resp.Status
+	}
+	assert.Equal(t, healthpb.HealthCheckResponse_NOT_SERVING, check())
+	s.SetServing(true)
+	assert.Equal(t, healthpb.HealthCheckResponse_SERVING, check())
+}
+
+const (
+	timeout = 5e9
+	tick    = 1e7
+)

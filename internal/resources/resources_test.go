@@ -1,0 +1,53 @@
+package resources
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestParse(t *testing.T) {
+	f, err := Parse([]byte(`
+models:
+  - organization: acme
+    name: gpt
+    lifecycle: approved
+    endpoints: [e1]
+api_keys:
+  - organization: acme
+    id: k1
+    secret_env: ACME_KEY
+limits:
+  - name: rpm
+    organization: acme
+    scope: api_key
+    kind: requests
+    amount: 10
+    window: 1m
+`))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"e1"}, f.Models[0].Endpoints)
+	assert.Equal(t, "1m0s", f.Limits[0].Window.String())
+}
+
+func TestParseRejects(t *testing.T) {
+	for name, doc := range map[string]string{
+		"unknown field":      "models:\n  - organization: a\n    name: m\n    api_base: http://evil\n",
+		"duplicate model":    "models:\n  - {organization: a, name: m}\n  - {organization: a, name: m}\n",
+		"key without secret": "api_keys:\n  - {organization: a, id: k}\n",
+		"bad hash":           "api_keys:\n  - {organization: a, id: k, sha256: abc}\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := Parse([]byte(doc))
+			assert.Error(t, err)
+		})
+	}
+}
+
+func TestEmptyAndDemo(t *testing.T) {
+	f, err := Parse(nil)
+	require.NoError(t, err)
+	assert.Empty(t, f.Models)
+	assert.NoError(t, Demo("http://127.0.0.1:1/v1", "FMGATE_DEMO_API_KEY").Validate())
+}

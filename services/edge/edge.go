@@ -1,0 +1,476 @@
+// Package edge is fmgate's public surface: the native GatewayService (gRPC, and REST through
+// grpc-gateway), health endpoints and the OpenAPI document. For each generation it
+// orchestrates the other services through their generated clients:
+//
+//	identity.Authenticate → registry.ResolveRoute → policy.Evaluate
+//	→ quota.Reserve ∥ moderation.ScreenInput → dispatch → moderation.ScreenOutput
+//	→ quota.Commit (after the answer, off the request path)
+//
+// A refusal at any step ends the request with that step's status code.
+package edge
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	dispatchv1 "github.com/fmgate/fmgate/gen/fmgate/dispatch/v1"
+	gatewayv1 "github.com/fmgate/fmgate/gen/fmgate/gateway/v1"
+	identityv1 "github.com/fmgate/fmgate/gen/fmgate/identity/v1"
+	moderationv1 "github.com/fmgate/fmgate/gen/fmgate/moderation/v1"
+	policyv1 "github.com/fmgate/fmgate/gen/fmgate/policy/v1"
+	quotav1 "github.com/fmgate/fmgate/gen/fmgate/quota/v1"
+	registryv1 "github.com/fmgate/fmgate/gen/fmgate/registry/v1"
+	typev1 "github.com/fmgate/fmgate/gen/fmgate/type/v1"
+	"github.com/fmgate/fmgate/internal/apierr"
+)
+
+// DefaultModerationProfile screens requests whose policy names no profile: moderation is
+// never skipped silently.
+const DefaultModerationProfile = "default"
+
+// Deps are the services the edge orchestrates, as generated clients (in process or over
+// the network: the edge cannot tell), and its logger.
+type Deps struct {
+	Identity   identityv1.IdentityServiceClient
+	Registry   registryv1.RegistryServiceClient
+	Policy     policyv1.PolicyServiceClient
+	Quota      quotav1.QuotaServiceClient
+	Moderation moderationv1.ModerationServiceClient
+	Dispatch   dispatchv1.DispatchServiceClient
+	Log        *slog.Logger
+}
+
+// Config holds optional knobs; the zero value works.
+type Config struct {
+	// CommitTimeout bounds each attempt to record usage after a generation (default 5s).
+	CommitTimeout time.Duration
+	// CommitAttempts is how often recording usage is tried before it is logged as lost
+	// (default 5).
+	CommitAttempts int
+}
+
+// Server implements gatewayv1.GatewayServiceServer.
+type Server struct {
+	gatewayv1.UnimplementedGatewayServiceServer
+	d       Deps
+	cfg     Config
+	commits sync.WaitGroup
+}
+
+// NewServer returns the gateway server.
+func NewServer(d Deps, cfg Config) *Server {
+	if cfg.CommitTimeout <= 0 {
+		cfg.CommitTimeout = 5 * time.Second
+	}
+	if cfg.CommitAttempts <= 0 {
+		cfg.CommitAttempts = 5
+	}
+	return &Server{d: d, cfg: cfg}
+}
+
+// Register adds the service to r. All-in-one and mesh make the same call.
+func (s *Server) Register(r grpc.ServiceRegistrar) { gatewayv1.RegisterGatewayServiceServer(r, s) }
+
+// Close waits, up to ctx's deadline, for usage records still being written.
+func (s *Server) Close(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { s.commits.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// admitted is what the steps before dispatch decided about a request.
+type admitted struct {
+	principal  *identityv1.Principal
+	route      *registryv1.ResolveRouteResponse
+	profile    string
+	messages   []*typev1.Message
+	params     *typev1.GenerationParams
+	moderation []*gatewayv1.ModerationNotice
+}
+
+// Generate implements gatewayv1.GatewayServiceServer.
+func (s *Server) Generate(ctx context.Context, req *gatewayv1.GenerateRequest) (*gatewayv1.GenerateResponse, error) {
+	a, err := s.admit(ctx, req.GetModel(), req.GetMessages(), req.GetParams(), false)
+	if err != nil {
+		return nil, err
+	}
+	out, err := s.d.Dispatch.Generate(ctx, &dispatchv1.GenerateRequest{
+		OrganizationId: a.principal.GetOrganizationId(),
+		EndpointIds:    endpointIDs(a.route),
+		Messages:       a.messages,
+		Params:         a.params,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.commit(ctx, a, out.GetUsage())
+
+	resp := &gatewayv1.GenerateResponse{
+		Id:           newID(),
+		Model:        req.GetModel(),
+		Message:      out.GetMessage(),
+		FinishReason: out.GetFinishReason(),
+		Usage:        out.GetUsage(),
+		Moderation:   a.moderation,
+	}
+	screened, err := s.d.Moderation.ScreenOutput(ctx, &moderationv1.ScreenOutputRequest{
+		OrganizationId: a.principal.GetOrganizationId(),
+		Profile:        a.profile,
+		Message:        out.GetMessage(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	resp.Moderation = append(resp.Moderation, notices("output", screened.GetFindings())...)
+	switch screened.GetVerdict() {
+	case moderationv1.Verdict_VERDICT_BLOCK:
+		resp.Message = &typev1.Message{Role: typev1.Role_ROLE_ASSISTANT}
+		resp.FinishReason = typev1.FinishReason_FINISH_REASON_CONTENT_FILTER
+	case moderationv1.Verdict_VERDICT_MODIFIED:
+		resp.Message = screened.GetMessage()
+	}
+	annotate(ctx, req.GetModel(), out.GetResponseModel(), out.GetUsage())
+	return resp, nil
+}
+
+// StreamGenerate implements gatewayv1.GatewayServiceServer.
+//
+// Output is screened as it streams: text is held back until a whitespace boundary, so that
+// each screened segment ends between words and a detector never sees half an e-mail address.
+func (s *Server) StreamGenerate(req *gatewayv1.StreamGenerateRequest, stream grpc.ServerStreamingServer[gatewayv1.StreamGenerateResponse]) error {
+	ctx := stream.Context()
+	a, err := s.admit(ctx, req.GetModel(), req.GetMessages(), req.GetParams(), true)
+	if err != nil {
+		return err
+	}
+	up, err := s.d.Dispatch.StreamGenerate(ctx, &dispatchv1.StreamGenerateRequest{
+		OrganizationId: a.principal.GetOrganizationId(),
+		EndpointIds:    endpointIDs(a.route),
+		Messages:       a.messages,
+		Params:         a.params,
+	})
+	if err != nil {
+		return err
+	}
+	id := newID()
+	first := true
+	var held strings.Builder
+	var usage *typev1.Usage
+	responseModel := ""
+	send := func(text string, last *dispatchv1.StreamGenerateResponse) error {
+		ev := &gatewayv1.StreamGenerateResponse{Id: id, Model: req.GetModel(), TextDelta: text}
+		if first {
+			ev.Moderation = a.moderation
+			first = false
+		}
+		if last != nil {
+			ev.FinishReason = last.GetFinishReason()
+			ev.Usage = last.GetUsage()
+		}
+		return stream.Send(ev)
+	}
+	for {
+		chunk, err := up.Recv()
+		if err != nil {
+			// io.EOF without a final chunk, or an upstream failure: either way the answer is
+			// incomplete, so the caller gets an error, never a silent truncation.
+			s.commit(ctx, a, usage)
+			if status.Code(err) == codes.Unknown {
+				return status.Error(codes.Unavailable, "upstream stream ended without a final chunk")
+			}
+			return err
+		}
+		responseModel = chunk.GetResponseModel()
+		held.WriteString(chunk.GetTextDelta())
+		last := chunk.GetFinishReason() != typev1.FinishReason_FINISH_REASON_UNSPECIFIED
+		ready := held.String()
+		if !last {
+			cut := strings.LastIndexAny(ready, " \t\n")
+			if cut < 0 {
+				continue
+			}
+			ready = ready[:cut+1]
+		}
+		rest := held.String()[len(ready):]
+		text, blocked, err := s.screenSegment(ctx, a, ready)
+		if err != nil {
+			return err
+		}
+		held.Reset()
+		held.WriteString(rest)
+		if blocked {
+			usage = chunk.GetUsage()
+			s.commit(ctx, a, usage)
+			return stream.Send(&gatewayv1.StreamGenerateResponse{
+				Id: id, Model: req.GetModel(), FinishReason: typev1.FinishReason_FINISH_REASON_CONTENT_FILTER,
+			})
+		}
+		if last {
+			usage = chunk.GetUsage()
+			s.commit(ctx, a, usage)
+			annotate(ctx, req.GetModel(), responseModel, usage)
+			return send(text, chunk)
+		}
+		if text != "" {
+			if err := send(text, nil); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (s *Server) screenSegment(ctx context.Context, a *admitted, text string) (string, bool, error) {
+	if text == "" {
+		return "", false, nil
+	}
+	out, err := s.d.Moderation.ScreenOutput(ctx, &moderationv1.ScreenOutputRequest{
+		OrganizationId: a.principal.GetOrganizationId(),
+		Profile:        a.profile,
+		Message:        &typev1.Message{Role: typev1.Role_ROLE_ASSISTANT, Content: []*typev1.ContentPart{{Part: &typev1.ContentPart_Text{Text: text}}}},
+	})
+	if err != nil {
+		return "", false, err
+	}
+	switch out.GetVerdict() {
+	case moderationv1.Verdict_VERDICT_BLOCK:
+		return "", true, nil
+	case moderationv1.Verdict_VERDICT_MODIFIED:
+		return messageText(out.GetMessage()), false, nil
+	}
+	return text, false, nil
+}
+
+// ListModels implements gatewayv1.GatewayServiceServer: the organisation's routable models
+// that policy grants to the caller.
+func (s *Server) ListModels(ctx context.Context, req *gatewayv1.ListModelsRequest) (*gatewayv1.ListModelsResponse, error) {
+	p, err := s.authenticate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if req.GetPageSize() < 0 {
+		return nil, apierr.Field("page_size", "must not be negative")
+	}
+	page, err := s.d.Registry.ListModels(ctx, &registryv1.ListModelsRequest{
+		OrganizationId: p.GetOrganizationId(), PageSize: req.GetPageSize(), PageToken: req.GetPageToken(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	resp := &gatewayv1.ListModelsResponse{NextPageToken: page.GetNextPageToken()}
+	for _, m := range page.GetModels() {
+		d, err := s.d.Policy.Evaluate(ctx, &policyv1.EvaluateRequest{Principal: p, Model: m.GetName(), Request: &policyv1.RequestFacts{}})
+		if err != nil {
+			return nil, err
+		}
+		if d.GetDecision() != policyv1.Decision_DECISION_ALLOW {
+			continue
+		}
+		resp.Models = append(resp.Models, &gatewayv1.Model{
+			Name: m.GetName(), DisplayName: m.GetDisplayName(), Vendor: m.GetVendor(), ContextWindow: m.GetContextWindow(),
+		})
+	}
+	return resp, nil
+}
+
+// admit runs every step before dispatch: authentication, validation, routing, policy, then
+// quota and input moderation together.
+func (s *Server) admit(ctx context.Context, model string, msgs []*typev1.Message, params *typev1.GenerationParams, stream bool) (*admitted, error) {
+	p, err := s.authenticate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := validate(model, msgs, params); err != nil {
+		return nil, err
+	}
+	route, err := s.d.Registry.ResolveRoute(ctx, &registryv1.ResolveRouteRequest{OrganizationId: p.GetOrganizationId(), Model: model})
+	if err != nil {
+		return nil, err
+	}
+	decision, err := s.d.Policy.Evaluate(ctx, &policyv1.EvaluateRequest{
+		Principal: p,
+		Model:     model,
+		Request: &policyv1.RequestFacts{
+			MessageCount: int32(len(msgs)), Stream: stream, MaxOutputTokens: params.GetMaxOutputTokens(),
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if decision.GetDecision() != policyv1.Decision_DECISION_ALLOW {
+		msg := "model " + model + " is not granted to " + p.GetSubject()
+		if len(decision.GetReasons()) > 0 {
+			msg += ": " + strings.Join(decision.GetReasons(), "; ")
+		}
+		return nil, apierr.WithReason(codes.PermissionDenied, "MODEL_NOT_GRANTED", msg)
+	}
+	a := &admitted{principal: p, route: route, profile: decision.GetObligations().GetModerationProfile(), params: params}
+	if a.profile == "" {
+		a.profile = DefaultModerationProfile
+	}
+	if limit := decision.GetObligations().GetMaxOutputTokens(); limit > 0 && params.GetMaxOutputTokens() == 0 {
+		a.params = cloneParams(params)
+		a.params.MaxOutputTokens = &limit
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		_, err := s.d.Quota.Reserve(gctx, &quotav1.ReserveRequest{Subject: subjectOf(p), Model: model})
+		return err
+	})
+	var screened *moderationv1.ScreenInputResponse
+	g.Go(func() error {
+		var err error
+		screened, err = s.d.Moderation.ScreenInput(gctx, &moderationv1.ScreenInputRequest{
+			OrganizationId: p.GetOrganizationId(), Profile: a.profile, Messages: msgs,
+		})
+		return err
+	})
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	a.moderation = notices("input", screened.GetFindings())
+	switch screened.GetVerdict() {
+	case moderationv1.Verdict_VERDICT_BLOCK:
+		return nil, apierr.WithReason(codes.InvalidArgument, "INPUT_BLOCKED",
+			"the prompt was blocked by moderation ("+detectorNames(screened.GetFindings())+")")
+	case moderationv1.Verdict_VERDICT_MODIFIED:
+		a.messages = screened.GetMessages()
+	default:
+		a.messages = msgs
+	}
+	return a, nil
+}
+
+// authenticate resolves the caller's API key, sent as `authorization: Bearer <key>`.
+func (s *Server) authenticate(ctx context.Context) (*identityv1.Principal, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	values := md.Get("authorization")
+	if len(values) == 0 || values[0] == "" {
+		return nil, status.Error(codes.Unauthenticated, "missing API key: send it as 'Authorization: Bearer <key>'")
+	}
+	resp, err := s.d.Identity.Authenticate(ctx, &identityv1.AuthenticateRequest{Credential: values[0]})
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetPrincipal(), nil
+}
+
+// commit records usage against token limits after the answer, detached from the caller's
+// cancellation and retried, so that a client hanging up does not erase what it consumed.
+func (s *Server) commit(ctx context.Context, a *admitted, usage *typev1.Usage) {
+	if usage.GetTotalTokens() == 0 {
+		return
+	}
+	req := &quotav1.CommitRequest{Subject: subjectOf(a.principal), Model: a.route.GetModel().GetName(), Usage: usage}
+	detached := context.WithoutCancel(ctx)
+	s.commits.Add(1)
+	go func() {
+		defer s.commits.Done()
+		backoff := 50 * time.Millisecond
+		for attempt := 1; ; attempt++ {
+			actx, cancel := context.WithTimeout(detached, s.cfg.CommitTimeout)
+			_, err := s.d.Quota.Commit(actx, req)
+			cancel()
+			if err == nil {
+				return
+			}
+			if attempt == s.cfg.CommitAttempts || status.Code(err) == codes.InvalidArgument {
+				s.d.Log.ErrorContext(detached, "usage not recorded", "organization_id", req.GetSubject().GetOrganizationId(),
+					"model", req.GetModel(), "total_tokens", usage.GetTotalTokens(), "error", status.Convert(err).Message())
+				return
+			}
+			time.Sleep(backoff)
+			backoff *= 2
+		}
+	}()
+}
+
+func subjectOf(p *identityv1.Principal) *quotav1.Subject {
+	return &quotav1.Subject{
+		OrganizationId: p.GetOrganizationId(), Subject: p.GetSubject(), TeamId: p.GetTeamId(), ApiKeyId: p.GetApiKeyId(),
+	}
+}
+
+func endpointIDs(route *registryv1.ResolveRouteResponse) []string {
+	ids := make([]string, 0, len(route.GetEndpoints()))
+	for _, e := range route.GetEndpoints() {
+		ids = append(ids, e.GetId())
+	}
+	return ids
+}
+
+func notices(stage string, findings []*moderationv1.Finding) []*gatewayv1.ModerationNotice {
+	var out []*gatewayv1.ModerationNotice
+	for _, f := range findings {
+		out = append(out, &gatewayv1.ModerationNotice{
+			Stage: stage, Detector: f.GetDetector(), Count: f.GetCount(),
+			Action: strings.ToLower(strings.TrimPrefix(f.GetAction().String(), "ACTION_")),
+		})
+	}
+	return out
+}
+
+func detectorNames(findings []*moderationv1.Finding) string {
+	var names []string
+	for _, f := range findings {
+		if f.GetAction() == moderationv1.Action_ACTION_BLOCK {
+			names = append(names, f.GetDetector())
+		}
+	}
+	return strings.Join(names, ", ")
+}
+
+func messageText(m *typev1.Message) string {
+	var b strings.Builder
+	for _, p := range m.GetContent() {
+		b.WriteString(p.GetText())
+	}
+	return b.String()
+}
+
+func cloneParams(p *typev1.GenerationParams) *typev1.GenerationParams {
+	if p == nil {
+		return &typev1.GenerationParams{}
+	}
+	return proto.Clone(p).(*typev1.GenerationParams)
+}
+
+// annotate adds the GenAI semantic-convention attributes to the edge's span of the RPC.
+func annotate(ctx context.Context, model, responseModel string, usage *typev1.Usage) {
+	span := trace.SpanFromContext(ctx)
+	if !span.IsRecording() {
+		return
+	}
+	span.SetAttributes(
+		attribute.String("gen_ai.operation.name", "chat"),
+		attribute.String("gen_ai.request.model", model),
+		attribute.String("gen_ai.response.model", responseModel),
+		attribute.Int64("gen_ai.usage.input_tokens", usage.GetInputTokens()),
+		attribute.Int64("gen_ai.usage.output_tokens", usage.GetOutputTokens()),
+	)
+}
+
+func newID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return "gen-" + hex.EncodeToString(b[:])
+}

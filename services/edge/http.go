@@ -1,0 +1,92 @@
+package edge
+
+import (
+	"context"
+	_ "embed"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	gatewayv1 "github.com/fmgate/fmgate/gen/fmgate/gateway/v1"
+	"github.com/fmgate/fmgate/internal/apierr"
+)
+
+//go:embed openapi/fmgate.swagger.json
+var openAPI []byte
+
+// MaxBodyBytes is the largest request body the edge reads.
+const MaxBodyBytes = 4 << 20
+
+// HTTPConfig configures the edge's HTTP surface.
+type HTTPConfig struct {
+	// Gateway is a client of the local GatewayService; REST calls are transcoded onto it, so
+	// REST and gRPC callers take exactly the same path.
+	Gateway gatewayv1.GatewayServiceClient
+	// Ready reports whether the process should receive traffic (/readyz).
+	Ready func(context.Context) error
+	// TracerProvider traces incoming HTTP requests (the edge's provider).
+	TracerProvider trace.TracerProvider
+}
+
+// NewHTTPHandler returns the edge's HTTP handler: /api/v1 (grpc-gateway), the OpenAPI
+// document at /api/v1/openapi.json, /healthz and /readyz.
+func NewHTTPHandler(ctx context.Context, cfg HTTPConfig) (http.Handler, error) {
+	gw := runtime.NewServeMux(
+		runtime.WithErrorHandler(errorHandler),
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+			MarshalOptions: protojson.MarshalOptions{UseProtoNames: true},
+			// Unknown fields are rejected, not ignored: a field such as "api_base" must never
+			// be silently dropped in a way that makes the caller believe it took effect.
+			UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+		}),
+	)
+	if err := gatewayv1.RegisterGatewayServiceHandlerClient(ctx, gw, cfg.Gateway); err != nil {
+		return nil, fmt.Errorf("register gateway handlers: %w", err)
+	}
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if err := cfg.Ready(r.Context()); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = fmt.Fprintf(w, "not ready: %v\n", err)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.HandleFunc("GET /api/v1/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(openAPI)
+	})
+	mux.Handle("/api/v1/", http.MaxBytesHandler(gw, MaxBodyBytes))
+
+	return otelhttp.NewHandler(mux, "edge.http",
+		otelhttp.WithTracerProvider(cfg.TracerProvider),
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.URL.Path }),
+		otelhttp.WithFilter(func(r *http.Request) bool { return r.URL.Path != "/healthz" && r.URL.Path != "/readyz" }),
+	), nil
+}
+
+// errorHandler adds Retry-After to RESOURCE_EXHAUSTED answers that carry RetryInfo, then
+// writes grpc-gateway's standard error body ({code, message, details}) with the HTTP status
+// that matches the gRPC code.
+func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	if d, ok := apierr.RetryAfter(err); ok {
+		secs := int((d + time.Second - 1) / time.Second)
+		if secs < 1 {
+			secs = 1
+		}
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+	}
+	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
+}

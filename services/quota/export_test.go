@@ -1,0 +1,4 @@
+package quota
+
+// ToStatus exposes toStatus to the external test package.
+var ToStatus = toStatus
