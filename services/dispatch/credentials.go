@@ -1,0 +1,88 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+)
+
+// ErrCredentialUnavailable is wrapped by every CredentialResolver failure. Its messages name
+// the reference, never the secret.
+var ErrCredentialUnavailable = errors.New("credential unavailable")
+
+// CredentialResolver turns an endpoint's credential reference into the secret it names.
+// Implementations are safe for concurrent use; errors wrap ErrCredentialUnavailable and never
+// contain the secret.
+type CredentialResolver interface {
+	Resolve(ctx context.Context, ref string) (Credential, error)
+}
+
+// Credential is a vendor secret. It prints and logs as "[REDACTED]", so that it cannot leak
+// through a log line, a span or an error by accident; Reveal gives the value to the one place
+// that sends it to the vendor.
+type Credential struct{ value string }
+
+// NewCredential wraps a secret.
+func NewCredential(secret string) Credential { return Credential{value: secret} }
+
+// Reveal returns the secret.
+func (c Credential) Reveal() string { return c.value }
+
+// IsZero reports whether there is no secret.
+func (c Credential) IsZero() bool { return c.value == "" }
+
+// String implements fmt.Stringer without the secret.
+func (c Credential) String() string { return "[REDACTED]" }
+
+// GoString implements fmt.GoStringer without the secret.
+func (c Credential) GoString() string { return "[REDACTED]" }
+
+// LogValue implements slog.LogValuer without the secret.
+func (c Credential) LogValue() slog.Value { return slog.StringValue("[REDACTED]") }
+
+// redact removes the secret from s, for text that came from elsewhere (a vendor's error
+// message, a transport error).
+func (c Credential) redact(s string) string {
+	if c.value == "" {
+		return s
+	}
+	return strings.ReplaceAll(s, c.value, "[REDACTED]")
+}
+
+// EnvFileResolver resolves "env:NAME" from the process environment and "file:/path" from a
+// file (surrounding space trimmed, as mounted Kubernetes secrets often end with a newline).
+// The empty reference means the endpoint needs no credential.
+type EnvFileResolver struct{}
+
+// Resolve implements CredentialResolver.
+func (EnvFileResolver) Resolve(_ context.Context, ref string) (Credential, error) {
+	switch {
+	case ref == "":
+		return Credential{}, nil
+	case strings.HasPrefix(ref, "env:"):
+		name := strings.TrimPrefix(ref, "env:")
+		v, ok := os.LookupEnv(name)
+		if name == "" || !ok || v == "" {
+			return Credential{}, fmt.Errorf("%w: environment variable %q is not set", ErrCredentialUnavailable, name)
+		}
+		return NewCredential(v), nil
+	case strings.HasPrefix(ref, "file:"):
+		path := strings.TrimPrefix(ref, "file:")
+		b, err := os.ReadFile(path)
+		if err != nil {
+			// The path is not secret; the file's content never reaches this message.
+			return Credential{}, fmt.Errorf("%w: read %q: %v", ErrCredentialUnavailable, path, errors.Unwrap(err))
+		}
+		v := strings.TrimSpace(string(b))
+		if v == "" {
+			return Credential{}, fmt.Errorf("%w: file %q is empty", ErrCredentialUnavailable, path)
+		}
+		return NewCredential(v), nil
+	default:
+		// Not echoed: a misconfigured reference may be the secret itself.
+		return Credential{}, fmt.Errorf("%w: unsupported reference (want env:NAME or file:/path)", ErrCredentialUnavailable)
+	}
+}

@@ -1,0 +1,184 @@
+// Package identity authenticates callers: it stores API keys as SHA-256 hashes and turns a
+// presented key into the principal it belongs to.
+package identity
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"time"
+)
+
+var (
+	// ErrNotFound reports that no API key matches, in the caller's organisation.
+	ErrNotFound = errors.New("api key not found")
+	// ErrAlreadyExists reports that another API key already has the same hash.
+	ErrAlreadyExists = errors.New("api key already exists")
+)
+
+// KeyPrefix starts every API key that NewKey generates, so that secret scanners (and
+// fmgate's own moderation) recognise one.
+const KeyPrefix = "fmg_"
+
+// PrefixLen is the length of the visible prefix of a secret, kept in clear to let people
+// tell their keys apart. With KeyPrefix it reveals 8 of the 43 random characters: 48 of 256
+// bits, leaving 208 unknown.
+const PrefixLen = 12
+
+const (
+	minSecretLen = 32
+	// maxSecretLen bounds what Authenticate hashes; no real key comes near it.
+	maxSecretLen = 1024
+)
+
+// NewKey returns a new API key secret: KeyPrefix followed by 256 bits from crypto/rand,
+// base64url-encoded without padding (47 characters in all).
+func NewKey() (secret string, err error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("generate api key: %w", err)
+	}
+	return KeyPrefix + base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
+// HashKey returns the SHA-256 of secret, the only form in which keys are stored.
+func HashKey(secret string) [32]byte { return sha256.Sum256([]byte(secret)) }
+
+// Prefix returns the visible prefix of secret: its first PrefixLen bytes.
+func Prefix(secret string) string {
+	if len(secret) <= PrefixLen {
+		return secret
+	}
+	return secret[:PrefixLen]
+}
+
+// ValidateSecret accepts a secret that is at least 32 characters of printable ASCII with no
+// whitespace. Keys from NewKey pass, and so do keys that operators supply themselves (the
+// demo key of FMGATE_DEMO_API_KEY, for one). The error never contains the secret.
+func ValidateSecret(secret string) error {
+	if len(secret) < minSecretLen {
+		return fmt.Errorf("api key must be at least %d characters", minSecretLen)
+	}
+	if len(secret) > maxSecretLen {
+		return fmt.Errorf("api key must be at most %d characters", maxSecretLen)
+	}
+	for i := 0; i < len(secret); i++ {
+		if c := secret[i]; c <= ' ' || c > '~' {
+			return errors.New("api key must be printable ASCII without whitespace")
+		}
+	}
+	return nil
+}
+
+// Kind says what kind of caller holds a key.
+type Kind string
+
+const (
+	KindUser           Kind = "user"
+	KindServiceAccount Kind = "service_account"
+)
+
+// Valid reports whether k is one of the known kinds.
+func (k Kind) Valid() bool { return k == KindUser || k == KindServiceAccount }
+
+// APIKey is a stored API key: who holds it and what they may be, never the secret itself.
+type APIKey struct {
+	ID             string
+	OrganizationID string
+	DisplayName    string
+	// Subject is the holder's stable id in the organisation, such as "svc:billing-bot".
+	Subject    string
+	Kind       Kind
+	TeamID     string
+	Roles      []string
+	Attributes map[string]string
+	// Prefix is the visible prefix of the secret (see Prefix).
+	Prefix string
+	Hash   [32]byte
+	// ExpireTime is when the key stops working; zero means never.
+	ExpireTime time.Time
+	// RevokeTime is when the key was revoked; zero means it is not.
+	RevokeTime time.Time
+	CreateTime time.Time
+}
+
+// ValidationError names one invalid field of an APIKey.
+type ValidationError struct {
+	Field   string
+	Problem string
+}
+
+func (e *ValidationError) Error() string { return e.Field + ": " + e.Problem }
+
+const maxIDLen = 128
+
+// Validate reports every problem with k at once, as *ValidationError values joined.
+func (k APIKey) Validate() error {
+	var errs []error
+	bad := func(field, problem string) { errs = append(errs, &ValidationError{Field: field, Problem: problem}) }
+	requireID := func(field, v string) {
+		switch {
+		case v == "":
+			bad(field, "is required")
+		case len(v) > maxIDLen:
+			bad(field, fmt.Sprintf("must be at most %d characters", maxIDLen))
+		}
+	}
+	requireID("id", k.ID)
+	requireID("organization_id", k.OrganizationID)
+	requireID("subject", k.Subject)
+	if len(k.TeamID) > maxIDLen {
+		bad("team_id", fmt.Sprintf("must be at most %d characters", maxIDLen))
+	}
+	if !k.Kind.Valid() {
+		bad("kind", fmt.Sprintf("must be %q or %q", KindUser, KindServiceAccount))
+	}
+	for _, r := range k.Roles {
+		if r == "" {
+			bad("roles", "must not contain an empty role")
+			break
+		}
+	}
+	for name := range k.Attributes {
+		if name == "" {
+			bad("attributes", "must not have an empty name")
+			break
+		}
+	}
+	if k.Prefix == "" || len(k.Prefix) > PrefixLen {
+		bad("prefix", fmt.Sprintf("must be 1 to %d characters", PrefixLen))
+	}
+	if k.Hash == ([32]byte{}) {
+		bad("hash", "is required")
+	}
+	if k.CreateTime.IsZero() {
+		bad("create_time", "is required")
+	}
+	return errors.Join(errs...)
+}
+
+// Store persists API keys. Every method but GetAPIKeyByHash is scoped to one organisation:
+// a key of another organisation is reported as ErrNotFound, never read or changed.
+// Implementations pass identitytest.TestStore and are safe for concurrent use.
+type Store interface {
+	// PutAPIKey creates the key, or replaces the key with the same (OrganizationID, ID):
+	// applying the same key twice is harmless. It keeps the CreateTime first stored, and a
+	// revocation once stored is never undone (the earlier RevokeTime wins), so re-applying a
+	// resources file cannot bring a revoked key back. ErrAlreadyExists when another key has
+	// the same Hash.
+	PutAPIKey(ctx context.Context, k APIKey) error
+	// GetAPIKeyByHash returns the key whose hash is hash, in whichever organisation it is:
+	// the key is what tells the caller's organisation, so this is the one lookup not scoped by
+	// organisation. Only Authenticate should call it. ErrNotFound.
+	GetAPIKeyByHash(ctx context.Context, hash [32]byte) (APIKey, error)
+	// GetAPIKey returns the key id of organisation org. ErrNotFound.
+	GetAPIKey(ctx context.Context, org, id string) (APIKey, error)
+	// ListAPIKeys returns the keys of organisation org, revoked ones included, by ID.
+	ListAPIKeys(ctx context.Context, org string) ([]APIKey, error)
+	// RevokeAPIKey marks the key id of organisation org revoked from at. Revoking a revoked
+	// key keeps the earlier time. ErrNotFound.
+	RevokeAPIKey(ctx context.Context, org, id string, at time.Time) error
+}

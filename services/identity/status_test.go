@@ -1,0 +1,42 @@
+package identity
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+func TestToStatus(t *testing.T) {
+	tests := []struct {
+		err  error
+		code codes.Code
+		msg  string
+	}{
+		{fmt.Errorf("get: %w", ErrNotFound), codes.NotFound, "api key not found"},
+		{fmt.Errorf("put: %w", ErrAlreadyExists), codes.AlreadyExists, "api key already exists"},
+		{fmt.Errorf("get: %w", context.Canceled), codes.Canceled, "request canceled"},
+		{fmt.Errorf("get: %w", context.DeadlineExceeded), codes.DeadlineExceeded, "deadline exceeded"},
+		{errors.New("pq: password authentication failed"), codes.Internal, "internal error"},
+		{fmt.Errorf("put: %w", APIKey{}.Validate()), codes.InvalidArgument, "invalid id: is required"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.err.Error(), func(t *testing.T) {
+			st := status.Convert(toStatus(tt.err))
+			assert.Equal(t, tt.code, st.Code())
+			assert.Equal(t, tt.msg, st.Message())
+		})
+	}
+	assert.NoError(t, toStatus(nil))
+
+	st := status.Convert(toStatus(APIKey{}.Validate()))
+	require.Len(t, st.Details(), 1)
+	br := st.Details()[0].(*errdetails.BadRequest)
+	assert.Greater(t, len(br.GetFieldViolations()), 3, "every invalid field is named")
+}

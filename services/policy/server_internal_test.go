@@ -1,0 +1,52 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+func TestToStatus(t *testing.T) {
+	raw := errors.New("connection reset")
+	tests := []struct {
+		name   string
+		err    error
+		code   codes.Code
+		reason string
+		field  string
+	}{
+		{"nil", nil, codes.OK, "", ""},
+		{"not found", fmt.Errorf("get policy p: %w", ErrNotFound), codes.NotFound, "POLICY_NOT_FOUND", ""},
+		{"validation", fmt.Errorf("put: %w", &ValidationError{Violations: []Violation{{Field: "effect", Description: "bad"}}}),
+			codes.InvalidArgument, "", "effect"},
+		{"canceled", fmt.Errorf("list: %w", context.Canceled), codes.Canceled, "", ""},
+		{"deadline", fmt.Errorf("list: %w", context.DeadlineExceeded), codes.DeadlineExceeded, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := status.Convert(toStatus(tt.err))
+			assert.Equal(t, tt.code, st.Code())
+			var reason, field string
+			for _, d := range st.Details() {
+				switch d := d.(type) {
+				case *errdetails.ErrorInfo:
+					reason = d.GetReason()
+				case *errdetails.BadRequest:
+					field = d.GetFieldViolations()[0].GetField()
+				}
+			}
+			assert.Equal(t, tt.reason, reason)
+			assert.Equal(t, tt.field, field)
+		})
+	}
+	t.Run("unknown", func(t *testing.T) {
+		// Unknown errors reach the last interceptor untouched, which hides and logs them.
+		assert.Same(t, raw, toStatus(raw))
+	})
+}

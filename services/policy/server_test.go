@@ -1,0 +1,194 @@
+package policy_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/test/bufconn"
+
+	identityv1 "github.com/fmgate/fmgate/gen/fmgate/identity/v1"
+	policyv1 "github.com/fmgate/fmgate/gen/fmgate/policy/v1"
+	"github.com/fmgate/fmgate/services/policy"
+	"github.com/fmgate/fmgate/services/policy/policymem"
+	"github.com/fmgate/fmgate/services/policy/policytest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// serve runs the policy service over store on a real grpc.Server on bufconn.
+func serve(t *testing.T, store policy.Store) policyv1.PolicyServiceClient {
+	t.Helper()
+	lis := bufconn.Listen(1 << 20)
+	srv := grpc.NewServer()
+	policy.NewServer(store, discard).Register(srv)
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient("passthrough:///bufnet",
+		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	return policyv1.NewPolicyServiceClient(conn)
+}
+
+func seeded(t *testing.T) *policymem.Store {
+	t.Helper()
+	s := policymem.New()
+	for _, p := range enginePolicies() {
+		_, err := s.PutPolicy(t.Context(), p)
+		require.NoError(t, err)
+	}
+	return s
+}
+
+func evaluate(org, subject, team, model string, maxTokens int32, roles ...string) *policyv1.EvaluateRequest {
+	return &policyv1.EvaluateRequest{
+		Principal: &identityv1.Principal{OrganizationId: org, Subject: subject, TeamId: team, Roles: roles},
+		Model:     model,
+		Request:   &policyv1.RequestFacts{MessageCount: 2, MaxOutputTokens: maxTokens},
+	}
+}
+
+func TestEvaluateRPC(t *testing.T) {
+	store := seeded(t)
+	client := serve(t, store)
+	ctx := t.Context()
+	version, err := store.Version(ctx, "org-a")
+	require.NoError(t, err)
+
+	resp, err := client.Evaluate(ctx, evaluate("org-a", "alice", "risk", "gpt-4o", 1000, "analyst"))
+	require.NoError(t, err)
+	assert.Equal(t, policyv1.Decision_DECISION_ALLOW, resp.GetDecision())
+	assert.Equal(t, []string{"allow-analyst", "allow-risk"}, resp.GetPolicyIds())
+	assert.Len(t, resp.GetReasons(), 2)
+	assert.Equal(t, "strict", resp.GetObligations().GetModerationProfile())
+	assert.Equal(t, int32(2048), resp.GetObligations().GetMaxOutputTokens())
+	assert.Equal(t, version, resp.GetPolicyVersion())
+
+	resp, err = client.Evaluate(ctx, evaluate("org-a", "alice", "risk", "gpt-4o", 4000, "analyst"))
+	require.NoError(t, err, "a denial is an answer, not an error")
+	assert.Equal(t, policyv1.Decision_DECISION_DENY, resp.GetDecision())
+	assert.Equal(t, []string{"allow-analyst"}, resp.GetPolicyIds())
+	assert.Contains(t, resp.GetReasons()[0], "max_output_tokens 4000 exceeds the limit of 2048")
+
+	resp, err = client.Evaluate(ctx, evaluate("org-a", "mallory", "", "gpt-4o", 0))
+	require.NoError(t, err)
+	assert.Equal(t, policyv1.Decision_DECISION_DENY, resp.GetDecision())
+	assert.Equal(t, []string{`no policy grants model "gpt-4o" to subject "mallory"`}, resp.GetReasons())
+	assert.Empty(t, resp.GetPolicyIds())
+}
+
+func TestEvaluateSeesPolicyChanges(t *testing.T) {
+	store := policymem.New()
+	client := serve(t, store)
+	ctx := t.Context()
+	req := evaluate("org-a", "alice", "risk", "gpt-4o", 0)
+
+	resp, err := client.Evaluate(ctx, req)
+	require.NoError(t, err)
+	assert.Equal(t, policyv1.Decision_DECISION_DENY, resp.GetDecision(), "deny by default")
+	v0 := resp.GetPolicyVersion()
+
+	_, err = store.PutPolicy(ctx, policytest.Allow("org-a", "grant", []string{"team:risk"}, []string{"gpt-*"}))
+	require.NoError(t, err)
+	resp, err = client.Evaluate(ctx, req)
+	require.NoError(t, err)
+	assert.Equal(t, policyv1.Decision_DECISION_ALLOW, resp.GetDecision(), "a new policy applies at once")
+	v1 := resp.GetPolicyVersion()
+	assert.NotEqual(t, v0, v1)
+
+	// Another organization's change leaves this one's cached set and version alone.
+	_, err = store.PutPolicy(ctx, policytest.Deny("org-b", "block", []string{"*"}, []string{"*"}))
+	require.NoError(t, err)
+	resp, err = client.Evaluate(ctx, req)
+	require.NoError(t, err)
+	assert.Equal(t, policyv1.Decision_DECISION_ALLOW, resp.GetDecision())
+	assert.Equal(t, v1, resp.GetPolicyVersion())
+
+	require.NoError(t, store.DeletePolicy(ctx, "org-a", "grant"))
+	resp, err = client.Evaluate(ctx, req)
+	require.NoError(t, err)
+	assert.Equal(t, policyv1.Decision_DECISION_DENY, resp.GetDecision(), "a deleted policy stops applying at once")
+	assert.NotEqual(t, v1, resp.GetPolicyVersion())
+}
+
+func TestEvaluateInvalid(t *testing.T) {
+	client := serve(t, policymem.New())
+	tests := []struct {
+		name   string
+		req    *policyv1.EvaluateRequest
+		fields []string
+	}{
+		{"empty", &policyv1.EvaluateRequest{}, []string{"principal.organization_id", "principal.subject", "model"}},
+		{"no subject", evaluate("org-a", "", "", "gpt-4o", 0), []string{"principal.subject"}},
+		{"no model", evaluate("org-a", "alice", "", "", 0), []string{"model"}},
+		{"negative tokens", evaluate("org-a", "alice", "", "gpt-4o", -1), []string{"request.max_output_tokens"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := client.Evaluate(t.Context(), tt.req)
+			require.Equal(t, codes.InvalidArgument, status.Code(err))
+			var fields []string
+			for _, d := range status.Convert(err).Details() {
+				if br, ok := d.(*errdetails.BadRequest); ok {
+					for _, v := range br.GetFieldViolations() {
+						fields = append(fields, v.GetField())
+					}
+				}
+			}
+			assert.Equal(t, tt.fields, fields)
+			assert.Contains(t, status.Convert(err).Message(), tt.fields[0])
+		})
+	}
+}
+
+// failingStore fails every read with err.
+type failingStore struct {
+	policy.Store
+	err error
+}
+
+func (f failingStore) Version(context.Context, string) (string, error) { return "", f.err }
+
+func TestEvaluateStoreErrors(t *testing.T) {
+	client := serve(t, failingStore{Store: policymem.New(), err: context.DeadlineExceeded})
+	_, err := client.Evaluate(t.Context(), evaluate("org-a", "alice", "", "gpt-4o", 0))
+	assert.Equal(t, codes.DeadlineExceeded, status.Code(err))
+
+	client = serve(t, failingStore{Store: policymem.New(), err: errors.New("db down")})
+	_, err = client.Evaluate(t.Context(), evaluate("org-a", "alice", "", "gpt-4o", 0))
+	assert.NotEqual(t, codes.OK, status.Code(err), "a store failure never reads as a decision")
+}
+
+func BenchmarkServerEvaluate(b *testing.B) {
+	store := policymem.New()
+	for _, p := range benchPolicies() {
+		if _, err := store.PutPolicy(b.Context(), p); err != nil {
+			b.Fatal(err)
+		}
+	}
+	srv := policy.NewServer(store, discard)
+	req := &policyv1.EvaluateRequest{Principal: benchPrincipal, Model: "gpt-4o",
+		Request: &policyv1.RequestFacts{MessageCount: 3, MaxOutputTokens: 512}}
+	b.ReportAllocs()
+	for b.Loop() {
+		resp, err := srv.Evaluate(b.Context(), req)
+		if err != nil || resp.GetDecision() != policyv1.Decision_DECISION_ALLOW {
+			b.Fatal(err, resp.GetReasons())
+		}
+	}
+}

@@ -1,0 +1,181 @@
+// Package registry is the source of truth for the models an organization has and the
+// endpoints that serve them, and resolves a model name to the endpoints to try.
+package registry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// ErrNotFound is matched (errors.Is) by every "no such model or endpoint" error. Stores return
+// it as a *NotFoundError so that the server can name the missing resource.
+var ErrNotFound = errors.New("not found")
+
+// ErrInvalidPageToken is returned by List methods for a token they did not issue.
+var ErrInvalidPageToken = errors.New("invalid page token")
+
+// Resource names a kind of registry record in errors.
+type Resource string
+
+// The resources a NotFoundError can name.
+const (
+	ResourceModel    Resource = "model"
+	ResourceEndpoint Resource = "endpoint"
+)
+
+// NotFoundError reports that an organization has no record of that name. It matches
+// ErrNotFound.
+type NotFoundError struct {
+	Resource Resource
+	Name     string
+}
+
+func (e *NotFoundError) Error() string { return fmt.Sprintf("%s %q not found", e.Resource, e.Name) }
+
+// Is makes errors.Is(err, ErrNotFound) true.
+func (e *NotFoundError) Is(target error) bool { return target == ErrNotFound }
+
+// LifecycleState is where a model stands in the approval process.
+type LifecycleState string
+
+// The lifecycle states, in the order a model goes through them.
+const (
+	LifecycleProposed   LifecycleState = "proposed"
+	LifecycleEvaluating LifecycleState = "evaluating"
+	LifecycleApproved   LifecycleState = "approved"
+	LifecycleDeprecated LifecycleState = "deprecated"
+	LifecycleRetired    LifecycleState = "retired"
+)
+
+// Valid reports whether s is one of the defined states.
+func (s LifecycleState) Valid() bool {
+	switch s {
+	case LifecycleProposed, LifecycleEvaluating, LifecycleApproved, LifecycleDeprecated, LifecycleRetired:
+		return true
+	}
+	return false
+}
+
+// Routable reports whether requests may be sent to a model in state s: approved models, and
+// deprecated ones until they are retired.
+func (s LifecycleState) Routable() bool {
+	return s == LifecycleApproved || s == LifecycleDeprecated
+}
+
+// RoutableStates are the states Routable accepts, for list filters.
+var RoutableStates = []LifecycleState{LifecycleApproved, LifecycleDeprecated}
+
+// Provider is the wire protocol an endpoint speaks.
+type Provider string
+
+// The providers dispatch knows.
+const (
+	ProviderOpenAI           Provider = "openai"
+	ProviderOpenAICompatible Provider = "openai_compatible"
+)
+
+// Valid reports whether p is one of the defined providers.
+func (p Provider) Valid() bool { return p == ProviderOpenAI || p == ProviderOpenAICompatible }
+
+// Model is a model of an organization's catalogue. Name is unique within the organization.
+type Model struct {
+	OrganizationID        string
+	Name                  string
+	DisplayName           string
+	Vendor                string
+	LifecycleState        LifecycleState
+	ContextWindow         int32
+	InputPricePerMillion  float64 // US dollars per million input tokens
+	OutputPricePerMillion float64 // US dollars per million output tokens
+	// EndpointIDs are the endpoints that serve the model, in the order to try them. They may
+	// name endpoints that do not exist (yet): resolution skips those.
+	EndpointIDs []string
+}
+
+// Endpoint is one place a model is served. ID is unique within the organization.
+type Endpoint struct {
+	OrganizationID string
+	ID             string
+	Provider       Provider
+	BaseURL        string
+	// UpstreamModel is the model name the vendor expects.
+	UpstreamModel string
+	// CredentialRef says where dispatch finds the credential: "", "env:NAME" or
+	// "file:/absolute/path". Never the secret itself.
+	CredentialRef string
+	Region        string
+}
+
+// Page selects one page of a list ordered by key. The zero value is the first page of
+// DefaultPageSize items.
+type Page struct {
+	Size  int    // 1..MaxPageSize; 0 means DefaultPageSize, larger values are capped
+	Token string // "" for the first page, else a next-page token from the previous call
+}
+
+// Page sizes of list methods.
+const (
+	DefaultPageSize = 50
+	MaxPageSize     = 1000
+)
+
+// Limit returns the number of items the page holds at most.
+func (p Page) Limit() int {
+	switch {
+	case p.Size <= 0:
+		return DefaultPageSize
+	case p.Size > MaxPageSize:
+		return MaxPageSize
+	}
+	return p.Size
+}
+
+// ModelFilter narrows ListModels. The zero value matches every model.
+type ModelFilter struct {
+	// States keeps models in one of these states; empty keeps all.
+	States []LifecycleState
+}
+
+// Match reports whether m passes the filter.
+func (f ModelFilter) Match(m Model) bool {
+	if len(f.States) == 0 {
+		return true
+	}
+	for _, s := range f.States {
+		if m.LifecycleState == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Store persists models and endpoints. Every method is scoped to one organization: no call
+// reads or writes another organization's records. Implementations pass
+// registrytest.TestStore and are safe for concurrent use. Returned values share no memory
+// with the store.
+type Store interface {
+	// PutModel creates m, or replaces the model of that organization and name. It is
+	// idempotent: putting the same value again changes nothing. It returns a *ValidationError
+	// for an invalid model. Endpoints named by m need not exist.
+	PutModel(ctx context.Context, m Model) error
+	// GetModel returns a *NotFoundError (ErrNotFound) when the organization has no such model.
+	GetModel(ctx context.Context, organizationID, name string) (Model, error)
+	// ListModels returns the organization's models that pass filter, ordered by name (byte
+	// order), one page at a time, and the token of the next page ("" after the last page).
+	// A token is valid only with the same organization and filter; a token the store did not
+	// issue gives ErrInvalidPageToken.
+	ListModels(ctx context.Context, organizationID string, filter ModelFilter, page Page) ([]Model, string, error)
+
+	// PutEndpoint creates e, or replaces the endpoint of that organization and id, with the
+	// same guarantees as PutModel.
+	PutEndpoint(ctx context.Context, e Endpoint) error
+	// GetEndpoint returns a *NotFoundError (ErrNotFound) when the organization has no such
+	// endpoint.
+	GetEndpoint(ctx context.Context, organizationID, id string) (Endpoint, error)
+	// GetEndpoints returns the organization's endpoints with the given ids, in the order of
+	// ids, leaving out ids the organization does not have. It never returns ErrNotFound.
+	GetEndpoints(ctx context.Context, organizationID string, ids []string) ([]Endpoint, error)
+	// ListEndpoints pages through the organization's endpoints ordered by id, as ListModels.
+	ListEndpoints(ctx context.Context, organizationID string, page Page) ([]Endpoint, string, error)
+}

@@ -1,0 +1,250 @@
+// Package registrypg is the Postgres registry store.
+package registrypg
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/fmgate/fmgate/internal/pg"
+	"github.com/fmgate/fmgate/services/registry"
+)
+
+// DefaultSchema is the schema the registry's tables live in unless configured otherwise.
+const DefaultSchema = "registry"
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Migrate applies the registry's migrations to schema.
+func Migrate(ctx context.Context, pool *pgxpool.Pool, schema string) error {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return fmt.Errorf("migrate %s: %w", schema, err)
+	}
+	return pg.Migrate(ctx, pool, schema, sub)
+}
+
+// Store is a registry.Store on Postgres. Its schema must have been migrated (Migrate).
+type Store struct {
+	pool *pgxpool.Pool
+	q    queries
+}
+
+var _ registry.Store = (*Store)(nil)
+
+type queries struct {
+	putModel, getModel, listModels, listModelsAfter                           string
+	putEndpoint, getEndpoint, getEndpoints, listEndpoints, listEndpointsAfter string
+}
+
+const modelColumns = `organization_id, name, display_name, vendor, lifecycle_state, context_window,
+	input_price_per_million, output_price_per_million, endpoint_ids`
+
+const endpointColumns = `organization_id, id, provider, base_url, upstream_model, credential_ref, region`
+
+// New returns a store on the tables of schema.
+func New(pool *pgxpool.Pool, schema string) *Store {
+	q := func(s string) string { return pg.Qualify(schema, s) }
+	// Upserts skip the write when nothing changed, so seeding at every start costs no
+	// row versions.
+	return &Store{pool: pool, q: queries{
+		putModel: q(`INSERT INTO {schema}.models (` + modelColumns + `)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+			ON CONFLICT (organization_id, name) DO UPDATE SET
+				display_name = EXCLUDED.display_name, vendor = EXCLUDED.vendor,
+				lifecycle_state = EXCLUDED.lifecycle_state, context_window = EXCLUDED.context_window,
+				input_price_per_million = EXCLUDED.input_price_per_million,
+				output_price_per_million = EXCLUDED.output_price_per_million,
+				endpoint_ids = EXCLUDED.endpoint_ids
+			WHERE (models.display_name, models.vendor, models.lifecycle_state, models.context_window,
+				models.input_price_per_million, models.output_price_per_million, models.endpoint_ids)
+				IS DISTINCT FROM (EXCLUDED.display_name, EXCLUDED.vendor, EXCLUDED.lifecycle_state,
+				EXCLUDED.context_window, EXCLUDED.input_price_per_million,
+				EXCLUDED.output_price_per_million, EXCLUDED.endpoint_ids)`),
+		getModel: q(`SELECT ` + modelColumns + ` FROM {schema}.models
+			WHERE organization_id = $1 AND name = $2`),
+		// $2 is the filter's states; an empty array keeps every state.
+		listModels: q(`SELECT ` + modelColumns + ` FROM {schema}.models
+			WHERE organization_id = $1 AND (cardinality($2::text[]) = 0 OR lifecycle_state = ANY($2))
+			ORDER BY name LIMIT $3`),
+		listModelsAfter: q(`SELECT ` + modelColumns + ` FROM {schema}.models
+			WHERE organization_id = $1 AND (cardinality($2::text[]) = 0 OR lifecycle_state = ANY($2))
+				AND name > $4
+			ORDER BY name LIMIT $3`),
+		putEndpoint: q(`INSERT INTO {schema}.endpoints (` + endpointColumns + `)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)
+			ON CONFLICT (organization_id, id) DO UPDATE SET
+				provider = EXCLUDED.provider, base_url = EXCLUDED.base_url,
+				upstream_model = EXCLUDED.upstream_model, credential_ref = EXCLUDED.credential_ref,
+				region = EXCLUDED.region
+			WHERE (endpoints.provider, endpoints.base_url, endpoints.upstream_model,
+				endpoints.credential_ref, endpoints.region)
+				IS DISTINCT FROM (EXCLUDED.provider, EXCLUDED.base_url, EXCLUDED.upstream_model,
+				EXCLUDED.credential_ref, EXCLUDED.region)`),
+		getEndpoint: q(`SELECT ` + endpointColumns + ` FROM {schema}.endpoints
+			WHERE organization_id = $1 AND id = $2`),
+		getEndpoints: q(`SELECT ` + endpointColumns + ` FROM {schema}.endpoints
+			WHERE organization_id = $1 AND id = ANY($2)`),
+		listEndpoints: q(`SELECT ` + endpointColumns + ` FROM {schema}.endpoints
+			WHERE organization_id = $1 ORDER BY id LIMIT $2`),
+		listEndpointsAfter: q(`SELECT ` + endpointColumns + ` FROM {schema}.endpoints
+			WHERE organization_id = $1 AND id > $3 ORDER BY id LIMIT $2`),
+	}}
+}
+
+func scanModel(row pgx.CollectableRow) (registry.Model, error) {
+	var m registry.Model
+	err := row.Scan(&m.OrganizationID, &m.Name, &m.DisplayName, &m.Vendor, &m.LifecycleState,
+		&m.ContextWindow, &m.InputPricePerMillion, &m.OutputPricePerMillion, &m.EndpointIDs)
+	if len(m.EndpointIDs) == 0 {
+		m.EndpointIDs = nil
+	}
+	return m, err
+}
+
+func scanEndpoint(row pgx.CollectableRow) (registry.Endpoint, error) {
+	var e registry.Endpoint
+	err := row.Scan(&e.OrganizationID, &e.ID, &e.Provider, &e.BaseURL, &e.UpstreamModel, &e.CredentialRef, &e.Region)
+	return e, err
+}
+
+// PutModel implements registry.Store.
+func (s *Store) PutModel(ctx context.Context, m registry.Model) error {
+	if err := m.Validate(); err != nil {
+		return err
+	}
+	ids := m.EndpointIDs
+	if ids == nil {
+		ids = []string{}
+	}
+	_, err := s.pool.Exec(ctx, s.q.putModel, m.OrganizationID, m.Name, m.DisplayName, m.Vendor,
+		string(m.LifecycleState), m.ContextWindow, m.InputPricePerMillion, m.OutputPricePerMillion, ids)
+	if err != nil {
+		return fmt.Errorf("put model %s: %w", m.Name, err)
+	}
+	return nil
+}
+
+// GetModel implements registry.Store.
+func (s *Store) GetModel(ctx context.Context, org, name string) (registry.Model, error) {
+	rows, _ := s.pool.Query(ctx, s.q.getModel, org, name)
+	m, err := pgx.CollectExactlyOneRow(rows, scanModel)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return registry.Model{}, &registry.NotFoundError{Resource: registry.ResourceModel, Name: name}
+	}
+	if err != nil {
+		return registry.Model{}, fmt.Errorf("get model %s: %w", name, err)
+	}
+	return m, nil
+}
+
+// ListModels implements registry.Store.
+func (s *Store) ListModels(ctx context.Context, org string, filter registry.ModelFilter, page registry.Page) ([]registry.Model, string, error) {
+	after, err := registry.DecodePageToken(page.Token)
+	if err != nil {
+		return nil, "", err
+	}
+	states := make([]string, len(filter.States))
+	for i, st := range filter.States {
+		states[i] = string(st)
+	}
+	limit := page.Limit()
+	// One row more than the page tells whether another page follows.
+	args := []any{org, states, limit + 1}
+	query := s.q.listModels
+	if page.Token != "" {
+		query, args = s.q.listModelsAfter, append(args, after)
+	}
+	rows, _ := s.pool.Query(ctx, query, args...)
+	models, err := pgx.CollectRows(rows, scanModel)
+	if err != nil {
+		return nil, "", fmt.Errorf("list models: %w", err)
+	}
+	models, next := trim(models, limit, func(m registry.Model) string { return m.Name })
+	return models, next, nil
+}
+
+// PutEndpoint implements registry.Store.
+func (s *Store) PutEndpoint(ctx context.Context, e registry.Endpoint) error {
+	if err := e.Validate(); err != nil {
+		return err
+	}
+	_, err := s.pool.Exec(ctx, s.q.putEndpoint, e.OrganizationID, e.ID, string(e.Provider), e.BaseURL,
+		e.UpstreamModel, e.CredentialRef, e.Region)
+	if err != nil {
+		return fmt.Errorf("put endpoint %s: %w", e.ID, err)
+	}
+	return nil
+}
+
+// GetEndpoint implements registry.Store.
+func (s *Store) GetEndpoint(ctx context.Context, org, id string) (registry.Endpoint, error) {
+	rows, _ := s.pool.Query(ctx, s.q.getEndpoint, org, id)
+	e, err := pgx.CollectExactlyOneRow(rows, scanEndpoint)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return registry.Endpoint{}, &registry.NotFoundError{Resource: registry.ResourceEndpoint, Name: id}
+	}
+	if err != nil {
+		return registry.Endpoint{}, fmt.Errorf("get endpoint %s: %w", id, err)
+	}
+	return e, nil
+}
+
+// GetEndpoints implements registry.Store.
+func (s *Store) GetEndpoints(ctx context.Context, org string, ids []string) ([]registry.Endpoint, error) {
+	if len(ids) == 0 {
+		return []registry.Endpoint{}, nil
+	}
+	rows, _ := s.pool.Query(ctx, s.q.getEndpoints, org, ids)
+	found, err := pgx.CollectRows(rows, scanEndpoint)
+	if err != nil {
+		return nil, fmt.Errorf("get endpoints: %w", err)
+	}
+	byID := make(map[string]registry.Endpoint, len(found))
+	for _, e := range found {
+		byID[e.ID] = e
+	}
+	out := make([]registry.Endpoint, 0, len(found))
+	for _, id := range ids {
+		if e, ok := byID[id]; ok {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// ListEndpoints implements registry.Store.
+func (s *Store) ListEndpoints(ctx context.Context, org string, page registry.Page) ([]registry.Endpoint, string, error) {
+	after, err := registry.DecodePageToken(page.Token)
+	if err != nil {
+		return nil, "", err
+	}
+	limit := page.Limit()
+	args := []any{org, limit + 1}
+	query := s.q.listEndpoints
+	if page.Token != "" {
+		query, args = s.q.listEndpointsAfter, append(args, after)
+	}
+	rows, _ := s.pool.Query(ctx, query, args...)
+	eps, err := pgx.CollectRows(rows, scanEndpoint)
+	if err != nil {
+		return nil, "", fmt.Errorf("list endpoints: %w", err)
+	}
+	eps, next := trim(eps, limit, func(e registry.Endpoint) string { return e.ID })
+	return eps, next, nil
+}
+
+// trim cuts a result fetched with limit+1 rows to limit and returns the next page's token.
+func trim[T any](items []T, limit int, keyOf func(T) string) ([]T, string) {
+	if len(items) <= limit {
+		return items, ""
+	}
+	items = items[:limit]
+	return items, registry.EncodePageToken(keyOf(items[limit-1]))
+}

@@ -1,0 +1,48 @@
+package registry
+
+import "fmt"
+
+// RouteFailure says why a model that exists cannot be routed to. Its values are the
+// ErrorInfo reasons clients see.
+type RouteFailure string
+
+// The ways a route can fail.
+const (
+	FailureNotRoutable RouteFailure = "MODEL_NOT_ROUTABLE" // proposed or evaluating
+	FailureRetired     RouteFailure = "MODEL_RETIRED"
+	FailureNoEndpoint  RouteFailure = "NO_ENDPOINT" // routable, but no endpoint exists
+)
+
+// RouteError reports a model that exists but cannot serve requests.
+type RouteError struct {
+	Failure RouteFailure
+	Model   string
+	State   LifecycleState
+}
+
+func (e *RouteError) Error() string {
+	switch e.Failure {
+	case FailureRetired:
+		return fmt.Sprintf("model %q is retired and can no longer be used", e.Model)
+	case FailureNoEndpoint:
+		return fmt.Sprintf("model %q has no endpoint to serve it", e.Model)
+	}
+	return fmt.Sprintf("model %q is %s; only approved or deprecated models can be used", e.Model, e.State)
+}
+
+// Route is a model and the endpoints to try, in order.
+type Route struct {
+	Model     Model
+	Endpoints []Endpoint
+}
+
+// CheckRoutable returns a *RouteError when m's lifecycle state forbids routing to it.
+func CheckRoutable(m Model) error {
+	switch {
+	case m.LifecycleState == LifecycleRetired:
+		return &RouteError{Failure: FailureRetired, Model: m.Name, State: m.LifecycleState}
+	case !m.LifecycleState.Routable():
+		return &RouteError{Failure: FailureNotRoutable, Model: m.Name, State: m.LifecycleState}
+	}
+	return nil
+}

@@ -1,0 +1,162 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	registryv1 "github.com/fmgate/fmgate/gen/fmgate/registry/v1"
+	"github.com/fmgate/fmgate/internal/apierr"
+)
+
+// Server implements registryv1.RegistryServiceServer.
+type Server struct {
+	registryv1.UnimplementedRegistryServiceServer
+	store Store
+	log   *slog.Logger
+}
+
+// NewServer returns a server reading from store.
+func NewServer(store Store, log *slog.Logger) *Server { return &Server{store: store, log: log} }
+
+// Register adds the service to r. All-in-one and mesh make the same call.
+func (s *Server) Register(r grpc.ServiceRegistrar) { registryv1.RegisterRegistryServiceServer(r, s) }
+
+// ResolveRoute returns the model and the endpoints that exist among those it names, in order.
+func (s *Server) ResolveRoute(ctx context.Context, req *registryv1.ResolveRouteRequest) (*registryv1.ResolveRouteResponse, error) {
+	var vs []apierr.FieldViolation
+	if req.GetOrganizationId() == "" {
+		vs = append(vs, apierr.FieldViolation{Field: "organization_id", Description: "is required"})
+	}
+	if req.GetModel() == "" {
+		vs = append(vs, apierr.FieldViolation{Field: "model", Description: "is required"})
+	}
+	if len(vs) > 0 {
+		return nil, apierr.InvalidArgument(vs...)
+	}
+	route, err := s.resolve(ctx, req.GetOrganizationId(), req.GetModel())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &registryv1.ResolveRouteResponse{
+		Model:     modelToProto(route.Model),
+		Endpoints: make([]*registryv1.Endpoint, len(route.Endpoints)),
+	}
+	for i, e := range route.Endpoints {
+		resp.Endpoints[i] = endpointToProto(e)
+	}
+	return resp, nil
+}
+
+func (s *Server) resolve(ctx context.Context, org, name string) (Route, error) {
+	m, err := s.store.GetModel(ctx, org, name)
+	if err != nil {
+		return Route{}, err
+	}
+	if err := CheckRoutable(m); err != nil {
+		return Route{}, err
+	}
+	eps, err := s.store.GetEndpoints(ctx, org, m.EndpointIDs)
+	if err != nil {
+		return Route{}, err
+	}
+	if len(eps) < len(m.EndpointIDs) {
+		// A model may be declared before its endpoints; say so, but serve what exists.
+		s.log.WarnContext(ctx, "model names endpoints that do not exist",
+			"organization_id", org, "model", name, "declared", len(m.EndpointIDs), "found", len(eps))
+	}
+	if len(eps) == 0 {
+		return Route{}, &RouteError{Failure: FailureNoEndpoint, Model: m.Name, State: m.LifecycleState}
+	}
+	return Route{Model: m, Endpoints: eps}, nil
+}
+
+// ListModels lists the organization's routable models, ordered by name.
+func (s *Server) ListModels(ctx context.Context, req *registryv1.ListModelsRequest) (*registryv1.ListModelsResponse, error) {
+	var vs []apierr.FieldViolation
+	if req.GetOrganizationId() == "" {
+		vs = append(vs, apierr.FieldViolation{Field: "organization_id", Description: "is required"})
+	}
+	if req.GetPageSize() < 0 {
+		vs = append(vs, apierr.FieldViolation{Field: "page_size", Description: "must not be negative"})
+	}
+	if len(vs) > 0 {
+		return nil, apierr.InvalidArgument(vs...)
+	}
+	// Page.Limit applies the default (50) and the cap (1000), as AIP-158 asks.
+	page := Page{Size: int(req.GetPageSize()), Token: req.GetPageToken()}
+	models, next, err := s.store.ListModels(ctx, req.GetOrganizationId(), ModelFilter{States: RoutableStates}, page)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &registryv1.ListModelsResponse{Models: make([]*registryv1.Model, len(models)), NextPageToken: next}
+	for i, m := range models {
+		resp.Models[i] = modelToProto(m)
+	}
+	return resp, nil
+}
+
+// GetEndpoint returns one endpoint of the organization.
+func (s *Server) GetEndpoint(ctx context.Context, req *registryv1.GetEndpointRequest) (*registryv1.GetEndpointResponse, error) {
+	var vs []apierr.FieldViolation
+	if req.GetOrganizationId() == "" {
+		vs = append(vs, apierr.FieldViolation{Field: "organization_id", Description: "is required"})
+	}
+	if req.GetId() == "" {
+		vs = append(vs, apierr.FieldViolation{Field: "id", Description: "is required"})
+	}
+	if len(vs) > 0 {
+		return nil, apierr.InvalidArgument(vs...)
+	}
+	e, err := s.store.GetEndpoint(ctx, req.GetOrganizationId(), req.GetId())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &registryv1.GetEndpointResponse{Endpoint: endpointToProto(e)}, nil
+}
+
+// Reasons of the registry's errors, beside the RouteFailure values.
+const (
+	ReasonModelNotFound    = "MODEL_NOT_FOUND"
+	ReasonEndpointNotFound = "ENDPOINT_NOT_FOUND"
+)
+
+// toStatus turns a domain error into the gRPC status clients see. Errors it does not know
+// pass through unchanged: the last server interceptor turns them into INTERNAL with a
+// generic message and logs them once.
+func toStatus(err error) error {
+	var (
+		nf *NotFoundError
+		re *RouteError
+		ve *ValidationError
+	)
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &nf):
+		reason := ReasonModelNotFound
+		if nf.Resource == ResourceEndpoint {
+			reason = ReasonEndpointNotFound
+		}
+		return apierr.WithReason(codes.NotFound, reason, nf.Error())
+	case errors.As(err, &re):
+		return apierr.WithReason(codes.FailedPrecondition, string(re.Failure), re.Error())
+	case errors.Is(err, ErrInvalidPageToken):
+		return apierr.Field("page_token", "is not a token this service issued")
+	case errors.As(err, &ve):
+		fvs := make([]apierr.FieldViolation, len(ve.Violations))
+		for i, v := range ve.Violations {
+			fvs[i] = apierr.FieldViolation{Field: v.Field, Description: v.Description}
+		}
+		return apierr.InvalidArgument(fvs...)
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, context.Canceled.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, context.DeadlineExceeded.Error())
+	}
+	return err
+}
