@@ -3,6 +3,7 @@ SHELL := bash
 GO ?= go
 MODULES := . e2e
 BENCH_DURATION ?= 5s
+BENCH_RATES ?= 200
 
 .PHONY: help
 help: ## list the targets
@@ -33,8 +34,8 @@ e2e: ## run only the end-to-end tests of the built binary (mesh, Jaeger)
 	cd e2e && $(GO) test -race -count=1 -timeout 20m -v ./...
 
 .PHONY: bench
-bench: ## measure the latency and allocations the gateway adds (fixed request rates)
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./bench/... -args -duration=$(BENCH_DURATION)
+bench: ## measure the latency and allocations the gateway adds at fixed request rates (BENCH_RATES, BENCH_DURATION)
+	$(GO) test -run '^$$' -bench AddedLatency -benchtime 1x ./cmd/fmgate -args -duration=$(BENCH_DURATION) -rates=$(BENCH_RATES)
 
 .PHONY: up
 up: ## run the mesh with docker compose (needs a Docker engine)

@@ -44,7 +44,7 @@ type stack struct {
 	client gatewayv1.GatewayServiceClient
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
