@@ -321,6 +321,9 @@ func TestRefusals(t *testing.T) {
 			if tc.reason != "" {
 				assert.Contains(t, string(body), tc.reason)
 			}
+			if tc.httpCode == http.StatusUnauthorized {
+				assert.Equal(t, `Bearer realm="fmgate"`, resp.Header.Get("WWW-Authenticate"))
+			}
 		})
 	}
 

@@ -88,5 +88,16 @@ func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshale
 		}
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 	}
-	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
+	runtime.DefaultHTTPErrorHandler(ctx, mux, m, challengeWriter{w}, r, err)
+}
+
+// challengeWriter makes WWW-Authenticate a proper challenge (RFC 9110): grpc-gateway's
+// default handler puts the status message there.
+type challengeWriter struct{ http.ResponseWriter }
+
+func (c challengeWriter) WriteHeader(code int) {
+	if code == http.StatusUnauthorized {
+		c.Header().Set("WWW-Authenticate", `Bearer realm="fmgate"`)
+	}
+	c.ResponseWriter.WriteHeader(code)
 }
