@@ -57,8 +57,12 @@ func BenchmarkAddedLatency(b *testing.B) {
 		name string
 		call func(ctx context.Context) error
 	}{
-		{"direct", func(ctx context.Context) error { return postOK(ctx, httpClient, sim.URL+"/v1/chat/completions", "", directBody) }},
-		{"rest", func(ctx context.Context) error { return postOK(ctx, httpClient, s.http+"/api/v1/generate", mainKey, gatewayBody) }},
+		{"direct", func(ctx context.Context) error {
+			return postOK(ctx, httpClient, sim.URL+"/v1/chat/completions", "", directBody)
+		}},
+		{"rest", func(ctx context.Context) error {
+			return postOK(ctx, httpClient, s.http+"/api/v1/generate", mainKey, gatewayBody)
+		}},
 		{"grpc", func(ctx context.Context) error {
 			_, err := gw.Generate(withKey(ctx, mainKey), &gatewayv1.GenerateRequest{Model: "demo", Messages: userMessage(benchPrompt)})
 			return err
