@@ -25,10 +25,7 @@ var meshServices = []string{"registry", "identity", "policy", "quota", "moderati
 // freshDatabase creates an empty database on the test Postgres server and returns its URL.
 func freshDatabase(t *testing.T) string {
 	t.Helper()
-	base := os.Getenv("FMGATE_TEST_POSTGRES_URL")
-	if base == "" {
-		t.Skip("FMGATE_TEST_POSTGRES_URL is not set")
-	}
+	base := requireEnv(t, "FMGATE_TEST_POSTGRES_URL")
 	ctx := t.Context()
 	conn, err := pgx.Connect(ctx, base)
 	require.NoError(t, err)
@@ -107,10 +104,7 @@ exporters:
 // in Jaeger holding spans from every service.
 func TestMeshTraceReachesJaegerFromEveryService(t *testing.T) {
 	pgURL := freshDatabase(t)
-	redisURL := os.Getenv("FMGATE_TEST_REDIS_URL")
-	if redisURL == "" {
-		t.Skip("FMGATE_TEST_REDIS_URL is not set")
-	}
+	redisURL := requireEnv(t, "FMGATE_TEST_REDIS_URL")
 	otlpAddr, queryURL := startJaeger(t)
 
 	simAddr := freeAddr(t)
@@ -231,4 +225,18 @@ func newTraceID() string {
 	b := make([]byte, 16)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// requireEnv returns a server URL from the environment: unset, the test skips, except in CI
+// (CI=true), where the mesh test must run.
+func requireEnv(t *testing.T, name string) string {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s must be set in CI", name)
+		}
+		t.Skipf("%s is not set", name)
+	}
+	return v
 }

@@ -94,9 +94,14 @@ func start(t *testing.T, name, path string, env []string, args ...string) *proc 
 		_ = p.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-p.done:
+			// fmgate stops gracefully on SIGTERM and says so with its exit code.
+			if strings.HasPrefix(filepath.Base(path), "fmgate") && p.cmd.ProcessState.ExitCode() != 0 {
+				t.Errorf("%s exited with code %d after SIGTERM", name, p.cmd.ProcessState.ExitCode())
+			}
 		case <-time.After(15 * time.Second):
 			_ = p.cmd.Process.Kill()
 			<-p.done
+			t.Errorf("%s did not stop within 15s of SIGTERM", name)
 		}
 		if t.Failed() {
 			t.Logf("--- output of %s:\n%s", name, tail(p.output(), 60))

@@ -94,7 +94,9 @@ func (p *process) startService(ctx context.Context, svc string, res *resources.F
 		if err != nil {
 			return err
 		}
-		dispatch.NewServer(registryv1.NewRegistryServiceClient(conn), log, dispatch.Config{}).Register(p.srv)
+		srv := dispatch.NewServer(registryv1.NewRegistryServiceClient(conn), log, dispatch.Config{})
+		p.closers = append(p.closers, srv.Close)
+		srv.Register(p.srv)
 	case "edge":
 		conns := map[string]grpc.ClientConnInterface{}
 		for _, dep := range needs["edge"] {

@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"os"
 	"testing"
 	"time"
 
@@ -15,20 +14,16 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fmgate/fmgate/internal/pg"
+	"github.com/fmgate/fmgate/internal/testenv"
 )
 
 // EnvURL names the variable that points tests at a Postgres server.
 const EnvURL = "FMGATE_TEST_POSTGRES_URL"
 
-// URL returns the test server's URL, skipping the test when none is configured. CI always
-// sets it, so there these tests run.
+// URL returns the test server's URL. Unset, the test skips, or fails in CI.
 func URL(t testing.TB) string {
 	t.Helper()
-	url := os.Getenv(EnvURL)
-	if url == "" {
-		t.Skip(EnvURL + " is not set")
-	}
-	return url
+	return testenv.Get(t, EnvURL, "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable")
 }
 
 // Schema returns a pool on the test server and the name of a new, empty schema that is

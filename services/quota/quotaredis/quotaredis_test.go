@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/fmgate/fmgate/internal/testenv"
 	"github.com/fmgate/fmgate/services/quota"
 	"github.com/fmgate/fmgate/services/quota/quotaredis"
 	"github.com/fmgate/fmgate/services/quota/quotatest"
@@ -23,13 +23,10 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const urlEnv = "FMGATE_TEST_REDIS_URL"
 
-// testClient connects to the Redis named by FMGATE_TEST_REDIS_URL, or skips.
+// testClient connects to the Redis named by FMGATE_TEST_REDIS_URL, or skips (fails in CI).
 func testClient(tb testing.TB) *redis.Client {
 	tb.Helper()
-	u := os.Getenv(urlEnv)
-	if u == "" {
-		tb.Skipf("%s not set (for example redis://127.0.0.1:6379/0); skipping Redis tests", urlEnv)
-	}
+	u := testenv.Get(tb, urlEnv, "redis://127.0.0.1:6379/0")
 	client, err := quotaredis.Connect(tb.Context(), u)
 	require.NoError(tb, err)
 	tb.Cleanup(func() { _ = client.Close() })
