@@ -255,10 +255,10 @@ func (s *Server) streamOnce(ctx context.Context, ep *endpoint, attempt int, req 
 	idle := time.AfterFunc(s.timeout, func() { cancel(errVendorTimeout) })
 	defer idle.Stop()
 
-	res, err := ep.vendor.stream(actx, req, func(model, text string) error {
+	res, err := ep.vendor.stream(actx, req, func(d delta) error {
 		idle.Reset(s.timeout)
 		if err := stream.Send(&dispatchv1.StreamGenerateResponse{
-			TextDelta: text, EndpointId: ep.id, ResponseModel: model,
+			TextDelta: d.text, ToolCalls: d.toolCalls, EndpointId: ep.id, ResponseModel: d.model,
 		}); err != nil {
 			return sendError{err}
 		}

@@ -1,12 +1,9 @@
 package dispatch_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -24,15 +21,14 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/proto"
 
 	dispatchv1 "github.com/fmgate/fmgate/gen/fmgate/dispatch/v1"
 	registryv1 "github.com/fmgate/fmgate/gen/fmgate/registry/v1"
 	typev1 "github.com/fmgate/fmgate/gen/fmgate/type/v1"
 	"github.com/fmgate/fmgate/internal/apierr"
+	"github.com/fmgate/fmgate/internal/grpctest"
 	"github.com/fmgate/fmgate/internal/simulator"
 	"github.com/fmgate/fmgate/services/dispatch"
 )
@@ -79,24 +75,6 @@ func (r *fakeRegistry) GetEndpoint(_ context.Context, req *registryv1.GetEndpoin
 	return &registryv1.GetEndpointResponse{Endpoint: proto.Clone(ep).(*registryv1.Endpoint)}, nil
 }
 
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // startSim serves a simulator on loopback that requires secret, and returns its /v1 URL.
 func startSim(t testing.TB, cfg simulator.Config) (string, *simulator.Simulator) {
 	t.Helper()
@@ -118,7 +96,7 @@ func endpoint(id, baseURL, model string) *registryv1.Endpoint {
 
 type harness struct {
 	client dispatchv1.DispatchServiceClient
-	logs   *syncBuffer
+	logs   *grpctest.LogBuffer
 	spans  *tracetest.SpanRecorder
 }
 
@@ -126,25 +104,14 @@ type harness struct {
 func start(t *testing.T, reg registryv1.RegistryServiceClient, cfg dispatch.Config) *harness {
 	t.Helper()
 	t.Setenv(secretEnv, secret)
-	h := &harness{logs: &syncBuffer{}, spans: tracetest.NewSpanRecorder()}
+	log, logs := grpctest.Logger(t)
+	h := &harness{logs: logs, spans: tracetest.NewSpanRecorder()}
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(h.spans))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 	cfg.TracerProvider = tp
-	srv := dispatch.NewServer(reg, slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})), cfg)
-
-	gs := grpc.NewServer()
-	srv.Register(gs)
-	lis := bufconn.Listen(1 << 20)
-	go func() { _ = gs.Serve(lis) }()
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		_ = conn.Close()
-		gs.Stop()
-		srv.Close()
-	})
+	srv := dispatch.NewServer(reg, log, cfg)
+	t.Cleanup(srv.Close) // cleanups run last-first: this one after the gRPC server stops
+	conn := grpctest.Serve(t, srv.Register)
 	h.client = dispatchv1.NewDispatchServiceClient(conn)
 	return h
 }

@@ -24,13 +24,36 @@ import (
 // by onDelta, which are passed through.
 type vendor interface {
 	generate(ctx context.Context, req *vendorRequest) (*vendorResult, error)
-	// stream calls onDelta for each piece of text, in order, and returns the end of the answer.
-	stream(ctx context.Context, req *vendorRequest, onDelta func(model, text string) error) (*vendorResult, error)
+	// stream calls onDelta for each piece of the answer (text, tool-call pieces), in order,
+	// and returns the end of the answer.
+	stream(ctx context.Context, req *vendorRequest, onDelta func(delta) error) (*vendorResult, error)
+	// embed returns one vector per input, in input order. Vendors without embeddings return
+	// an *attemptError of kind failUnsupported.
+	embed(ctx context.Context, req *embedRequest) (*embedResult, error)
 }
 
 type vendorRequest struct {
 	messages []*typev1.Message
 	params   *typev1.GenerationParams
+}
+
+// delta is one piece of a streamed answer.
+type delta struct {
+	model     string
+	text      string
+	toolCalls []*typev1.ToolCallDelta
+}
+
+type embedRequest struct {
+	inputs     []string
+	dimensions int32 // 0: the model's default
+	endUserID  string
+}
+
+type embedResult struct {
+	embeddings []*typev1.Embedding
+	usage      *typev1.Usage
+	model      string
 }
 
 type vendorResult struct {
@@ -164,14 +187,14 @@ func (c *endpointCache) resolve(ctx context.Context, org, id string) (*endpoint,
 	} else {
 		ep.serverPort = 80
 	}
-	switch reg.GetProvider() {
-	case registryv1.ProviderKind_PROVIDER_KIND_OPENAI, registryv1.ProviderKind_PROVIDER_KIND_OPENAI_COMPATIBLE:
-		ep.providerName = "openai"
-		ep.vendor = newOpenAIVendor(id, u.String(), reg.GetUpstreamModel(), cred, c.client,
-			reg.GetProvider() == registryv1.ProviderKind_PROVIDER_KIND_OPENAI_COMPATIBLE)
-	default:
-		return nil, misconfigured("unsupported provider " + reg.GetProvider().String())
+	vendor, provider, err := newVendor(vendorConfig{
+		endpointID: id, provider: reg.GetProvider(), baseURL: u, upstreamModel: reg.GetUpstreamModel(),
+		apiVersion: reg.GetApiVersion(), region: reg.GetRegion(), cred: cred, client: c.client,
+	})
+	if err != nil {
+		return nil, misconfigured(err.Error())
 	}
+	ep.vendor, ep.providerName = vendor, provider
 	return ep, nil
 }
 

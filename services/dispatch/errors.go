@@ -28,6 +28,7 @@ const (
 	failNotFound                     // the registry has no such endpoint
 	failMisconfigured                // endpoint unusable: credential, URL or provider kind
 	failRegistry                     // the registry could not be reached
+	failUnsupported                  // the vendor cannot do what the request asks (embeddings, a parameter)
 )
 
 var failureNames = [...]string{
@@ -41,6 +42,7 @@ var failureNames = [...]string{
 	failNotFound:      "endpoint_not_found",
 	failMisconfigured: "endpoint_misconfigured",
 	failRegistry:      "registry_unavailable",
+	failUnsupported:   "unsupported",
 }
 
 func (f failure) String() string { return failureNames[f] }
@@ -105,6 +107,8 @@ func (e *attemptError) toStatus() error {
 			msg += ": " + e.vendorMessage
 		}
 		return apierr.WithReason(codes.FailedPrecondition, "VENDOR_REJECTED_REQUEST", msg)
+	case failUnsupported:
+		return apierr.WithReason(codes.InvalidArgument, "UNSUPPORTED_BY_VENDOR", "no endpoint of the model supports this request: "+e.detail)
 	case failCredential:
 		return apierr.WithReason(codes.Unavailable, "ENDPOINT_CREDENTIAL_REJECTED", "endpoint credential rejected by vendor")
 	case failNotFound:

@@ -106,7 +106,7 @@ func (v *openAIVendor) generate(ctx context.Context, req *vendorRequest) (*vendo
 	}, nil
 }
 
-func (v *openAIVendor) stream(ctx context.Context, req *vendorRequest, onDelta func(model, text string) error) (*vendorResult, error) {
+func (v *openAIVendor) stream(ctx context.Context, req *vendorRequest, onDelta func(delta) error) (*vendorResult, error) {
 	p := v.params(req)
 	p.StreamOptions.IncludeUsage = openai.Bool(true)
 	s := v.svc.NewStreaming(ctx, p)
@@ -126,7 +126,7 @@ func (v *openAIVendor) stream(ctx context.Context, req *vendorRequest, onDelta f
 		}
 		ch := &chunk.Choices[0]
 		if d := ch.Delta.Content; d != "" {
-			if err := onDelta(res.model, d); err != nil {
+			if err := onDelta(delta{model: res.model, text: d}); err != nil {
 				return nil, err
 			}
 		}
@@ -309,4 +309,9 @@ func fromOpenAIFinish(reason string) typev1.FinishReason {
 
 func fromOpenAIUsage(u *openai.CompletionUsage) *typev1.Usage {
 	return &typev1.Usage{InputTokens: u.PromptTokens, OutputTokens: u.CompletionTokens, TotalTokens: u.TotalTokens}
+}
+
+// PLACEHOLDER until OpenAI embeddings land.
+func (v *openAIVendor) embed(context.Context, *embedRequest) (*embedResult, error) {
+	return nil, &attemptError{kind: failUnsupported, endpointID: v.endpointID, detail: "embeddings"}
 }

@@ -69,6 +69,9 @@ func NewHTTPHandler(ctx context.Context, cfg HTTPConfig) (http.Handler, error) {
 		_, _ = w.Write(openAPI)
 	})
 	mux.Handle("/api/v1/", http.MaxBytesHandler(gw, MaxBodyBytes))
+	// The OpenAI- and Anthropic-compatible dialects: thin translations onto GatewayService.
+	mux.Handle("/v1/messages", http.MaxBytesHandler(anthropicHandler(cfg.Gateway), MaxBodyBytes))
+	mux.Handle("/v1/", http.MaxBytesHandler(openAIHandler(cfg.Gateway), MaxBodyBytes))
 
 	return otelhttp.NewHandler(mux, "edge.http",
 		otelhttp.WithTracerProvider(cfg.TracerProvider),

@@ -24,6 +24,152 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// EmbedRequest is an embedding request for one of an organisation's models.
+type EmbedRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	EndpointIds    []string               `protobuf:"bytes,2,rep,name=endpoint_ids,json=endpointIds,proto3" json:"endpoint_ids,omitempty"`
+	Inputs         []string               `protobuf:"bytes,3,rep,name=inputs,proto3" json:"inputs,omitempty"`
+	Dimensions     *int32                 `protobuf:"varint,4,opt,name=dimensions,proto3,oneof" json:"dimensions,omitempty"`
+	EndUserId      string                 `protobuf:"bytes,5,opt,name=end_user_id,json=endUserId,proto3" json:"end_user_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *EmbedRequest) Reset() {
+	*x = EmbedRequest{}
+	mi := &file_fmgate_dispatch_v1_dispatch_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EmbedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EmbedRequest) ProtoMessage() {}
+
+func (x *EmbedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_dispatch_v1_dispatch_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EmbedRequest.ProtoReflect.Descriptor instead.
+func (*EmbedRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_dispatch_v1_dispatch_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *EmbedRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *EmbedRequest) GetEndpointIds() []string {
+	if x != nil {
+		return x.EndpointIds
+	}
+	return nil
+}
+
+func (x *EmbedRequest) GetInputs() []string {
+	if x != nil {
+		return x.Inputs
+	}
+	return nil
+}
+
+func (x *EmbedRequest) GetDimensions() int32 {
+	if x != nil && x.Dimensions != nil {
+		return *x.Dimensions
+	}
+	return 0
+}
+
+func (x *EmbedRequest) GetEndUserId() string {
+	if x != nil {
+		return x.EndUserId
+	}
+	return ""
+}
+
+// EmbedResponse is the vendor's vectors, in input order.
+type EmbedResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Embeddings    []*v1.Embedding        `protobuf:"bytes,1,rep,name=embeddings,proto3" json:"embeddings,omitempty"`
+	Usage         *v1.Usage              `protobuf:"bytes,2,opt,name=usage,proto3" json:"usage,omitempty"`
+	EndpointId    string                 `protobuf:"bytes,3,opt,name=endpoint_id,json=endpointId,proto3" json:"endpoint_id,omitempty"`
+	ResponseModel string                 `protobuf:"bytes,4,opt,name=response_model,json=responseModel,proto3" json:"response_model,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EmbedResponse) Reset() {
+	*x = EmbedResponse{}
+	mi := &file_fmgate_dispatch_v1_dispatch_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EmbedResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EmbedResponse) ProtoMessage() {}
+
+func (x *EmbedResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_dispatch_v1_dispatch_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EmbedResponse.ProtoReflect.Descriptor instead.
+func (*EmbedResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_dispatch_v1_dispatch_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *EmbedResponse) GetEmbeddings() []*v1.Embedding {
+	if x != nil {
+		return x.Embeddings
+	}
+	return nil
+}
+
+func (x *EmbedResponse) GetUsage() *v1.Usage {
+	if x != nil {
+		return x.Usage
+	}
+	return nil
+}
+
+func (x *EmbedResponse) GetEndpointId() string {
+	if x != nil {
+		return x.EndpointId
+	}
+	return ""
+}
+
+func (x *EmbedResponse) GetResponseModel() string {
+	if x != nil {
+		return x.ResponseModel
+	}
+	return ""
+}
+
 // GenerateRequest is a generation for one of an organisation's models.
 type GenerateRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -38,7 +184,7 @@ type GenerateRequest struct {
 
 func (x *GenerateRequest) Reset() {
 	*x = GenerateRequest{}
-	mi := &file_fmgate_dispatch_v1_dispatch_proto_msgTypes[0]
+	mi := &file_fmgate_dispatch_v1_dispatch_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -50,7 +196,7 @@ func (x *GenerateRequest) String() string {
 func (*GenerateRequest) ProtoMessage() {}
 
 func (x *GenerateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_dispatch_v1_dispatch_proto_msgTypes[0]
+	mi := &file_fmgate_dispatch_v1_dispatch_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -63,7 +209,7 @@ func (x *GenerateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateRequest.ProtoReflect.Descriptor instead.
 func (*GenerateRequest) Descriptor() ([]byte, []int) {
-	return file_fmgate_dispatch_v1_dispatch_proto_rawDescGZIP(), []int{0}
+	return file_fmgate_dispatch_v1_dispatch_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *GenerateRequest) GetOrganizationId() string {
@@ -110,7 +256,7 @@ type GenerateResponse struct {
 
 func (x *GenerateResponse) Reset() {
 	*x = GenerateResponse{}
-	mi := &file_fmgate_dispatch_v1_dispatch_proto_msgTypes[1]
+	mi := &file_fmgate_dispatch_v1_dispatch_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -122,7 +268,7 @@ func (x *GenerateResponse) String() string {
 func (*GenerateResponse) ProtoMessage() {}
 
 func (x *GenerateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_dispatch_v1_dispatch_proto_msgTypes[1]
+	mi := &file_fmgate_dispatch_v1_dispatch_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -135,7 +281,7 @@ func (x *GenerateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateResponse.ProtoReflect.Descriptor instead.
 func (*GenerateResponse) Descriptor() ([]byte, []int) {
-	return file_fmgate_dispatch_v1_dispatch_proto_rawDescGZIP(), []int{1}
+	return file_fmgate_dispatch_v1_dispatch_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *GenerateResponse) GetMessage() *v1.Message {
@@ -186,7 +332,7 @@ type StreamGenerateRequest struct {
 
 func (x *StreamGenerateRequest) Reset() {
 	*x = StreamGenerateRequest{}
-	mi := &file_fmgate_dispatch_v1_dispatch_proto_msgTypes[2]
+	mi := &file_fmgate_dispatch_v1_dispatch_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -198,7 +344,7 @@ func (x *StreamGenerateRequest) String() string {
 func (*StreamGenerateRequest) ProtoMessage() {}
 
 func (x *StreamGenerateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_dispatch_v1_dispatch_proto_msgTypes[2]
+	mi := &file_fmgate_dispatch_v1_dispatch_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -211,7 +357,7 @@ func (x *StreamGenerateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamGenerateRequest.ProtoReflect.Descriptor instead.
 func (*StreamGenerateRequest) Descriptor() ([]byte, []int) {
-	return file_fmgate_dispatch_v1_dispatch_proto_rawDescGZIP(), []int{2}
+	return file_fmgate_dispatch_v1_dispatch_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *StreamGenerateRequest) GetOrganizationId() string {
@@ -252,13 +398,15 @@ type StreamGenerateResponse struct {
 	Usage         *v1.Usage `protobuf:"bytes,3,opt,name=usage,proto3" json:"usage,omitempty"`
 	EndpointId    string    `protobuf:"bytes,4,opt,name=endpoint_id,json=endpointId,proto3" json:"endpoint_id,omitempty"`
 	ResponseModel string    `protobuf:"bytes,5,opt,name=response_model,json=responseModel,proto3" json:"response_model,omitempty"`
+	// Pieces of tool calls since the previous chunk.
+	ToolCalls     []*v1.ToolCallDelta `protobuf:"bytes,6,rep,name=tool_calls,json=toolCalls,proto3" json:"tool_calls,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StreamGenerateResponse) Reset() {
 	*x = StreamGenerateResponse{}
-	mi := &file_fmgate_dispatch_v1_dispatch_proto_msgTypes[3]
+	mi := &file_fmgate_dispatch_v1_dispatch_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -270,7 +418,7 @@ func (x *StreamGenerateResponse) String() string {
 func (*StreamGenerateResponse) ProtoMessage() {}
 
 func (x *StreamGenerateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_dispatch_v1_dispatch_proto_msgTypes[3]
+	mi := &file_fmgate_dispatch_v1_dispatch_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -283,7 +431,7 @@ func (x *StreamGenerateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamGenerateResponse.ProtoReflect.Descriptor instead.
 func (*StreamGenerateResponse) Descriptor() ([]byte, []int) {
-	return file_fmgate_dispatch_v1_dispatch_proto_rawDescGZIP(), []int{3}
+	return file_fmgate_dispatch_v1_dispatch_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *StreamGenerateResponse) GetTextDelta() string {
@@ -321,11 +469,35 @@ func (x *StreamGenerateResponse) GetResponseModel() string {
 	return ""
 }
 
+func (x *StreamGenerateResponse) GetToolCalls() []*v1.ToolCallDelta {
+	if x != nil {
+		return x.ToolCalls
+	}
+	return nil
+}
+
 var File_fmgate_dispatch_v1_dispatch_proto protoreflect.FileDescriptor
 
 const file_fmgate_dispatch_v1_dispatch_proto_rawDesc = "" +
 	"\n" +
-	"!fmgate/dispatch/v1/dispatch.proto\x12\x12fmgate.dispatch.v1\x1a\x1ffmgate/type/v1/generation.proto\"\xcc\x01\n" +
+	"!fmgate/dispatch/v1/dispatch.proto\x12\x12fmgate.dispatch.v1\x1a\x1ffmgate/type/v1/generation.proto\"\xc6\x01\n" +
+	"\fEmbedRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12!\n" +
+	"\fendpoint_ids\x18\x02 \x03(\tR\vendpointIds\x12\x16\n" +
+	"\x06inputs\x18\x03 \x03(\tR\x06inputs\x12#\n" +
+	"\n" +
+	"dimensions\x18\x04 \x01(\x05H\x00R\n" +
+	"dimensions\x88\x01\x01\x12\x1e\n" +
+	"\vend_user_id\x18\x05 \x01(\tR\tendUserIdB\r\n" +
+	"\v_dimensions\"\xbf\x01\n" +
+	"\rEmbedResponse\x129\n" +
+	"\n" +
+	"embeddings\x18\x01 \x03(\v2\x19.fmgate.type.v1.EmbeddingR\n" +
+	"embeddings\x12+\n" +
+	"\x05usage\x18\x02 \x01(\v2\x15.fmgate.type.v1.UsageR\x05usage\x12\x1f\n" +
+	"\vendpoint_id\x18\x03 \x01(\tR\n" +
+	"endpointId\x12%\n" +
+	"\x0eresponse_model\x18\x04 \x01(\tR\rresponseModel\"\xcc\x01\n" +
 	"\x0fGenerateRequest\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12!\n" +
 	"\fendpoint_ids\x18\x02 \x03(\tR\vendpointIds\x123\n" +
@@ -342,7 +514,7 @@ const file_fmgate_dispatch_v1_dispatch_proto_rawDesc = "" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12!\n" +
 	"\fendpoint_ids\x18\x02 \x03(\tR\vendpointIds\x123\n" +
 	"\bmessages\x18\x03 \x03(\v2\x17.fmgate.type.v1.MessageR\bmessages\x128\n" +
-	"\x06params\x18\x04 \x01(\v2 .fmgate.type.v1.GenerationParamsR\x06params\"\xef\x01\n" +
+	"\x06params\x18\x04 \x01(\v2 .fmgate.type.v1.GenerationParamsR\x06params\"\xad\x02\n" +
 	"\x16StreamGenerateResponse\x12\x1d\n" +
 	"\n" +
 	"text_delta\x18\x01 \x01(\tR\ttextDelta\x12A\n" +
@@ -350,10 +522,13 @@ const file_fmgate_dispatch_v1_dispatch_proto_rawDesc = "" +
 	"\x05usage\x18\x03 \x01(\v2\x15.fmgate.type.v1.UsageR\x05usage\x12\x1f\n" +
 	"\vendpoint_id\x18\x04 \x01(\tR\n" +
 	"endpointId\x12%\n" +
-	"\x0eresponse_model\x18\x05 \x01(\tR\rresponseModel2\xd7\x01\n" +
+	"\x0eresponse_model\x18\x05 \x01(\tR\rresponseModel\x12<\n" +
+	"\n" +
+	"tool_calls\x18\x06 \x03(\v2\x1d.fmgate.type.v1.ToolCallDeltaR\ttoolCalls2\xa7\x02\n" +
 	"\x0fDispatchService\x12W\n" +
 	"\bGenerate\x12#.fmgate.dispatch.v1.GenerateRequest\x1a$.fmgate.dispatch.v1.GenerateResponse\"\x00\x12k\n" +
-	"\x0eStreamGenerate\x12).fmgate.dispatch.v1.StreamGenerateRequest\x1a*.fmgate.dispatch.v1.StreamGenerateResponse\"\x000\x01B\xcd\x01\n" +
+	"\x0eStreamGenerate\x12).fmgate.dispatch.v1.StreamGenerateRequest\x1a*.fmgate.dispatch.v1.StreamGenerateResponse\"\x000\x01\x12N\n" +
+	"\x05Embed\x12 .fmgate.dispatch.v1.EmbedRequest\x1a!.fmgate.dispatch.v1.EmbedResponse\"\x00B\xcd\x01\n" +
 	"\x16com.fmgate.dispatch.v1B\rDispatchProtoP\x01Z:github.com/fmgate/fmgate/gen/fmgate/dispatch/v1;dispatchv1\xa2\x02\x03FDX\xaa\x02\x12Fmgate.Dispatch.V1\xca\x02\x12Fmgate\\Dispatch\\V1\xe2\x02\x1eFmgate\\Dispatch\\V1\\GPBMetadata\xea\x02\x14Fmgate::Dispatch::V1b\x06proto3"
 
 var (
@@ -368,36 +543,45 @@ func file_fmgate_dispatch_v1_dispatch_proto_rawDescGZIP() []byte {
 	return file_fmgate_dispatch_v1_dispatch_proto_rawDescData
 }
 
-var file_fmgate_dispatch_v1_dispatch_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_fmgate_dispatch_v1_dispatch_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_fmgate_dispatch_v1_dispatch_proto_goTypes = []any{
-	(*GenerateRequest)(nil),        // 0: fmgate.dispatch.v1.GenerateRequest
-	(*GenerateResponse)(nil),       // 1: fmgate.dispatch.v1.GenerateResponse
-	(*StreamGenerateRequest)(nil),  // 2: fmgate.dispatch.v1.StreamGenerateRequest
-	(*StreamGenerateResponse)(nil), // 3: fmgate.dispatch.v1.StreamGenerateResponse
-	(*v1.Message)(nil),             // 4: fmgate.type.v1.Message
-	(*v1.GenerationParams)(nil),    // 5: fmgate.type.v1.GenerationParams
-	(v1.FinishReason)(0),           // 6: fmgate.type.v1.FinishReason
+	(*EmbedRequest)(nil),           // 0: fmgate.dispatch.v1.EmbedRequest
+	(*EmbedResponse)(nil),          // 1: fmgate.dispatch.v1.EmbedResponse
+	(*GenerateRequest)(nil),        // 2: fmgate.dispatch.v1.GenerateRequest
+	(*GenerateResponse)(nil),       // 3: fmgate.dispatch.v1.GenerateResponse
+	(*StreamGenerateRequest)(nil),  // 4: fmgate.dispatch.v1.StreamGenerateRequest
+	(*StreamGenerateResponse)(nil), // 5: fmgate.dispatch.v1.StreamGenerateResponse
+	(*v1.Embedding)(nil),           // 6: fmgate.type.v1.Embedding
 	(*v1.Usage)(nil),               // 7: fmgate.type.v1.Usage
+	(*v1.Message)(nil),             // 8: fmgate.type.v1.Message
+	(*v1.GenerationParams)(nil),    // 9: fmgate.type.v1.GenerationParams
+	(v1.FinishReason)(0),           // 10: fmgate.type.v1.FinishReason
+	(*v1.ToolCallDelta)(nil),       // 11: fmgate.type.v1.ToolCallDelta
 }
 var file_fmgate_dispatch_v1_dispatch_proto_depIdxs = []int32{
-	4,  // 0: fmgate.dispatch.v1.GenerateRequest.messages:type_name -> fmgate.type.v1.Message
-	5,  // 1: fmgate.dispatch.v1.GenerateRequest.params:type_name -> fmgate.type.v1.GenerationParams
-	4,  // 2: fmgate.dispatch.v1.GenerateResponse.message:type_name -> fmgate.type.v1.Message
-	6,  // 3: fmgate.dispatch.v1.GenerateResponse.finish_reason:type_name -> fmgate.type.v1.FinishReason
-	7,  // 4: fmgate.dispatch.v1.GenerateResponse.usage:type_name -> fmgate.type.v1.Usage
-	4,  // 5: fmgate.dispatch.v1.StreamGenerateRequest.messages:type_name -> fmgate.type.v1.Message
-	5,  // 6: fmgate.dispatch.v1.StreamGenerateRequest.params:type_name -> fmgate.type.v1.GenerationParams
-	6,  // 7: fmgate.dispatch.v1.StreamGenerateResponse.finish_reason:type_name -> fmgate.type.v1.FinishReason
-	7,  // 8: fmgate.dispatch.v1.StreamGenerateResponse.usage:type_name -> fmgate.type.v1.Usage
-	0,  // 9: fmgate.dispatch.v1.DispatchService.Generate:input_type -> fmgate.dispatch.v1.GenerateRequest
-	2,  // 10: fmgate.dispatch.v1.DispatchService.StreamGenerate:input_type -> fmgate.dispatch.v1.StreamGenerateRequest
-	1,  // 11: fmgate.dispatch.v1.DispatchService.Generate:output_type -> fmgate.dispatch.v1.GenerateResponse
-	3,  // 12: fmgate.dispatch.v1.DispatchService.StreamGenerate:output_type -> fmgate.dispatch.v1.StreamGenerateResponse
-	11, // [11:13] is the sub-list for method output_type
-	9,  // [9:11] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	6,  // 0: fmgate.dispatch.v1.EmbedResponse.embeddings:type_name -> fmgate.type.v1.Embedding
+	7,  // 1: fmgate.dispatch.v1.EmbedResponse.usage:type_name -> fmgate.type.v1.Usage
+	8,  // 2: fmgate.dispatch.v1.GenerateRequest.messages:type_name -> fmgate.type.v1.Message
+	9,  // 3: fmgate.dispatch.v1.GenerateRequest.params:type_name -> fmgate.type.v1.GenerationParams
+	8,  // 4: fmgate.dispatch.v1.GenerateResponse.message:type_name -> fmgate.type.v1.Message
+	10, // 5: fmgate.dispatch.v1.GenerateResponse.finish_reason:type_name -> fmgate.type.v1.FinishReason
+	7,  // 6: fmgate.dispatch.v1.GenerateResponse.usage:type_name -> fmgate.type.v1.Usage
+	8,  // 7: fmgate.dispatch.v1.StreamGenerateRequest.messages:type_name -> fmgate.type.v1.Message
+	9,  // 8: fmgate.dispatch.v1.StreamGenerateRequest.params:type_name -> fmgate.type.v1.GenerationParams
+	10, // 9: fmgate.dispatch.v1.StreamGenerateResponse.finish_reason:type_name -> fmgate.type.v1.FinishReason
+	7,  // 10: fmgate.dispatch.v1.StreamGenerateResponse.usage:type_name -> fmgate.type.v1.Usage
+	11, // 11: fmgate.dispatch.v1.StreamGenerateResponse.tool_calls:type_name -> fmgate.type.v1.ToolCallDelta
+	2,  // 12: fmgate.dispatch.v1.DispatchService.Generate:input_type -> fmgate.dispatch.v1.GenerateRequest
+	4,  // 13: fmgate.dispatch.v1.DispatchService.StreamGenerate:input_type -> fmgate.dispatch.v1.StreamGenerateRequest
+	0,  // 14: fmgate.dispatch.v1.DispatchService.Embed:input_type -> fmgate.dispatch.v1.EmbedRequest
+	3,  // 15: fmgate.dispatch.v1.DispatchService.Generate:output_type -> fmgate.dispatch.v1.GenerateResponse
+	5,  // 16: fmgate.dispatch.v1.DispatchService.StreamGenerate:output_type -> fmgate.dispatch.v1.StreamGenerateResponse
+	1,  // 17: fmgate.dispatch.v1.DispatchService.Embed:output_type -> fmgate.dispatch.v1.EmbedResponse
+	15, // [15:18] is the sub-list for method output_type
+	12, // [12:15] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_fmgate_dispatch_v1_dispatch_proto_init() }
@@ -405,13 +589,14 @@ func file_fmgate_dispatch_v1_dispatch_proto_init() {
 	if File_fmgate_dispatch_v1_dispatch_proto != nil {
 		return
 	}
+	file_fmgate_dispatch_v1_dispatch_proto_msgTypes[0].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fmgate_dispatch_v1_dispatch_proto_rawDesc), len(file_fmgate_dispatch_v1_dispatch_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

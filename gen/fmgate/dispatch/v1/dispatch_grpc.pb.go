@@ -23,6 +23,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	DispatchService_Generate_FullMethodName       = "/fmgate.dispatch.v1.DispatchService/Generate"
 	DispatchService_StreamGenerate_FullMethodName = "/fmgate.dispatch.v1.DispatchService/StreamGenerate"
+	DispatchService_Embed_FullMethodName          = "/fmgate.dispatch.v1.DispatchService/Embed"
 )
 
 // DispatchServiceClient is the client API for DispatchService service.
@@ -38,6 +39,8 @@ type DispatchServiceClient interface {
 	// StreamGenerate streams from the first endpoint that answers. Once a chunk has been sent,
 	// a failure ends the stream with an error; it is never retried.
 	StreamGenerate(ctx context.Context, in *StreamGenerateRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamGenerateResponse], error)
+	// Embed returns one vector per input, trying the endpoints in order like Generate.
+	Embed(ctx context.Context, in *EmbedRequest, opts ...grpc.CallOption) (*EmbedResponse, error)
 }
 
 type dispatchServiceClient struct {
@@ -77,6 +80,16 @@ func (c *dispatchServiceClient) StreamGenerate(ctx context.Context, in *StreamGe
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type DispatchService_StreamGenerateClient = grpc.ServerStreamingClient[StreamGenerateResponse]
 
+func (c *dispatchServiceClient) Embed(ctx context.Context, in *EmbedRequest, opts ...grpc.CallOption) (*EmbedResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EmbedResponse)
+	err := c.cc.Invoke(ctx, DispatchService_Embed_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DispatchServiceServer is the server API for DispatchService service.
 // All implementations must embed UnimplementedDispatchServiceServer
 // for forward compatibility.
@@ -90,6 +103,8 @@ type DispatchServiceServer interface {
 	// StreamGenerate streams from the first endpoint that answers. Once a chunk has been sent,
 	// a failure ends the stream with an error; it is never retried.
 	StreamGenerate(*StreamGenerateRequest, grpc.ServerStreamingServer[StreamGenerateResponse]) error
+	// Embed returns one vector per input, trying the endpoints in order like Generate.
+	Embed(context.Context, *EmbedRequest) (*EmbedResponse, error)
 	mustEmbedUnimplementedDispatchServiceServer()
 }
 
@@ -105,6 +120,9 @@ func (UnimplementedDispatchServiceServer) Generate(context.Context, *GenerateReq
 }
 func (UnimplementedDispatchServiceServer) StreamGenerate(*StreamGenerateRequest, grpc.ServerStreamingServer[StreamGenerateResponse]) error {
 	return status.Error(codes.Unimplemented, "method StreamGenerate not implemented")
+}
+func (UnimplementedDispatchServiceServer) Embed(context.Context, *EmbedRequest) (*EmbedResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Embed not implemented")
 }
 func (UnimplementedDispatchServiceServer) mustEmbedUnimplementedDispatchServiceServer() {}
 func (UnimplementedDispatchServiceServer) testEmbeddedByValue()                         {}
@@ -156,6 +174,24 @@ func _DispatchService_StreamGenerate_Handler(srv interface{}, stream grpc.Server
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type DispatchService_StreamGenerateServer = grpc.ServerStreamingServer[StreamGenerateResponse]
 
+func _DispatchService_Embed_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EmbedRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DispatchServiceServer).Embed(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DispatchService_Embed_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DispatchServiceServer).Embed(ctx, req.(*EmbedRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DispatchService_ServiceDesc is the grpc.ServiceDesc for DispatchService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -166,6 +202,10 @@ var DispatchService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Generate",
 			Handler:    _DispatchService_Generate_Handler,
+		},
+		{
+			MethodName: "Embed",
+			Handler:    _DispatchService_Embed_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

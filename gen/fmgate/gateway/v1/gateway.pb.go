@@ -26,6 +26,229 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// EmbedRequest asks an embedding model for vectors.
+type EmbedRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Model string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	// The texts to embed, at least one.
+	Inputs []string `protobuf:"bytes,2,rep,name=inputs,proto3" json:"inputs,omitempty"`
+	// The number of dimensions, for models that can shorten their vectors.
+	Dimensions *int32 `protobuf:"varint,3,opt,name=dimensions,proto3,oneof" json:"dimensions,omitempty"`
+	// An opaque id of the end user.
+	EndUserId     string `protobuf:"bytes,4,opt,name=end_user_id,json=endUserId,proto3" json:"end_user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EmbedRequest) Reset() {
+	*x = EmbedRequest{}
+	mi := &file_fmgate_gateway_v1_gateway_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EmbedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EmbedRequest) ProtoMessage() {}
+
+func (x *EmbedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_gateway_v1_gateway_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EmbedRequest.ProtoReflect.Descriptor instead.
+func (*EmbedRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_gateway_v1_gateway_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *EmbedRequest) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *EmbedRequest) GetInputs() []string {
+	if x != nil {
+		return x.Inputs
+	}
+	return nil
+}
+
+func (x *EmbedRequest) GetDimensions() int32 {
+	if x != nil && x.Dimensions != nil {
+		return *x.Dimensions
+	}
+	return 0
+}
+
+func (x *EmbedRequest) GetEndUserId() string {
+	if x != nil {
+		return x.EndUserId
+	}
+	return ""
+}
+
+// EmbedResponse holds one vector per input, in input order.
+type EmbedResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Model         string                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	Embeddings    []*v1.Embedding        `protobuf:"bytes,2,rep,name=embeddings,proto3" json:"embeddings,omitempty"`
+	Usage         *v1.Usage              `protobuf:"bytes,3,opt,name=usage,proto3" json:"usage,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EmbedResponse) Reset() {
+	*x = EmbedResponse{}
+	mi := &file_fmgate_gateway_v1_gateway_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EmbedResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EmbedResponse) ProtoMessage() {}
+
+func (x *EmbedResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_gateway_v1_gateway_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EmbedResponse.ProtoReflect.Descriptor instead.
+func (*EmbedResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_gateway_v1_gateway_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *EmbedResponse) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *EmbedResponse) GetEmbeddings() []*v1.Embedding {
+	if x != nil {
+		return x.Embeddings
+	}
+	return nil
+}
+
+func (x *EmbedResponse) GetUsage() *v1.Usage {
+	if x != nil {
+		return x.Usage
+	}
+	return nil
+}
+
+// GetModelRequest names a model.
+type GetModelRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetModelRequest) Reset() {
+	*x = GetModelRequest{}
+	mi := &file_fmgate_gateway_v1_gateway_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetModelRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetModelRequest) ProtoMessage() {}
+
+func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_gateway_v1_gateway_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetModelRequest.ProtoReflect.Descriptor instead.
+func (*GetModelRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_gateway_v1_gateway_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *GetModelRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// GetModelResponse is the model.
+type GetModelResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Model         *Model                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetModelResponse) Reset() {
+	*x = GetModelResponse{}
+	mi := &file_fmgate_gateway_v1_gateway_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetModelResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetModelResponse) ProtoMessage() {}
+
+func (x *GetModelResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_gateway_v1_gateway_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetModelResponse.ProtoReflect.Descriptor instead.
+func (*GetModelResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_gateway_v1_gateway_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *GetModelResponse) GetModel() *Model {
+	if x != nil {
+		return x.Model
+	}
+	return nil
+}
+
 // GenerateRequest asks a model for one answer.
 type GenerateRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -40,7 +263,7 @@ type GenerateRequest struct {
 
 func (x *GenerateRequest) Reset() {
 	*x = GenerateRequest{}
-	mi := &file_fmgate_gateway_v1_gateway_proto_msgTypes[0]
+	mi := &file_fmgate_gateway_v1_gateway_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -52,7 +275,7 @@ func (x *GenerateRequest) String() string {
 func (*GenerateRequest) ProtoMessage() {}
 
 func (x *GenerateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_gateway_v1_gateway_proto_msgTypes[0]
+	mi := &file_fmgate_gateway_v1_gateway_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -65,7 +288,7 @@ func (x *GenerateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateRequest.ProtoReflect.Descriptor instead.
 func (*GenerateRequest) Descriptor() ([]byte, []int) {
-	return file_fmgate_gateway_v1_gateway_proto_rawDescGZIP(), []int{0}
+	return file_fmgate_gateway_v1_gateway_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *GenerateRequest) GetModel() string {
@@ -107,7 +330,7 @@ type GenerateResponse struct {
 
 func (x *GenerateResponse) Reset() {
 	*x = GenerateResponse{}
-	mi := &file_fmgate_gateway_v1_gateway_proto_msgTypes[1]
+	mi := &file_fmgate_gateway_v1_gateway_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -119,7 +342,7 @@ func (x *GenerateResponse) String() string {
 func (*GenerateResponse) ProtoMessage() {}
 
 func (x *GenerateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_gateway_v1_gateway_proto_msgTypes[1]
+	mi := &file_fmgate_gateway_v1_gateway_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -132,7 +355,7 @@ func (x *GenerateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateResponse.ProtoReflect.Descriptor instead.
 func (*GenerateResponse) Descriptor() ([]byte, []int) {
-	return file_fmgate_gateway_v1_gateway_proto_rawDescGZIP(), []int{1}
+	return file_fmgate_gateway_v1_gateway_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GenerateResponse) GetId() string {
@@ -194,7 +417,7 @@ type ModerationNotice struct {
 
 func (x *ModerationNotice) Reset() {
 	*x = ModerationNotice{}
-	mi := &file_fmgate_gateway_v1_gateway_proto_msgTypes[2]
+	mi := &file_fmgate_gateway_v1_gateway_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -206,7 +429,7 @@ func (x *ModerationNotice) String() string {
 func (*ModerationNotice) ProtoMessage() {}
 
 func (x *ModerationNotice) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_gateway_v1_gateway_proto_msgTypes[2]
+	mi := &file_fmgate_gateway_v1_gateway_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -219,7 +442,7 @@ func (x *ModerationNotice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModerationNotice.ProtoReflect.Descriptor instead.
 func (*ModerationNotice) Descriptor() ([]byte, []int) {
-	return file_fmgate_gateway_v1_gateway_proto_rawDescGZIP(), []int{2}
+	return file_fmgate_gateway_v1_gateway_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ModerationNotice) GetStage() string {
@@ -262,7 +485,7 @@ type StreamGenerateRequest struct {
 
 func (x *StreamGenerateRequest) Reset() {
 	*x = StreamGenerateRequest{}
-	mi := &file_fmgate_gateway_v1_gateway_proto_msgTypes[3]
+	mi := &file_fmgate_gateway_v1_gateway_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -274,7 +497,7 @@ func (x *StreamGenerateRequest) String() string {
 func (*StreamGenerateRequest) ProtoMessage() {}
 
 func (x *StreamGenerateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_gateway_v1_gateway_proto_msgTypes[3]
+	mi := &file_fmgate_gateway_v1_gateway_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -287,7 +510,7 @@ func (x *StreamGenerateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamGenerateRequest.ProtoReflect.Descriptor instead.
 func (*StreamGenerateRequest) Descriptor() ([]byte, []int) {
-	return file_fmgate_gateway_v1_gateway_proto_rawDescGZIP(), []int{3}
+	return file_fmgate_gateway_v1_gateway_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *StreamGenerateRequest) GetModel() string {
@@ -323,14 +546,16 @@ type StreamGenerateResponse struct {
 	// Set on the last event only.
 	Usage *v1.Usage `protobuf:"bytes,5,opt,name=usage,proto3" json:"usage,omitempty"`
 	// Input moderation notices, on the first event.
-	Moderation    []*ModerationNotice `protobuf:"bytes,6,rep,name=moderation,proto3" json:"moderation,omitempty"`
+	Moderation []*ModerationNotice `protobuf:"bytes,6,rep,name=moderation,proto3" json:"moderation,omitempty"`
+	// Pieces of tool calls made since the previous event.
+	ToolCalls     []*v1.ToolCallDelta `protobuf:"bytes,7,rep,name=tool_calls,json=toolCalls,proto3" json:"tool_calls,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StreamGenerateResponse) Reset() {
 	*x = StreamGenerateResponse{}
-	mi := &file_fmgate_gateway_v1_gateway_proto_msgTypes[4]
+	mi := &file_fmgate_gateway_v1_gateway_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -342,7 +567,7 @@ func (x *StreamGenerateResponse) String() string {
 func (*StreamGenerateResponse) ProtoMessage() {}
 
 func (x *StreamGenerateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_gateway_v1_gateway_proto_msgTypes[4]
+	mi := &file_fmgate_gateway_v1_gateway_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -355,7 +580,7 @@ func (x *StreamGenerateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamGenerateResponse.ProtoReflect.Descriptor instead.
 func (*StreamGenerateResponse) Descriptor() ([]byte, []int) {
-	return file_fmgate_gateway_v1_gateway_proto_rawDescGZIP(), []int{4}
+	return file_fmgate_gateway_v1_gateway_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *StreamGenerateResponse) GetId() string {
@@ -400,6 +625,13 @@ func (x *StreamGenerateResponse) GetModeration() []*ModerationNotice {
 	return nil
 }
 
+func (x *StreamGenerateResponse) GetToolCalls() []*v1.ToolCallDelta {
+	if x != nil {
+		return x.ToolCalls
+	}
+	return nil
+}
+
 // ListModelsRequest pages through the caller's models.
 type ListModelsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -411,7 +643,7 @@ type ListModelsRequest struct {
 
 func (x *ListModelsRequest) Reset() {
 	*x = ListModelsRequest{}
-	mi := &file_fmgate_gateway_v1_gateway_proto_msgTypes[5]
+	mi := &file_fmgate_gateway_v1_gateway_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -423,7 +655,7 @@ func (x *ListModelsRequest) String() string {
 func (*ListModelsRequest) ProtoMessage() {}
 
 func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_gateway_v1_gateway_proto_msgTypes[5]
+	mi := &file_fmgate_gateway_v1_gateway_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -436,7 +668,7 @@ func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsRequest.ProtoReflect.Descriptor instead.
 func (*ListModelsRequest) Descriptor() ([]byte, []int) {
-	return file_fmgate_gateway_v1_gateway_proto_rawDescGZIP(), []int{5}
+	return file_fmgate_gateway_v1_gateway_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListModelsRequest) GetPageSize() int32 {
@@ -464,7 +696,7 @@ type ListModelsResponse struct {
 
 func (x *ListModelsResponse) Reset() {
 	*x = ListModelsResponse{}
-	mi := &file_fmgate_gateway_v1_gateway_proto_msgTypes[6]
+	mi := &file_fmgate_gateway_v1_gateway_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -476,7 +708,7 @@ func (x *ListModelsResponse) String() string {
 func (*ListModelsResponse) ProtoMessage() {}
 
 func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_gateway_v1_gateway_proto_msgTypes[6]
+	mi := &file_fmgate_gateway_v1_gateway_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -489,7 +721,7 @@ func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsResponse.ProtoReflect.Descriptor instead.
 func (*ListModelsResponse) Descriptor() ([]byte, []int) {
-	return file_fmgate_gateway_v1_gateway_proto_rawDescGZIP(), []int{6}
+	return file_fmgate_gateway_v1_gateway_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListModelsResponse) GetModels() []*Model {
@@ -519,7 +751,7 @@ type Model struct {
 
 func (x *Model) Reset() {
 	*x = Model{}
-	mi := &file_fmgate_gateway_v1_gateway_proto_msgTypes[7]
+	mi := &file_fmgate_gateway_v1_gateway_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -531,7 +763,7 @@ func (x *Model) String() string {
 func (*Model) ProtoMessage() {}
 
 func (x *Model) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_gateway_v1_gateway_proto_msgTypes[7]
+	mi := &file_fmgate_gateway_v1_gateway_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -544,7 +776,7 @@ func (x *Model) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Model.ProtoReflect.Descriptor instead.
 func (*Model) Descriptor() ([]byte, []int) {
-	return file_fmgate_gateway_v1_gateway_proto_rawDescGZIP(), []int{7}
+	return file_fmgate_gateway_v1_gateway_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Model) GetName() string {
@@ -579,7 +811,25 @@ var File_fmgate_gateway_v1_gateway_proto protoreflect.FileDescriptor
 
 const file_fmgate_gateway_v1_gateway_proto_rawDesc = "" +
 	"\n" +
-	"\x1ffmgate/gateway/v1/gateway.proto\x12\x11fmgate.gateway.v1\x1a\x1ffmgate/type/v1/generation.proto\x1a\x1cgoogle/api/annotations.proto\"\x96\x01\n" +
+	"\x1ffmgate/gateway/v1/gateway.proto\x12\x11fmgate.gateway.v1\x1a\x1ffmgate/type/v1/generation.proto\x1a\x1cgoogle/api/annotations.proto\"\x90\x01\n" +
+	"\fEmbedRequest\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x12\x16\n" +
+	"\x06inputs\x18\x02 \x03(\tR\x06inputs\x12#\n" +
+	"\n" +
+	"dimensions\x18\x03 \x01(\x05H\x00R\n" +
+	"dimensions\x88\x01\x01\x12\x1e\n" +
+	"\vend_user_id\x18\x04 \x01(\tR\tendUserIdB\r\n" +
+	"\v_dimensions\"\x8d\x01\n" +
+	"\rEmbedResponse\x12\x14\n" +
+	"\x05model\x18\x01 \x01(\tR\x05model\x129\n" +
+	"\n" +
+	"embeddings\x18\x02 \x03(\v2\x19.fmgate.type.v1.EmbeddingR\n" +
+	"embeddings\x12+\n" +
+	"\x05usage\x18\x03 \x01(\v2\x15.fmgate.type.v1.UsageR\x05usage\"%\n" +
+	"\x0fGetModelRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"B\n" +
+	"\x10GetModelResponse\x12.\n" +
+	"\x05model\x18\x01 \x01(\v2\x18.fmgate.gateway.v1.ModelR\x05model\"\x96\x01\n" +
 	"\x0fGenerateRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x123\n" +
 	"\bmessages\x18\x02 \x03(\v2\x17.fmgate.type.v1.MessageR\bmessages\x128\n" +
@@ -601,7 +851,7 @@ const file_fmgate_gateway_v1_gateway_proto_rawDesc = "" +
 	"\x15StreamGenerateRequest\x12\x14\n" +
 	"\x05model\x18\x01 \x01(\tR\x05model\x123\n" +
 	"\bmessages\x18\x02 \x03(\v2\x17.fmgate.type.v1.MessageR\bmessages\x128\n" +
-	"\x06params\x18\x03 \x01(\v2 .fmgate.type.v1.GenerationParamsR\x06params\"\x92\x02\n" +
+	"\x06params\x18\x03 \x01(\v2 .fmgate.type.v1.GenerationParamsR\x06params\"\xd0\x02\n" +
 	"\x16StreamGenerateResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x12\x1d\n" +
@@ -611,7 +861,9 @@ const file_fmgate_gateway_v1_gateway_proto_rawDesc = "" +
 	"\x05usage\x18\x05 \x01(\v2\x15.fmgate.type.v1.UsageR\x05usage\x12C\n" +
 	"\n" +
 	"moderation\x18\x06 \x03(\v2#.fmgate.gateway.v1.ModerationNoticeR\n" +
-	"moderation\"O\n" +
+	"moderation\x12<\n" +
+	"\n" +
+	"tool_calls\x18\a \x03(\v2\x1d.fmgate.type.v1.ToolCallDeltaR\ttoolCalls\"O\n" +
 	"\x11ListModelsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -623,12 +875,14 @@ const file_fmgate_gateway_v1_gateway_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12\x16\n" +
 	"\x06vendor\x18\x03 \x01(\tR\x06vendor\x12%\n" +
-	"\x0econtext_window\x18\x04 \x01(\x05R\rcontextWindow2\x83\x03\n" +
+	"\x0econtext_window\x18\x04 \x01(\x05R\rcontextWindow2\xdd\x04\n" +
 	"\x0eGatewayService\x12p\n" +
 	"\bGenerate\x12\".fmgate.gateway.v1.GenerateRequest\x1a#.fmgate.gateway.v1.GenerateResponse\"\x1b\x82\xd3\xe4\x93\x02\x15:\x01*\"\x10/api/v1/generate\x12\x8b\x01\n" +
-	"\x0eStreamGenerate\x12(.fmgate.gateway.v1.StreamGenerateRequest\x1a).fmgate.gateway.v1.StreamGenerateResponse\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/api/v1/generate:stream0\x01\x12q\n" +
+	"\x0eStreamGenerate\x12(.fmgate.gateway.v1.StreamGenerateRequest\x1a).fmgate.gateway.v1.StreamGenerateResponse\"\"\x82\xd3\xe4\x93\x02\x1c:\x01*\"\x17/api/v1/generate:stream0\x01\x12d\n" +
+	"\x05Embed\x12\x1f.fmgate.gateway.v1.EmbedRequest\x1a .fmgate.gateway.v1.EmbedResponse\"\x18\x82\xd3\xe4\x93\x02\x12:\x01*\"\r/api/v1/embed\x12q\n" +
 	"\n" +
-	"ListModels\x12$.fmgate.gateway.v1.ListModelsRequest\x1a%.fmgate.gateway.v1.ListModelsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/api/v1/modelsB\xc5\x01\n" +
+	"ListModels\x12$.fmgate.gateway.v1.ListModelsRequest\x1a%.fmgate.gateway.v1.ListModelsResponse\"\x16\x82\xd3\xe4\x93\x02\x10\x12\x0e/api/v1/models\x12r\n" +
+	"\bGetModel\x12\".fmgate.gateway.v1.GetModelRequest\x1a#.fmgate.gateway.v1.GetModelResponse\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/api/v1/models/{name}B\xc5\x01\n" +
 	"\x15com.fmgate.gateway.v1B\fGatewayProtoP\x01Z8github.com/fmgate/fmgate/gen/fmgate/gateway/v1;gatewayv1\xa2\x02\x03FGX\xaa\x02\x11Fmgate.Gateway.V1\xca\x02\x11Fmgate\\Gateway\\V1\xe2\x02\x1dFmgate\\Gateway\\V1\\GPBMetadata\xea\x02\x13Fmgate::Gateway::V1b\x06proto3"
 
 var (
@@ -643,45 +897,59 @@ func file_fmgate_gateway_v1_gateway_proto_rawDescGZIP() []byte {
 	return file_fmgate_gateway_v1_gateway_proto_rawDescData
 }
 
-var file_fmgate_gateway_v1_gateway_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_fmgate_gateway_v1_gateway_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_fmgate_gateway_v1_gateway_proto_goTypes = []any{
-	(*GenerateRequest)(nil),        // 0: fmgate.gateway.v1.GenerateRequest
-	(*GenerateResponse)(nil),       // 1: fmgate.gateway.v1.GenerateResponse
-	(*ModerationNotice)(nil),       // 2: fmgate.gateway.v1.ModerationNotice
-	(*StreamGenerateRequest)(nil),  // 3: fmgate.gateway.v1.StreamGenerateRequest
-	(*StreamGenerateResponse)(nil), // 4: fmgate.gateway.v1.StreamGenerateResponse
-	(*ListModelsRequest)(nil),      // 5: fmgate.gateway.v1.ListModelsRequest
-	(*ListModelsResponse)(nil),     // 6: fmgate.gateway.v1.ListModelsResponse
-	(*Model)(nil),                  // 7: fmgate.gateway.v1.Model
-	(*v1.Message)(nil),             // 8: fmgate.type.v1.Message
-	(*v1.GenerationParams)(nil),    // 9: fmgate.type.v1.GenerationParams
-	(v1.FinishReason)(0),           // 10: fmgate.type.v1.FinishReason
-	(*v1.Usage)(nil),               // 11: fmgate.type.v1.Usage
+	(*EmbedRequest)(nil),           // 0: fmgate.gateway.v1.EmbedRequest
+	(*EmbedResponse)(nil),          // 1: fmgate.gateway.v1.EmbedResponse
+	(*GetModelRequest)(nil),        // 2: fmgate.gateway.v1.GetModelRequest
+	(*GetModelResponse)(nil),       // 3: fmgate.gateway.v1.GetModelResponse
+	(*GenerateRequest)(nil),        // 4: fmgate.gateway.v1.GenerateRequest
+	(*GenerateResponse)(nil),       // 5: fmgate.gateway.v1.GenerateResponse
+	(*ModerationNotice)(nil),       // 6: fmgate.gateway.v1.ModerationNotice
+	(*StreamGenerateRequest)(nil),  // 7: fmgate.gateway.v1.StreamGenerateRequest
+	(*StreamGenerateResponse)(nil), // 8: fmgate.gateway.v1.StreamGenerateResponse
+	(*ListModelsRequest)(nil),      // 9: fmgate.gateway.v1.ListModelsRequest
+	(*ListModelsResponse)(nil),     // 10: fmgate.gateway.v1.ListModelsResponse
+	(*Model)(nil),                  // 11: fmgate.gateway.v1.Model
+	(*v1.Embedding)(nil),           // 12: fmgate.type.v1.Embedding
+	(*v1.Usage)(nil),               // 13: fmgate.type.v1.Usage
+	(*v1.Message)(nil),             // 14: fmgate.type.v1.Message
+	(*v1.GenerationParams)(nil),    // 15: fmgate.type.v1.GenerationParams
+	(v1.FinishReason)(0),           // 16: fmgate.type.v1.FinishReason
+	(*v1.ToolCallDelta)(nil),       // 17: fmgate.type.v1.ToolCallDelta
 }
 var file_fmgate_gateway_v1_gateway_proto_depIdxs = []int32{
-	8,  // 0: fmgate.gateway.v1.GenerateRequest.messages:type_name -> fmgate.type.v1.Message
-	9,  // 1: fmgate.gateway.v1.GenerateRequest.params:type_name -> fmgate.type.v1.GenerationParams
-	8,  // 2: fmgate.gateway.v1.GenerateResponse.message:type_name -> fmgate.type.v1.Message
-	10, // 3: fmgate.gateway.v1.GenerateResponse.finish_reason:type_name -> fmgate.type.v1.FinishReason
-	11, // 4: fmgate.gateway.v1.GenerateResponse.usage:type_name -> fmgate.type.v1.Usage
-	2,  // 5: fmgate.gateway.v1.GenerateResponse.moderation:type_name -> fmgate.gateway.v1.ModerationNotice
-	8,  // 6: fmgate.gateway.v1.StreamGenerateRequest.messages:type_name -> fmgate.type.v1.Message
-	9,  // 7: fmgate.gateway.v1.StreamGenerateRequest.params:type_name -> fmgate.type.v1.GenerationParams
-	10, // 8: fmgate.gateway.v1.StreamGenerateResponse.finish_reason:type_name -> fmgate.type.v1.FinishReason
-	11, // 9: fmgate.gateway.v1.StreamGenerateResponse.usage:type_name -> fmgate.type.v1.Usage
-	2,  // 10: fmgate.gateway.v1.StreamGenerateResponse.moderation:type_name -> fmgate.gateway.v1.ModerationNotice
-	7,  // 11: fmgate.gateway.v1.ListModelsResponse.models:type_name -> fmgate.gateway.v1.Model
-	0,  // 12: fmgate.gateway.v1.GatewayService.Generate:input_type -> fmgate.gateway.v1.GenerateRequest
-	3,  // 13: fmgate.gateway.v1.GatewayService.StreamGenerate:input_type -> fmgate.gateway.v1.StreamGenerateRequest
-	5,  // 14: fmgate.gateway.v1.GatewayService.ListModels:input_type -> fmgate.gateway.v1.ListModelsRequest
-	1,  // 15: fmgate.gateway.v1.GatewayService.Generate:output_type -> fmgate.gateway.v1.GenerateResponse
-	4,  // 16: fmgate.gateway.v1.GatewayService.StreamGenerate:output_type -> fmgate.gateway.v1.StreamGenerateResponse
-	6,  // 17: fmgate.gateway.v1.GatewayService.ListModels:output_type -> fmgate.gateway.v1.ListModelsResponse
-	15, // [15:18] is the sub-list for method output_type
-	12, // [12:15] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	12, // 0: fmgate.gateway.v1.EmbedResponse.embeddings:type_name -> fmgate.type.v1.Embedding
+	13, // 1: fmgate.gateway.v1.EmbedResponse.usage:type_name -> fmgate.type.v1.Usage
+	11, // 2: fmgate.gateway.v1.GetModelResponse.model:type_name -> fmgate.gateway.v1.Model
+	14, // 3: fmgate.gateway.v1.GenerateRequest.messages:type_name -> fmgate.type.v1.Message
+	15, // 4: fmgate.gateway.v1.GenerateRequest.params:type_name -> fmgate.type.v1.GenerationParams
+	14, // 5: fmgate.gateway.v1.GenerateResponse.message:type_name -> fmgate.type.v1.Message
+	16, // 6: fmgate.gateway.v1.GenerateResponse.finish_reason:type_name -> fmgate.type.v1.FinishReason
+	13, // 7: fmgate.gateway.v1.GenerateResponse.usage:type_name -> fmgate.type.v1.Usage
+	6,  // 8: fmgate.gateway.v1.GenerateResponse.moderation:type_name -> fmgate.gateway.v1.ModerationNotice
+	14, // 9: fmgate.gateway.v1.StreamGenerateRequest.messages:type_name -> fmgate.type.v1.Message
+	15, // 10: fmgate.gateway.v1.StreamGenerateRequest.params:type_name -> fmgate.type.v1.GenerationParams
+	16, // 11: fmgate.gateway.v1.StreamGenerateResponse.finish_reason:type_name -> fmgate.type.v1.FinishReason
+	13, // 12: fmgate.gateway.v1.StreamGenerateResponse.usage:type_name -> fmgate.type.v1.Usage
+	6,  // 13: fmgate.gateway.v1.StreamGenerateResponse.moderation:type_name -> fmgate.gateway.v1.ModerationNotice
+	17, // 14: fmgate.gateway.v1.StreamGenerateResponse.tool_calls:type_name -> fmgate.type.v1.ToolCallDelta
+	11, // 15: fmgate.gateway.v1.ListModelsResponse.models:type_name -> fmgate.gateway.v1.Model
+	4,  // 16: fmgate.gateway.v1.GatewayService.Generate:input_type -> fmgate.gateway.v1.GenerateRequest
+	7,  // 17: fmgate.gateway.v1.GatewayService.StreamGenerate:input_type -> fmgate.gateway.v1.StreamGenerateRequest
+	0,  // 18: fmgate.gateway.v1.GatewayService.Embed:input_type -> fmgate.gateway.v1.EmbedRequest
+	9,  // 19: fmgate.gateway.v1.GatewayService.ListModels:input_type -> fmgate.gateway.v1.ListModelsRequest
+	2,  // 20: fmgate.gateway.v1.GatewayService.GetModel:input_type -> fmgate.gateway.v1.GetModelRequest
+	5,  // 21: fmgate.gateway.v1.GatewayService.Generate:output_type -> fmgate.gateway.v1.GenerateResponse
+	8,  // 22: fmgate.gateway.v1.GatewayService.StreamGenerate:output_type -> fmgate.gateway.v1.StreamGenerateResponse
+	1,  // 23: fmgate.gateway.v1.GatewayService.Embed:output_type -> fmgate.gateway.v1.EmbedResponse
+	10, // 24: fmgate.gateway.v1.GatewayService.ListModels:output_type -> fmgate.gateway.v1.ListModelsResponse
+	3,  // 25: fmgate.gateway.v1.GatewayService.GetModel:output_type -> fmgate.gateway.v1.GetModelResponse
+	21, // [21:26] is the sub-list for method output_type
+	16, // [16:21] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_fmgate_gateway_v1_gateway_proto_init() }
@@ -689,13 +957,14 @@ func file_fmgate_gateway_v1_gateway_proto_init() {
 	if File_fmgate_gateway_v1_gateway_proto != nil {
 		return
 	}
+	file_fmgate_gateway_v1_gateway_proto_msgTypes[0].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fmgate_gateway_v1_gateway_proto_rawDesc), len(file_fmgate_gateway_v1_gateway_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

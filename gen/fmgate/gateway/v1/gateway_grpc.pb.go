@@ -24,7 +24,9 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	GatewayService_Generate_FullMethodName       = "/fmgate.gateway.v1.GatewayService/Generate"
 	GatewayService_StreamGenerate_FullMethodName = "/fmgate.gateway.v1.GatewayService/StreamGenerate"
+	GatewayService_Embed_FullMethodName          = "/fmgate.gateway.v1.GatewayService/Embed"
 	GatewayService_ListModels_FullMethodName     = "/fmgate.gateway.v1.GatewayService/ListModels"
+	GatewayService_GetModel_FullMethodName       = "/fmgate.gateway.v1.GatewayService/GetModel"
 )
 
 // GatewayServiceClient is the client API for GatewayService service.
@@ -39,8 +41,13 @@ type GatewayServiceClient interface {
 	// StreamGenerate streams the answer as it is produced. The last message carries the finish
 	// reason and usage.
 	StreamGenerate(ctx context.Context, in *StreamGenerateRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamGenerateResponse], error)
+	// Embed returns one embedding vector per input.
+	Embed(ctx context.Context, in *EmbedRequest, opts ...grpc.CallOption) (*EmbedResponse, error)
 	// ListModels lists the models the caller may use.
 	ListModels(ctx context.Context, in *ListModelsRequest, opts ...grpc.CallOption) (*ListModelsResponse, error)
+	// GetModel returns one model the caller may use. NOT_FOUND for a model that does not
+	// exist or that the caller may not use (the two are not told apart).
+	GetModel(ctx context.Context, in *GetModelRequest, opts ...grpc.CallOption) (*GetModelResponse, error)
 }
 
 type gatewayServiceClient struct {
@@ -80,10 +87,30 @@ func (c *gatewayServiceClient) StreamGenerate(ctx context.Context, in *StreamGen
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type GatewayService_StreamGenerateClient = grpc.ServerStreamingClient[StreamGenerateResponse]
 
+func (c *gatewayServiceClient) Embed(ctx context.Context, in *EmbedRequest, opts ...grpc.CallOption) (*EmbedResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EmbedResponse)
+	err := c.cc.Invoke(ctx, GatewayService_Embed_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *gatewayServiceClient) ListModels(ctx context.Context, in *ListModelsRequest, opts ...grpc.CallOption) (*ListModelsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListModelsResponse)
 	err := c.cc.Invoke(ctx, GatewayService_ListModels_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *gatewayServiceClient) GetModel(ctx context.Context, in *GetModelRequest, opts ...grpc.CallOption) (*GetModelResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetModelResponse)
+	err := c.cc.Invoke(ctx, GatewayService_GetModel_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -102,8 +129,13 @@ type GatewayServiceServer interface {
 	// StreamGenerate streams the answer as it is produced. The last message carries the finish
 	// reason and usage.
 	StreamGenerate(*StreamGenerateRequest, grpc.ServerStreamingServer[StreamGenerateResponse]) error
+	// Embed returns one embedding vector per input.
+	Embed(context.Context, *EmbedRequest) (*EmbedResponse, error)
 	// ListModels lists the models the caller may use.
 	ListModels(context.Context, *ListModelsRequest) (*ListModelsResponse, error)
+	// GetModel returns one model the caller may use. NOT_FOUND for a model that does not
+	// exist or that the caller may not use (the two are not told apart).
+	GetModel(context.Context, *GetModelRequest) (*GetModelResponse, error)
 	mustEmbedUnimplementedGatewayServiceServer()
 }
 
@@ -120,8 +152,14 @@ func (UnimplementedGatewayServiceServer) Generate(context.Context, *GenerateRequ
 func (UnimplementedGatewayServiceServer) StreamGenerate(*StreamGenerateRequest, grpc.ServerStreamingServer[StreamGenerateResponse]) error {
 	return status.Error(codes.Unimplemented, "method StreamGenerate not implemented")
 }
+func (UnimplementedGatewayServiceServer) Embed(context.Context, *EmbedRequest) (*EmbedResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Embed not implemented")
+}
 func (UnimplementedGatewayServiceServer) ListModels(context.Context, *ListModelsRequest) (*ListModelsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListModels not implemented")
+}
+func (UnimplementedGatewayServiceServer) GetModel(context.Context, *GetModelRequest) (*GetModelResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetModel not implemented")
 }
 func (UnimplementedGatewayServiceServer) mustEmbedUnimplementedGatewayServiceServer() {}
 func (UnimplementedGatewayServiceServer) testEmbeddedByValue()                        {}
@@ -173,6 +211,24 @@ func _GatewayService_StreamGenerate_Handler(srv interface{}, stream grpc.ServerS
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type GatewayService_StreamGenerateServer = grpc.ServerStreamingServer[StreamGenerateResponse]
 
+func _GatewayService_Embed_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EmbedRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GatewayServiceServer).Embed(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GatewayService_Embed_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GatewayServiceServer).Embed(ctx, req.(*EmbedRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _GatewayService_ListModels_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListModelsRequest)
 	if err := dec(in); err != nil {
@@ -191,6 +247,24 @@ func _GatewayService_ListModels_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _GatewayService_GetModel_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetModelRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GatewayServiceServer).GetModel(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GatewayService_GetModel_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GatewayServiceServer).GetModel(ctx, req.(*GetModelRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // GatewayService_ServiceDesc is the grpc.ServiceDesc for GatewayService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -203,8 +277,16 @@ var GatewayService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _GatewayService_Generate_Handler,
 		},
 		{
+			MethodName: "Embed",
+			Handler:    _GatewayService_Embed_Handler,
+		},
+		{
 			MethodName: "ListModels",
 			Handler:    _GatewayService_ListModels_Handler,
+		},
+		{
+			MethodName: "GetModel",
+			Handler:    _GatewayService_GetModel_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -90,6 +90,10 @@ const (
 	ProviderKind_PROVIDER_KIND_UNSPECIFIED       ProviderKind = 0
 	ProviderKind_PROVIDER_KIND_OPENAI            ProviderKind = 1
 	ProviderKind_PROVIDER_KIND_OPENAI_COMPATIBLE ProviderKind = 2
+	ProviderKind_PROVIDER_KIND_AZURE_OPENAI      ProviderKind = 3
+	ProviderKind_PROVIDER_KIND_ANTHROPIC         ProviderKind = 4
+	ProviderKind_PROVIDER_KIND_BEDROCK           ProviderKind = 5
+	ProviderKind_PROVIDER_KIND_GEMINI            ProviderKind = 6
 )
 
 // Enum value maps for ProviderKind.
@@ -98,11 +102,19 @@ var (
 		0: "PROVIDER_KIND_UNSPECIFIED",
 		1: "PROVIDER_KIND_OPENAI",
 		2: "PROVIDER_KIND_OPENAI_COMPATIBLE",
+		3: "PROVIDER_KIND_AZURE_OPENAI",
+		4: "PROVIDER_KIND_ANTHROPIC",
+		5: "PROVIDER_KIND_BEDROCK",
+		6: "PROVIDER_KIND_GEMINI",
 	}
 	ProviderKind_value = map[string]int32{
 		"PROVIDER_KIND_UNSPECIFIED":       0,
 		"PROVIDER_KIND_OPENAI":            1,
 		"PROVIDER_KIND_OPENAI_COMPATIBLE": 2,
+		"PROVIDER_KIND_AZURE_OPENAI":      3,
+		"PROVIDER_KIND_ANTHROPIC":         4,
+		"PROVIDER_KIND_BEDROCK":           5,
+		"PROVIDER_KIND_GEMINI":            6,
 	}
 )
 
@@ -147,9 +159,11 @@ type Model struct {
 	InputPricePerMillion  float64 `protobuf:"fixed64,7,opt,name=input_price_per_million,json=inputPricePerMillion,proto3" json:"input_price_per_million,omitempty"`
 	OutputPricePerMillion float64 `protobuf:"fixed64,8,opt,name=output_price_per_million,json=outputPricePerMillion,proto3" json:"output_price_per_million,omitempty"`
 	// The endpoints that serve the model, in the order to try them.
-	EndpointIds   []string `protobuf:"bytes,9,rep,name=endpoint_ids,json=endpointIds,proto3" json:"endpoint_ids,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	EndpointIds []string `protobuf:"bytes,9,rep,name=endpoint_ids,json=endpointIds,proto3" json:"endpoint_ids,omitempty"`
+	// Models to fall back to, in order, when every endpoint of this one fails.
+	FallbackModels []string `protobuf:"bytes,10,rep,name=fallback_models,json=fallbackModels,proto3" json:"fallback_models,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Model) Reset() {
@@ -245,6 +259,13 @@ func (x *Model) GetEndpointIds() []string {
 	return nil
 }
 
+func (x *Model) GetFallbackModels() []string {
+	if x != nil {
+		return x.FallbackModels
+	}
+	return nil
+}
+
 // Endpoint is one place a model is served.
 type Endpoint struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -257,6 +278,12 @@ type Endpoint struct {
 	// Where dispatch finds the credential, such as "env:OPENAI_API_KEY". Never the secret.
 	CredentialRef string `protobuf:"bytes,6,opt,name=credential_ref,json=credentialRef,proto3" json:"credential_ref,omitempty"`
 	Region        string `protobuf:"bytes,7,opt,name=region,proto3" json:"region,omitempty"`
+	// Endpoints of one model with the same priority share its traffic in proportion to their
+	// weights; lower priorities are tried only when higher ones fail. 0 means 1.
+	Weight   int32 `protobuf:"varint,8,opt,name=weight,proto3" json:"weight,omitempty"`
+	Priority int32 `protobuf:"varint,9,opt,name=priority,proto3" json:"priority,omitempty"`
+	// The vendor API version, where the vendor wants one (Azure OpenAI's api-version).
+	ApiVersion    string `protobuf:"bytes,10,opt,name=api_version,json=apiVersion,proto3" json:"api_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -340,6 +367,27 @@ func (x *Endpoint) GetRegion() string {
 	return ""
 }
 
+func (x *Endpoint) GetWeight() int32 {
+	if x != nil {
+		return x.Weight
+	}
+	return 0
+}
+
+func (x *Endpoint) GetPriority() int32 {
+	if x != nil {
+		return x.Priority
+	}
+	return 0
+}
+
+func (x *Endpoint) GetApiVersion() string {
+	if x != nil {
+		return x.ApiVersion
+	}
+	return ""
+}
+
 // ResolveRouteRequest names a model of an organisation.
 type ResolveRouteRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -393,7 +441,8 @@ func (x *ResolveRouteRequest) GetModel() string {
 	return ""
 }
 
-// ResolveRouteResponse is the model and its endpoints.
+// ResolveRouteResponse is the model and the endpoints to try: the model's own, then those of
+// each routable fallback model.
 type ResolveRouteResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Model         *Model                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
@@ -662,7 +711,7 @@ var File_fmgate_registry_v1_registry_proto protoreflect.FileDescriptor
 
 const file_fmgate_registry_v1_registry_proto_rawDesc = "" +
 	"\n" +
-	"!fmgate/registry/v1/registry.proto\x12\x12fmgate.registry.v1\"\x86\x03\n" +
+	"!fmgate/registry/v1/registry.proto\x12\x12fmgate.registry.v1\"\xaf\x03\n" +
 	"\x05Model\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12!\n" +
@@ -672,7 +721,9 @@ const file_fmgate_registry_v1_registry_proto_rawDesc = "" +
 	"\x0econtext_window\x18\x06 \x01(\x05R\rcontextWindow\x125\n" +
 	"\x17input_price_per_million\x18\a \x01(\x01R\x14inputPricePerMillion\x127\n" +
 	"\x18output_price_per_million\x18\b \x01(\x01R\x15outputPricePerMillion\x12!\n" +
-	"\fendpoint_ids\x18\t \x03(\tR\vendpointIds\"\x82\x02\n" +
+	"\fendpoint_ids\x18\t \x03(\tR\vendpointIds\x12'\n" +
+	"\x0ffallback_models\x18\n" +
+	" \x03(\tR\x0efallbackModels\"\xd7\x02\n" +
 	"\bEndpoint\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12<\n" +
@@ -680,7 +731,12 @@ const file_fmgate_registry_v1_registry_proto_rawDesc = "" +
 	"\bbase_url\x18\x04 \x01(\tR\abaseUrl\x12%\n" +
 	"\x0eupstream_model\x18\x05 \x01(\tR\rupstreamModel\x12%\n" +
 	"\x0ecredential_ref\x18\x06 \x01(\tR\rcredentialRef\x12\x16\n" +
-	"\x06region\x18\a \x01(\tR\x06region\"T\n" +
+	"\x06region\x18\a \x01(\tR\x06region\x12\x16\n" +
+	"\x06weight\x18\b \x01(\x05R\x06weight\x12\x1a\n" +
+	"\bpriority\x18\t \x01(\x05R\bpriority\x12\x1f\n" +
+	"\vapi_version\x18\n" +
+	" \x01(\tR\n" +
+	"apiVersion\"T\n" +
 	"\x13ResolveRouteRequest\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\"\x83\x01\n" +
@@ -706,11 +762,15 @@ const file_fmgate_registry_v1_registry_proto_rawDesc = "" +
 	"\x1aLIFECYCLE_STATE_EVALUATING\x10\x02\x12\x1c\n" +
 	"\x18LIFECYCLE_STATE_APPROVED\x10\x03\x12\x1e\n" +
 	"\x1aLIFECYCLE_STATE_DEPRECATED\x10\x04\x12\x1b\n" +
-	"\x17LIFECYCLE_STATE_RETIRED\x10\x05*l\n" +
+	"\x17LIFECYCLE_STATE_RETIRED\x10\x05*\xde\x01\n" +
 	"\fProviderKind\x12\x1d\n" +
 	"\x19PROVIDER_KIND_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14PROVIDER_KIND_OPENAI\x10\x01\x12#\n" +
-	"\x1fPROVIDER_KIND_OPENAI_COMPATIBLE\x10\x022\xb7\x02\n" +
+	"\x1fPROVIDER_KIND_OPENAI_COMPATIBLE\x10\x02\x12\x1e\n" +
+	"\x1aPROVIDER_KIND_AZURE_OPENAI\x10\x03\x12\x1b\n" +
+	"\x17PROVIDER_KIND_ANTHROPIC\x10\x04\x12\x19\n" +
+	"\x15PROVIDER_KIND_BEDROCK\x10\x05\x12\x18\n" +
+	"\x14PROVIDER_KIND_GEMINI\x10\x062\xb7\x02\n" +
 	"\x0fRegistryService\x12c\n" +
 	"\fResolveRoute\x12'.fmgate.registry.v1.ResolveRouteRequest\x1a(.fmgate.registry.v1.ResolveRouteResponse\"\x00\x12]\n" +
 	"\n" +

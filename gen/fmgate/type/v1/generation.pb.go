@@ -140,6 +140,116 @@ func (FinishReason) EnumDescriptor() ([]byte, []int) {
 	return file_fmgate_type_v1_generation_proto_rawDescGZIP(), []int{1}
 }
 
+// Mode of tool use.
+type ToolChoice_Mode int32
+
+const (
+	// The model decides (the default).
+	ToolChoice_MODE_UNSPECIFIED ToolChoice_Mode = 0
+	// The model must not call a tool.
+	ToolChoice_MODE_NONE ToolChoice_Mode = 1
+	// The model must call at least one tool.
+	ToolChoice_MODE_REQUIRED ToolChoice_Mode = 2
+	// The model must call the tool named by `name`.
+	ToolChoice_MODE_TOOL ToolChoice_Mode = 3
+)
+
+// Enum value maps for ToolChoice_Mode.
+var (
+	ToolChoice_Mode_name = map[int32]string{
+		0: "MODE_UNSPECIFIED",
+		1: "MODE_NONE",
+		2: "MODE_REQUIRED",
+		3: "MODE_TOOL",
+	}
+	ToolChoice_Mode_value = map[string]int32{
+		"MODE_UNSPECIFIED": 0,
+		"MODE_NONE":        1,
+		"MODE_REQUIRED":    2,
+		"MODE_TOOL":        3,
+	}
+)
+
+func (x ToolChoice_Mode) Enum() *ToolChoice_Mode {
+	p := new(ToolChoice_Mode)
+	*p = x
+	return p
+}
+
+func (x ToolChoice_Mode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ToolChoice_Mode) Descriptor() protoreflect.EnumDescriptor {
+	return file_fmgate_type_v1_generation_proto_enumTypes[2].Descriptor()
+}
+
+func (ToolChoice_Mode) Type() protoreflect.EnumType {
+	return &file_fmgate_type_v1_generation_proto_enumTypes[2]
+}
+
+func (x ToolChoice_Mode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ToolChoice_Mode.Descriptor instead.
+func (ToolChoice_Mode) EnumDescriptor() ([]byte, []int) {
+	return file_fmgate_type_v1_generation_proto_rawDescGZIP(), []int{6, 0}
+}
+
+// Type of constraint.
+type ResponseFormat_Type int32
+
+const (
+	// Free text (the default).
+	ResponseFormat_TYPE_UNSPECIFIED ResponseFormat_Type = 0
+	// Any valid JSON object.
+	ResponseFormat_TYPE_JSON_OBJECT ResponseFormat_Type = 1
+	// JSON valid against `schema_json`.
+	ResponseFormat_TYPE_JSON_SCHEMA ResponseFormat_Type = 2
+)
+
+// Enum value maps for ResponseFormat_Type.
+var (
+	ResponseFormat_Type_name = map[int32]string{
+		0: "TYPE_UNSPECIFIED",
+		1: "TYPE_JSON_OBJECT",
+		2: "TYPE_JSON_SCHEMA",
+	}
+	ResponseFormat_Type_value = map[string]int32{
+		"TYPE_UNSPECIFIED": 0,
+		"TYPE_JSON_OBJECT": 1,
+		"TYPE_JSON_SCHEMA": 2,
+	}
+)
+
+func (x ResponseFormat_Type) Enum() *ResponseFormat_Type {
+	p := new(ResponseFormat_Type)
+	*p = x
+	return p
+}
+
+func (x ResponseFormat_Type) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ResponseFormat_Type) Descriptor() protoreflect.EnumDescriptor {
+	return file_fmgate_type_v1_generation_proto_enumTypes[3].Descriptor()
+}
+
+func (ResponseFormat_Type) Type() protoreflect.EnumType {
+	return &file_fmgate_type_v1_generation_proto_enumTypes[3]
+}
+
+func (x ResponseFormat_Type) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ResponseFormat_Type.Descriptor instead.
+func (ResponseFormat_Type) EnumDescriptor() ([]byte, []int) {
+	return file_fmgate_type_v1_generation_proto_rawDescGZIP(), []int{7, 0}
+}
+
 // Message is one turn of a conversation.
 type Message struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -420,7 +530,7 @@ func (x *ToolCall) GetArgumentsJson() string {
 	return ""
 }
 
-// GenerationParams are the sampling and length controls of a generation.
+// GenerationParams are the sampling, length, tool and format controls of a generation.
 type GenerationParams struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	MaxOutputTokens *int32                 `protobuf:"varint,1,opt,name=max_output_tokens,json=maxOutputTokens,proto3,oneof" json:"max_output_tokens,omitempty"`
@@ -428,8 +538,16 @@ type GenerationParams struct {
 	TopP            *float64               `protobuf:"fixed64,3,opt,name=top_p,json=topP,proto3,oneof" json:"top_p,omitempty"`
 	Stop            []string               `protobuf:"bytes,4,rep,name=stop,proto3" json:"stop,omitempty"`
 	Seed            *int64                 `protobuf:"varint,5,opt,name=seed,proto3,oneof" json:"seed,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Tools the model may call.
+	Tools          []*Tool         `protobuf:"bytes,6,rep,name=tools,proto3" json:"tools,omitempty"`
+	ToolChoice     *ToolChoice     `protobuf:"bytes,7,opt,name=tool_choice,json=toolChoice,proto3" json:"tool_choice,omitempty"`
+	ResponseFormat *ResponseFormat `protobuf:"bytes,8,opt,name=response_format,json=responseFormat,proto3" json:"response_format,omitempty"`
+	// An opaque id of the end user, passed to vendors that accept one for abuse monitoring.
+	EndUserId        string   `protobuf:"bytes,9,opt,name=end_user_id,json=endUserId,proto3" json:"end_user_id,omitempty"`
+	FrequencyPenalty *float64 `protobuf:"fixed64,10,opt,name=frequency_penalty,json=frequencyPenalty,proto3,oneof" json:"frequency_penalty,omitempty"`
+	PresencePenalty  *float64 `protobuf:"fixed64,11,opt,name=presence_penalty,json=presencePenalty,proto3,oneof" json:"presence_penalty,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *GenerationParams) Reset() {
@@ -497,6 +615,365 @@ func (x *GenerationParams) GetSeed() int64 {
 	return 0
 }
 
+func (x *GenerationParams) GetTools() []*Tool {
+	if x != nil {
+		return x.Tools
+	}
+	return nil
+}
+
+func (x *GenerationParams) GetToolChoice() *ToolChoice {
+	if x != nil {
+		return x.ToolChoice
+	}
+	return nil
+}
+
+func (x *GenerationParams) GetResponseFormat() *ResponseFormat {
+	if x != nil {
+		return x.ResponseFormat
+	}
+	return nil
+}
+
+func (x *GenerationParams) GetEndUserId() string {
+	if x != nil {
+		return x.EndUserId
+	}
+	return ""
+}
+
+func (x *GenerationParams) GetFrequencyPenalty() float64 {
+	if x != nil && x.FrequencyPenalty != nil {
+		return *x.FrequencyPenalty
+	}
+	return 0
+}
+
+func (x *GenerationParams) GetPresencePenalty() float64 {
+	if x != nil && x.PresencePenalty != nil {
+		return *x.PresencePenalty
+	}
+	return 0
+}
+
+// Tool is a function the model may call.
+type Tool struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Description string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	// The JSON Schema of the arguments, as a JSON document.
+	ParametersJson string `protobuf:"bytes,3,opt,name=parameters_json,json=parametersJson,proto3" json:"parameters_json,omitempty"`
+	// Ask the vendor to follow the schema exactly, where it can.
+	Strict        bool `protobuf:"varint,4,opt,name=strict,proto3" json:"strict,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Tool) Reset() {
+	*x = Tool{}
+	mi := &file_fmgate_type_v1_generation_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Tool) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Tool) ProtoMessage() {}
+
+func (x *Tool) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_type_v1_generation_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Tool.ProtoReflect.Descriptor instead.
+func (*Tool) Descriptor() ([]byte, []int) {
+	return file_fmgate_type_v1_generation_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Tool) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Tool) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *Tool) GetParametersJson() string {
+	if x != nil {
+		return x.ParametersJson
+	}
+	return ""
+}
+
+func (x *Tool) GetStrict() bool {
+	if x != nil {
+		return x.Strict
+	}
+	return false
+}
+
+// ToolChoice says whether and which tool the model must call.
+type ToolChoice struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Mode          ToolChoice_Mode        `protobuf:"varint,1,opt,name=mode,proto3,enum=fmgate.type.v1.ToolChoice_Mode" json:"mode,omitempty"`
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ToolChoice) Reset() {
+	*x = ToolChoice{}
+	mi := &file_fmgate_type_v1_generation_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ToolChoice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ToolChoice) ProtoMessage() {}
+
+func (x *ToolChoice) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_type_v1_generation_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ToolChoice.ProtoReflect.Descriptor instead.
+func (*ToolChoice) Descriptor() ([]byte, []int) {
+	return file_fmgate_type_v1_generation_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ToolChoice) GetMode() ToolChoice_Mode {
+	if x != nil {
+		return x.Mode
+	}
+	return ToolChoice_MODE_UNSPECIFIED
+}
+
+func (x *ToolChoice) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// ResponseFormat constrains the form of the answer.
+type ResponseFormat struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Type          ResponseFormat_Type    `protobuf:"varint,1,opt,name=type,proto3,enum=fmgate.type.v1.ResponseFormat_Type" json:"type,omitempty"`
+	SchemaName    string                 `protobuf:"bytes,2,opt,name=schema_name,json=schemaName,proto3" json:"schema_name,omitempty"`
+	SchemaJson    string                 `protobuf:"bytes,3,opt,name=schema_json,json=schemaJson,proto3" json:"schema_json,omitempty"`
+	Strict        bool                   `protobuf:"varint,4,opt,name=strict,proto3" json:"strict,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResponseFormat) Reset() {
+	*x = ResponseFormat{}
+	mi := &file_fmgate_type_v1_generation_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResponseFormat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResponseFormat) ProtoMessage() {}
+
+func (x *ResponseFormat) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_type_v1_generation_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResponseFormat.ProtoReflect.Descriptor instead.
+func (*ResponseFormat) Descriptor() ([]byte, []int) {
+	return file_fmgate_type_v1_generation_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ResponseFormat) GetType() ResponseFormat_Type {
+	if x != nil {
+		return x.Type
+	}
+	return ResponseFormat_TYPE_UNSPECIFIED
+}
+
+func (x *ResponseFormat) GetSchemaName() string {
+	if x != nil {
+		return x.SchemaName
+	}
+	return ""
+}
+
+func (x *ResponseFormat) GetSchemaJson() string {
+	if x != nil {
+		return x.SchemaJson
+	}
+	return ""
+}
+
+func (x *ResponseFormat) GetStrict() bool {
+	if x != nil {
+		return x.Strict
+	}
+	return false
+}
+
+// ToolCallDelta is a piece of a tool call in a streamed answer. Pieces with the same index
+// belong to the same call; id and name come with the first piece.
+type ToolCallDelta struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Index          int32                  `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Id             string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	Name           string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	ArgumentsDelta string                 `protobuf:"bytes,4,opt,name=arguments_delta,json=argumentsDelta,proto3" json:"arguments_delta,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ToolCallDelta) Reset() {
+	*x = ToolCallDelta{}
+	mi := &file_fmgate_type_v1_generation_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ToolCallDelta) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ToolCallDelta) ProtoMessage() {}
+
+func (x *ToolCallDelta) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_type_v1_generation_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ToolCallDelta.ProtoReflect.Descriptor instead.
+func (*ToolCallDelta) Descriptor() ([]byte, []int) {
+	return file_fmgate_type_v1_generation_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ToolCallDelta) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *ToolCallDelta) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ToolCallDelta) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ToolCallDelta) GetArgumentsDelta() string {
+	if x != nil {
+		return x.ArgumentsDelta
+	}
+	return ""
+}
+
+// Embedding is the vector of one input.
+type Embedding struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The position of the input this vector belongs to.
+	Index         int32     `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Values        []float32 `protobuf:"fixed32,2,rep,packed,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Embedding) Reset() {
+	*x = Embedding{}
+	mi := &file_fmgate_type_v1_generation_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Embedding) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Embedding) ProtoMessage() {}
+
+func (x *Embedding) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_type_v1_generation_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Embedding.ProtoReflect.Descriptor instead.
+func (*Embedding) Descriptor() ([]byte, []int) {
+	return file_fmgate_type_v1_generation_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Embedding) GetIndex() int32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *Embedding) GetValues() []float32 {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
 // Usage counts the tokens of one generation.
 type Usage struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -509,7 +986,7 @@ type Usage struct {
 
 func (x *Usage) Reset() {
 	*x = Usage{}
-	mi := &file_fmgate_type_v1_generation_proto_msgTypes[5]
+	mi := &file_fmgate_type_v1_generation_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -521,7 +998,7 @@ func (x *Usage) String() string {
 func (*Usage) ProtoMessage() {}
 
 func (x *Usage) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_type_v1_generation_proto_msgTypes[5]
+	mi := &file_fmgate_type_v1_generation_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -534,7 +1011,7 @@ func (x *Usage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Usage.ProtoReflect.Descriptor instead.
 func (*Usage) Descriptor() ([]byte, []int) {
-	return file_fmgate_type_v1_generation_proto_rawDescGZIP(), []int{5}
+	return file_fmgate_type_v1_generation_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Usage) GetInputTokens() int64 {
@@ -581,17 +1058,60 @@ const file_fmgate_type_v1_generation_proto_rawDesc = "" +
 	"\bToolCall\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12%\n" +
-	"\x0earguments_json\x18\x03 \x01(\tR\rargumentsJson\"\xea\x01\n" +
+	"\x0earguments_json\x18\x03 \x01(\tR\rargumentsJson\"\xc9\x04\n" +
 	"\x10GenerationParams\x12/\n" +
 	"\x11max_output_tokens\x18\x01 \x01(\x05H\x00R\x0fmaxOutputTokens\x88\x01\x01\x12%\n" +
 	"\vtemperature\x18\x02 \x01(\x01H\x01R\vtemperature\x88\x01\x01\x12\x18\n" +
 	"\x05top_p\x18\x03 \x01(\x01H\x02R\x04topP\x88\x01\x01\x12\x12\n" +
 	"\x04stop\x18\x04 \x03(\tR\x04stop\x12\x17\n" +
-	"\x04seed\x18\x05 \x01(\x03H\x03R\x04seed\x88\x01\x01B\x14\n" +
+	"\x04seed\x18\x05 \x01(\x03H\x03R\x04seed\x88\x01\x01\x12*\n" +
+	"\x05tools\x18\x06 \x03(\v2\x14.fmgate.type.v1.ToolR\x05tools\x12;\n" +
+	"\vtool_choice\x18\a \x01(\v2\x1a.fmgate.type.v1.ToolChoiceR\n" +
+	"toolChoice\x12G\n" +
+	"\x0fresponse_format\x18\b \x01(\v2\x1e.fmgate.type.v1.ResponseFormatR\x0eresponseFormat\x12\x1e\n" +
+	"\vend_user_id\x18\t \x01(\tR\tendUserId\x120\n" +
+	"\x11frequency_penalty\x18\n" +
+	" \x01(\x01H\x04R\x10frequencyPenalty\x88\x01\x01\x12.\n" +
+	"\x10presence_penalty\x18\v \x01(\x01H\x05R\x0fpresencePenalty\x88\x01\x01B\x14\n" +
 	"\x12_max_output_tokensB\x0e\n" +
 	"\f_temperatureB\b\n" +
 	"\x06_top_pB\a\n" +
-	"\x05_seed\"r\n" +
+	"\x05_seedB\x14\n" +
+	"\x12_frequency_penaltyB\x13\n" +
+	"\x11_presence_penalty\"}\n" +
+	"\x04Tool\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\x12'\n" +
+	"\x0fparameters_json\x18\x03 \x01(\tR\x0eparametersJson\x12\x16\n" +
+	"\x06strict\x18\x04 \x01(\bR\x06strict\"\xa4\x01\n" +
+	"\n" +
+	"ToolChoice\x123\n" +
+	"\x04mode\x18\x01 \x01(\x0e2\x1f.fmgate.type.v1.ToolChoice.ModeR\x04mode\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"M\n" +
+	"\x04Mode\x12\x14\n" +
+	"\x10MODE_UNSPECIFIED\x10\x00\x12\r\n" +
+	"\tMODE_NONE\x10\x01\x12\x11\n" +
+	"\rMODE_REQUIRED\x10\x02\x12\r\n" +
+	"\tMODE_TOOL\x10\x03\"\xed\x01\n" +
+	"\x0eResponseFormat\x127\n" +
+	"\x04type\x18\x01 \x01(\x0e2#.fmgate.type.v1.ResponseFormat.TypeR\x04type\x12\x1f\n" +
+	"\vschema_name\x18\x02 \x01(\tR\n" +
+	"schemaName\x12\x1f\n" +
+	"\vschema_json\x18\x03 \x01(\tR\n" +
+	"schemaJson\x12\x16\n" +
+	"\x06strict\x18\x04 \x01(\bR\x06strict\"H\n" +
+	"\x04Type\x12\x14\n" +
+	"\x10TYPE_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10TYPE_JSON_OBJECT\x10\x01\x12\x14\n" +
+	"\x10TYPE_JSON_SCHEMA\x10\x02\"r\n" +
+	"\rToolCallDelta\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12'\n" +
+	"\x0farguments_delta\x18\x04 \x01(\tR\x0eargumentsDelta\"9\n" +
+	"\tEmbedding\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x05R\x05index\x12\x16\n" +
+	"\x06values\x18\x02 \x03(\x02R\x06values\"r\n" +
 	"\x05Usage\x12!\n" +
 	"\finput_tokens\x18\x01 \x01(\x03R\vinputTokens\x12#\n" +
 	"\routput_tokens\x18\x02 \x01(\x03R\foutputTokens\x12!\n" +
@@ -623,28 +1143,40 @@ func file_fmgate_type_v1_generation_proto_rawDescGZIP() []byte {
 	return file_fmgate_type_v1_generation_proto_rawDescData
 }
 
-var file_fmgate_type_v1_generation_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_fmgate_type_v1_generation_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_fmgate_type_v1_generation_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_fmgate_type_v1_generation_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_fmgate_type_v1_generation_proto_goTypes = []any{
 	(Role)(0),                // 0: fmgate.type.v1.Role
 	(FinishReason)(0),        // 1: fmgate.type.v1.FinishReason
-	(*Message)(nil),          // 2: fmgate.type.v1.Message
-	(*ContentPart)(nil),      // 3: fmgate.type.v1.ContentPart
-	(*ImagePart)(nil),        // 4: fmgate.type.v1.ImagePart
-	(*ToolCall)(nil),         // 5: fmgate.type.v1.ToolCall
-	(*GenerationParams)(nil), // 6: fmgate.type.v1.GenerationParams
-	(*Usage)(nil),            // 7: fmgate.type.v1.Usage
+	(ToolChoice_Mode)(0),     // 2: fmgate.type.v1.ToolChoice.Mode
+	(ResponseFormat_Type)(0), // 3: fmgate.type.v1.ResponseFormat.Type
+	(*Message)(nil),          // 4: fmgate.type.v1.Message
+	(*ContentPart)(nil),      // 5: fmgate.type.v1.ContentPart
+	(*ImagePart)(nil),        // 6: fmgate.type.v1.ImagePart
+	(*ToolCall)(nil),         // 7: fmgate.type.v1.ToolCall
+	(*GenerationParams)(nil), // 8: fmgate.type.v1.GenerationParams
+	(*Tool)(nil),             // 9: fmgate.type.v1.Tool
+	(*ToolChoice)(nil),       // 10: fmgate.type.v1.ToolChoice
+	(*ResponseFormat)(nil),   // 11: fmgate.type.v1.ResponseFormat
+	(*ToolCallDelta)(nil),    // 12: fmgate.type.v1.ToolCallDelta
+	(*Embedding)(nil),        // 13: fmgate.type.v1.Embedding
+	(*Usage)(nil),            // 14: fmgate.type.v1.Usage
 }
 var file_fmgate_type_v1_generation_proto_depIdxs = []int32{
-	0, // 0: fmgate.type.v1.Message.role:type_name -> fmgate.type.v1.Role
-	3, // 1: fmgate.type.v1.Message.content:type_name -> fmgate.type.v1.ContentPart
-	5, // 2: fmgate.type.v1.Message.tool_calls:type_name -> fmgate.type.v1.ToolCall
-	4, // 3: fmgate.type.v1.ContentPart.image:type_name -> fmgate.type.v1.ImagePart
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	0,  // 0: fmgate.type.v1.Message.role:type_name -> fmgate.type.v1.Role
+	5,  // 1: fmgate.type.v1.Message.content:type_name -> fmgate.type.v1.ContentPart
+	7,  // 2: fmgate.type.v1.Message.tool_calls:type_name -> fmgate.type.v1.ToolCall
+	6,  // 3: fmgate.type.v1.ContentPart.image:type_name -> fmgate.type.v1.ImagePart
+	9,  // 4: fmgate.type.v1.GenerationParams.tools:type_name -> fmgate.type.v1.Tool
+	10, // 5: fmgate.type.v1.GenerationParams.tool_choice:type_name -> fmgate.type.v1.ToolChoice
+	11, // 6: fmgate.type.v1.GenerationParams.response_format:type_name -> fmgate.type.v1.ResponseFormat
+	2,  // 7: fmgate.type.v1.ToolChoice.mode:type_name -> fmgate.type.v1.ToolChoice.Mode
+	3,  // 8: fmgate.type.v1.ResponseFormat.type:type_name -> fmgate.type.v1.ResponseFormat.Type
+	9,  // [9:9] is the sub-list for method output_type
+	9,  // [9:9] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_fmgate_type_v1_generation_proto_init() }
@@ -662,8 +1194,8 @@ func file_fmgate_type_v1_generation_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fmgate_type_v1_generation_proto_rawDesc), len(file_fmgate_type_v1_generation_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   6,
+			NumEnums:      4,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
