@@ -1,11 +1,8 @@
 package grpcserver
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"log/slog"
-	"net"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -14,13 +11,12 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.uber.org/goleak"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 
 	registryv1 "github.com/fmgate/fmgate/gen/fmgate/registry/v1"
+	"github.com/fmgate/fmgate/internal/grpctest"
 	"github.com/fmgate/fmgate/internal/telemetry"
 )
 
@@ -36,7 +32,7 @@ func (r registry) GetEndpoint(ctx context.Context, _ *registryv1.GetEndpointRequ
 	return r.endpoint(ctx)
 }
 
-func setup(t *testing.T, impl registry) (*Server, *tracetest.InMemoryExporter, *bytes.Buffer) {
+func setup(t *testing.T, impl registry) (*Server, *tracetest.InMemoryExporter, *grpctest.LogBuffer) {
 	t.Helper()
 	exp := tracetest.NewInMemoryExporter()
 	tracing, shutdown, err := telemetry.Setup(t.Context(), telemetry.Config{
@@ -44,10 +40,10 @@ func setup(t *testing.T, impl registry) (*Server, *tracetest.InMemoryExporter, *
 	})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = shutdown(context.Background()) })
-	var logs bytes.Buffer
-	s := New(slog.New(slog.NewJSONHandler(&logs, nil)), tracing)
+	log, logs := grpctest.Logger(t)
+	s := New(log, tracing)
 	registryv1.RegisterRegistryServiceServer(s, impl)
-	return s, exp, &logs
+	return s, exp, logs
 }
 
 func TestServiceOf(t *testing.T) {
@@ -116,11 +112,7 @@ func TestTracePropagatesInProcessAndOverNetwork(t *testing.T) {
 	}
 	s, exp, _ := setup(t, registry{endpoint: ok})
 
-	lis := bufconn.Listen(1 << 20)
-	go func() { _ = s.GRPC().Serve(lis) }()
-	t.Cleanup(s.GRPC().Stop)
-	conn, err := Dial("passthrough:///bufnet", "edge", s.tracing,
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }))
+	conn, err := Dial("passthrough:///bufnet", "edge", s.tracing, grpctest.Start(t, s.GRPC()))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })
 

@@ -1,13 +1,9 @@
 package identity_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"log/slog"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,13 +11,11 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 
 	identityv1 "github.com/fmgate/fmgate/gen/fmgate/identity/v1"
+	"github.com/fmgate/fmgate/internal/grpctest"
 	"github.com/fmgate/fmgate/services/identity"
 	"github.com/fmgate/fmgate/services/identity/identitymem"
 	"github.com/fmgate/fmgate/services/identity/identitytest"
@@ -29,50 +23,21 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// syncBuffer collects log output written from server goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 var now = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 type fixture struct {
 	client identityv1.IdentityServiceClient
 	store  identity.Store
-	logs   *syncBuffer
+	logs   *grpctest.LogBuffer
 }
 
 // serve runs an identity server over bufconn, its clock fixed at now, logging JSON into
 // fixture.logs at debug level so that every line the server could write is captured.
 func serve(t *testing.T, store identity.Store) fixture {
 	t.Helper()
-	logs := &syncBuffer{}
-	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	lis := bufconn.Listen(1 << 20)
-	srv := grpc.NewServer()
-	identity.NewServer(store, log, identity.Config{Clock: func() time.Time { return now }}).Register(srv)
-	go func() { _ = srv.Serve(lis) }()
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		_ = conn.Close()
-		srv.Stop()
-	})
+	log, logs := grpctest.Logger(t)
+	srv := identity.NewServer(store, log, identity.Config{Clock: func() time.Time { return now }})
+	conn := grpctest.Serve(t, srv.Register)
 	return fixture{client: identityv1.NewIdentityServiceClient(conn), store: store, logs: logs}
 }
 

@@ -1,66 +1,30 @@
 package moderation_test
 
 import (
-	"bytes"
-	"context"
 	"log/slog"
-	"net"
-	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/proto"
 
 	moderationv1 "github.com/fmgate/fmgate/gen/fmgate/moderation/v1"
 	typev1 "github.com/fmgate/fmgate/gen/fmgate/type/v1"
+	"github.com/fmgate/fmgate/internal/grpctest"
 	"github.com/fmgate/fmgate/services/moderation"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func serve(t *testing.T) (moderationv1.ModerationServiceClient, *syncBuffer) {
+func serve(t *testing.T) (moderationv1.ModerationServiceClient, *grpctest.LogBuffer) {
 	t.Helper()
-	logs := &syncBuffer{}
-	srv, err := moderation.NewServer(moderation.BuiltinProfiles(), slog.New(slog.NewJSONHandler(logs, nil)))
+	log, logs := grpctest.Logger(t)
+	srv, err := moderation.NewServer(moderation.BuiltinProfiles(), log)
 	require.NoError(t, err)
-	lis := bufconn.Listen(1 << 20)
-	gs := grpc.NewServer()
-	srv.Register(gs)
-	go func() { _ = gs.Serve(lis) }()
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		_ = conn.Close()
-		gs.Stop()
-	})
-	return moderationv1.NewModerationServiceClient(conn), logs
+	return moderationv1.NewModerationServiceClient(grpctest.Serve(t, srv.Register)), logs
 }
 
 func text(role typev1.Role, parts ...string) *typev1.Message {
@@ -214,11 +178,7 @@ func TestScreenInvalidArgument(t *testing.T) {
 			require.Equal(t, codes.InvalidArgument, st.Code())
 			assert.Contains(t, st.Message(), tt.fields[0])
 			require.Len(t, st.Details(), 1)
-			var got []string
-			for _, v := range st.Details()[0].(*errdetails.BadRequest).GetFieldViolations() {
-				got = append(got, v.GetField())
-			}
-			assert.Equal(t, tt.fields, got)
+			assert.Equal(t, tt.fields, grpctest.BadRequestFields(st.Err()))
 		})
 	}
 }

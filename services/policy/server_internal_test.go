@@ -7,9 +7,10 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/fmgate/fmgate/internal/grpctest"
 )
 
 func TestToStatus(t *testing.T) {
@@ -30,19 +31,11 @@ func TestToStatus(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st := status.Convert(toStatus(tt.err))
-			assert.Equal(t, tt.code, st.Code())
-			var reason, field string
-			for _, d := range st.Details() {
-				switch d := d.(type) {
-				case *errdetails.ErrorInfo:
-					reason = d.GetReason()
-				case *errdetails.BadRequest:
-					field = d.GetFieldViolations()[0].GetField()
-				}
-			}
-			assert.Equal(t, tt.reason, reason)
-			assert.Equal(t, tt.field, field)
+			err := toStatus(tt.err)
+			assert.Equal(t, tt.code, status.Code(err))
+			assert.Equal(t, tt.reason, grpctest.ErrorInfo(err).GetReason())
+			fields := append(grpctest.BadRequestFields(err), "") // the first field, or ""
+			assert.Equal(t, tt.field, fields[0])
 		})
 	}
 	t.Run("unknown", func(t *testing.T) {

@@ -5,21 +5,17 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 
 	identityv1 "github.com/fmgate/fmgate/gen/fmgate/identity/v1"
 	policyv1 "github.com/fmgate/fmgate/gen/fmgate/policy/v1"
+	"github.com/fmgate/fmgate/internal/grpctest"
 	"github.com/fmgate/fmgate/services/policy"
 	"github.com/fmgate/fmgate/services/policy/policymem"
 	"github.com/fmgate/fmgate/services/policy/policytest"
@@ -32,17 +28,7 @@ var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 // serve runs the policy service over store on a real grpc.Server on bufconn.
 func serve(t *testing.T, store policy.Store) policyv1.PolicyServiceClient {
 	t.Helper()
-	lis := bufconn.Listen(1 << 20)
-	srv := grpc.NewServer()
-	policy.NewServer(store, discard).Register(srv)
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = conn.Close() })
-	return policyv1.NewPolicyServiceClient(conn)
+	return policyv1.NewPolicyServiceClient(grpctest.Serve(t, policy.NewServer(store, discard).Register))
 }
 
 func seeded(t *testing.T) *policymem.Store {
@@ -142,15 +128,7 @@ func TestEvaluateInvalid(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := client.Evaluate(t.Context(), tt.req)
 			require.Equal(t, codes.InvalidArgument, status.Code(err))
-			var fields []string
-			for _, d := range status.Convert(err).Details() {
-				if br, ok := d.(*errdetails.BadRequest); ok {
-					for _, v := range br.GetFieldViolations() {
-						fields = append(fields, v.GetField())
-					}
-				}
-			}
-			assert.Equal(t, tt.fields, fields)
+			assert.Equal(t, tt.fields, grpctest.BadRequestFields(err))
 			assert.Contains(t, status.Convert(err).Message(), tt.fields[0])
 		})
 	}

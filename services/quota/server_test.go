@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,15 +12,13 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 
 	quotav1 "github.com/fmgate/fmgate/gen/fmgate/quota/v1"
 	typev1 "github.com/fmgate/fmgate/gen/fmgate/type/v1"
 	"github.com/fmgate/fmgate/internal/apierr"
+	"github.com/fmgate/fmgate/internal/grpctest"
 	"github.com/fmgate/fmgate/services/quota"
 	"github.com/fmgate/fmgate/services/quota/quotamem"
 	"github.com/fmgate/fmgate/services/quota/quotatest"
@@ -48,44 +44,12 @@ func (downLimiter) Reserve(context.Context, string, []quota.Counter) (quota.Deci
 }
 func (downLimiter) Commit(context.Context, string, []quota.Counter, int64) error { return errDown }
 
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startServer serves a quota.Server over bufconn and returns a generated client.
 func startServer(t *testing.T, limiter quota.Limiter, limits []quota.Limit, log *slog.Logger) quotav1.QuotaServiceClient {
 	t.Helper()
 	srv, err := quota.NewServer(limiter, limits, log)
 	require.NoError(t, err)
-	lis := bufconn.Listen(1 << 20)
-	gs := grpc.NewServer()
-	srv.Register(gs)
-	done := make(chan error, 1)
-	go func() { done <- gs.Serve(lis) }()
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		_ = conn.Close()
-		gs.Stop()
-		require.NoError(t, <-done)
-	})
-	return quotav1.NewQuotaServiceClient(conn)
+	return quotav1.NewQuotaServiceClient(grpctest.Serve(t, srv.Register))
 }
 
 func memLimiter() (*quotatest.Clock, quota.Limiter) {
@@ -271,8 +235,7 @@ func TestScopeWithoutAttributeDoesNotApply(t *testing.T) {
 }
 
 func TestLimiterFailureFailsClosed(t *testing.T) {
-	var logs syncBuffer
-	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	log, logs := grpctest.Logger(t)
 	client := startServer(t, downLimiter{}, []quota.Limit{{
 		Name: "acme-tpm", Match: quota.Match{OrganizationID: "acme"}, Scope: quota.Scope{By: quota.ByOrganization},
 		Kind: quota.KindTokens, Amount: 10, Window: time.Minute,
