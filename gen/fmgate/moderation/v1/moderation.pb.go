@@ -133,6 +133,141 @@ func (Action) EnumDescriptor() ([]byte, []int) {
 	return file_fmgate_moderation_v1_moderation_proto_rawDescGZIP(), []int{1}
 }
 
+// ScreenStreamRequest is one piece of a streamed answer. The first message names the
+// organisation and profile; later ones may leave them empty.
+type ScreenStreamRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	Profile        string                 `protobuf:"bytes,2,opt,name=profile,proto3" json:"profile,omitempty"`
+	TextDelta      string                 `protobuf:"bytes,3,opt,name=text_delta,json=textDelta,proto3" json:"text_delta,omitempty"`
+	// The answer is complete: release everything held back.
+	End           bool `protobuf:"varint,4,opt,name=end,proto3" json:"end,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScreenStreamRequest) Reset() {
+	*x = ScreenStreamRequest{}
+	mi := &file_fmgate_moderation_v1_moderation_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScreenStreamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScreenStreamRequest) ProtoMessage() {}
+
+func (x *ScreenStreamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_moderation_v1_moderation_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScreenStreamRequest.ProtoReflect.Descriptor instead.
+func (*ScreenStreamRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_moderation_v1_moderation_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ScreenStreamRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *ScreenStreamRequest) GetProfile() string {
+	if x != nil {
+		return x.Profile
+	}
+	return ""
+}
+
+func (x *ScreenStreamRequest) GetTextDelta() string {
+	if x != nil {
+		return x.TextDelta
+	}
+	return ""
+}
+
+func (x *ScreenStreamRequest) GetEnd() bool {
+	if x != nil {
+		return x.End
+	}
+	return false
+}
+
+// ScreenStreamResponse answers one ScreenStreamRequest.
+type ScreenStreamResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Screened text released by this piece (possibly empty).
+	Text string `protobuf:"bytes,1,opt,name=text,proto3" json:"text,omitempty"`
+	// PASS, MODIFIED (text was masked) or BLOCK (the stream must stop; text is empty).
+	Verdict Verdict `protobuf:"varint,2,opt,name=verdict,proto3,enum=fmgate.moderation.v1.Verdict" json:"verdict,omitempty"`
+	// Findings in the released text.
+	Findings      []*Finding `protobuf:"bytes,3,rep,name=findings,proto3" json:"findings,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScreenStreamResponse) Reset() {
+	*x = ScreenStreamResponse{}
+	mi := &file_fmgate_moderation_v1_moderation_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScreenStreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScreenStreamResponse) ProtoMessage() {}
+
+func (x *ScreenStreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_moderation_v1_moderation_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScreenStreamResponse.ProtoReflect.Descriptor instead.
+func (*ScreenStreamResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_moderation_v1_moderation_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ScreenStreamResponse) GetText() string {
+	if x != nil {
+		return x.Text
+	}
+	return ""
+}
+
+func (x *ScreenStreamResponse) GetVerdict() Verdict {
+	if x != nil {
+		return x.Verdict
+	}
+	return Verdict_VERDICT_UNSPECIFIED
+}
+
+func (x *ScreenStreamResponse) GetFindings() []*Finding {
+	if x != nil {
+		return x.Findings
+	}
+	return nil
+}
+
 // Finding is what one detector found in one message. It never carries the detected text.
 type Finding struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -146,7 +281,7 @@ type Finding struct {
 
 func (x *Finding) Reset() {
 	*x = Finding{}
-	mi := &file_fmgate_moderation_v1_moderation_proto_msgTypes[0]
+	mi := &file_fmgate_moderation_v1_moderation_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -158,7 +293,7 @@ func (x *Finding) String() string {
 func (*Finding) ProtoMessage() {}
 
 func (x *Finding) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_moderation_v1_moderation_proto_msgTypes[0]
+	mi := &file_fmgate_moderation_v1_moderation_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -171,7 +306,7 @@ func (x *Finding) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Finding.ProtoReflect.Descriptor instead.
 func (*Finding) Descriptor() ([]byte, []int) {
-	return file_fmgate_moderation_v1_moderation_proto_rawDescGZIP(), []int{0}
+	return file_fmgate_moderation_v1_moderation_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Finding) GetDetector() string {
@@ -214,7 +349,7 @@ type ScreenInputRequest struct {
 
 func (x *ScreenInputRequest) Reset() {
 	*x = ScreenInputRequest{}
-	mi := &file_fmgate_moderation_v1_moderation_proto_msgTypes[1]
+	mi := &file_fmgate_moderation_v1_moderation_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -226,7 +361,7 @@ func (x *ScreenInputRequest) String() string {
 func (*ScreenInputRequest) ProtoMessage() {}
 
 func (x *ScreenInputRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_moderation_v1_moderation_proto_msgTypes[1]
+	mi := &file_fmgate_moderation_v1_moderation_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -239,7 +374,7 @@ func (x *ScreenInputRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScreenInputRequest.ProtoReflect.Descriptor instead.
 func (*ScreenInputRequest) Descriptor() ([]byte, []int) {
-	return file_fmgate_moderation_v1_moderation_proto_rawDescGZIP(), []int{1}
+	return file_fmgate_moderation_v1_moderation_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ScreenInputRequest) GetOrganizationId() string {
@@ -275,7 +410,7 @@ type ScreenInputResponse struct {
 
 func (x *ScreenInputResponse) Reset() {
 	*x = ScreenInputResponse{}
-	mi := &file_fmgate_moderation_v1_moderation_proto_msgTypes[2]
+	mi := &file_fmgate_moderation_v1_moderation_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -287,7 +422,7 @@ func (x *ScreenInputResponse) String() string {
 func (*ScreenInputResponse) ProtoMessage() {}
 
 func (x *ScreenInputResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_moderation_v1_moderation_proto_msgTypes[2]
+	mi := &file_fmgate_moderation_v1_moderation_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -300,7 +435,7 @@ func (x *ScreenInputResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScreenInputResponse.ProtoReflect.Descriptor instead.
 func (*ScreenInputResponse) Descriptor() ([]byte, []int) {
-	return file_fmgate_moderation_v1_moderation_proto_rawDescGZIP(), []int{2}
+	return file_fmgate_moderation_v1_moderation_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ScreenInputResponse) GetVerdict() Verdict {
@@ -336,7 +471,7 @@ type ScreenOutputRequest struct {
 
 func (x *ScreenOutputRequest) Reset() {
 	*x = ScreenOutputRequest{}
-	mi := &file_fmgate_moderation_v1_moderation_proto_msgTypes[3]
+	mi := &file_fmgate_moderation_v1_moderation_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -348,7 +483,7 @@ func (x *ScreenOutputRequest) String() string {
 func (*ScreenOutputRequest) ProtoMessage() {}
 
 func (x *ScreenOutputRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_moderation_v1_moderation_proto_msgTypes[3]
+	mi := &file_fmgate_moderation_v1_moderation_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -361,7 +496,7 @@ func (x *ScreenOutputRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScreenOutputRequest.ProtoReflect.Descriptor instead.
 func (*ScreenOutputRequest) Descriptor() ([]byte, []int) {
-	return file_fmgate_moderation_v1_moderation_proto_rawDescGZIP(), []int{3}
+	return file_fmgate_moderation_v1_moderation_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ScreenOutputRequest) GetOrganizationId() string {
@@ -397,7 +532,7 @@ type ScreenOutputResponse struct {
 
 func (x *ScreenOutputResponse) Reset() {
 	*x = ScreenOutputResponse{}
-	mi := &file_fmgate_moderation_v1_moderation_proto_msgTypes[4]
+	mi := &file_fmgate_moderation_v1_moderation_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -409,7 +544,7 @@ func (x *ScreenOutputResponse) String() string {
 func (*ScreenOutputResponse) ProtoMessage() {}
 
 func (x *ScreenOutputResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_moderation_v1_moderation_proto_msgTypes[4]
+	mi := &file_fmgate_moderation_v1_moderation_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -422,7 +557,7 @@ func (x *ScreenOutputResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScreenOutputResponse.ProtoReflect.Descriptor instead.
 func (*ScreenOutputResponse) Descriptor() ([]byte, []int) {
-	return file_fmgate_moderation_v1_moderation_proto_rawDescGZIP(), []int{4}
+	return file_fmgate_moderation_v1_moderation_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ScreenOutputResponse) GetVerdict() Verdict {
@@ -450,7 +585,17 @@ var File_fmgate_moderation_v1_moderation_proto protoreflect.FileDescriptor
 
 const file_fmgate_moderation_v1_moderation_proto_rawDesc = "" +
 	"\n" +
-	"%fmgate/moderation/v1/moderation.proto\x12\x14fmgate.moderation.v1\x1a\x1ffmgate/type/v1/generation.proto\"\x96\x01\n" +
+	"%fmgate/moderation/v1/moderation.proto\x12\x14fmgate.moderation.v1\x1a\x1ffmgate/type/v1/generation.proto\"\x89\x01\n" +
+	"\x13ScreenStreamRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x18\n" +
+	"\aprofile\x18\x02 \x01(\tR\aprofile\x12\x1d\n" +
+	"\n" +
+	"text_delta\x18\x03 \x01(\tR\ttextDelta\x12\x10\n" +
+	"\x03end\x18\x04 \x01(\bR\x03end\"\x9e\x01\n" +
+	"\x14ScreenStreamResponse\x12\x12\n" +
+	"\x04text\x18\x01 \x01(\tR\x04text\x127\n" +
+	"\averdict\x18\x02 \x01(\x0e2\x1d.fmgate.moderation.v1.VerdictR\averdict\x129\n" +
+	"\bfindings\x18\x03 \x03(\v2\x1d.fmgate.moderation.v1.FindingR\bfindings\"\x96\x01\n" +
 	"\aFinding\x12\x1a\n" +
 	"\bdetector\x18\x01 \x01(\tR\bdetector\x124\n" +
 	"\x06action\x18\x02 \x01(\x0e2\x1c.fmgate.moderation.v1.ActionR\x06action\x12#\n" +
@@ -482,10 +627,11 @@ const file_fmgate_moderation_v1_moderation_proto_rawDesc = "" +
 	"\n" +
 	"ACTION_LOG\x10\x01\x12\x0f\n" +
 	"\vACTION_MASK\x10\x02\x12\x10\n" +
-	"\fACTION_BLOCK\x10\x032\xe2\x01\n" +
+	"\fACTION_BLOCK\x10\x032\xcf\x02\n" +
 	"\x11ModerationService\x12d\n" +
 	"\vScreenInput\x12(.fmgate.moderation.v1.ScreenInputRequest\x1a).fmgate.moderation.v1.ScreenInputResponse\"\x00\x12g\n" +
-	"\fScreenOutput\x12).fmgate.moderation.v1.ScreenOutputRequest\x1a*.fmgate.moderation.v1.ScreenOutputResponse\"\x00B\xdd\x01\n" +
+	"\fScreenOutput\x12).fmgate.moderation.v1.ScreenOutputRequest\x1a*.fmgate.moderation.v1.ScreenOutputResponse\"\x00\x12k\n" +
+	"\fScreenStream\x12).fmgate.moderation.v1.ScreenStreamRequest\x1a*.fmgate.moderation.v1.ScreenStreamResponse\"\x00(\x010\x01B\xdd\x01\n" +
 	"\x18com.fmgate.moderation.v1B\x0fModerationProtoP\x01Z>github.com/fmgate/fmgate/gen/fmgate/moderation/v1;moderationv1\xa2\x02\x03FMX\xaa\x02\x14Fmgate.Moderation.V1\xca\x02\x14Fmgate\\Moderation\\V1\xe2\x02 Fmgate\\Moderation\\V1\\GPBMetadata\xea\x02\x16Fmgate::Moderation::V1b\x06proto3"
 
 var (
@@ -501,36 +647,42 @@ func file_fmgate_moderation_v1_moderation_proto_rawDescGZIP() []byte {
 }
 
 var file_fmgate_moderation_v1_moderation_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_fmgate_moderation_v1_moderation_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_fmgate_moderation_v1_moderation_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_fmgate_moderation_v1_moderation_proto_goTypes = []any{
 	(Verdict)(0),                 // 0: fmgate.moderation.v1.Verdict
 	(Action)(0),                  // 1: fmgate.moderation.v1.Action
-	(*Finding)(nil),              // 2: fmgate.moderation.v1.Finding
-	(*ScreenInputRequest)(nil),   // 3: fmgate.moderation.v1.ScreenInputRequest
-	(*ScreenInputResponse)(nil),  // 4: fmgate.moderation.v1.ScreenInputResponse
-	(*ScreenOutputRequest)(nil),  // 5: fmgate.moderation.v1.ScreenOutputRequest
-	(*ScreenOutputResponse)(nil), // 6: fmgate.moderation.v1.ScreenOutputResponse
-	(*v1.Message)(nil),           // 7: fmgate.type.v1.Message
+	(*ScreenStreamRequest)(nil),  // 2: fmgate.moderation.v1.ScreenStreamRequest
+	(*ScreenStreamResponse)(nil), // 3: fmgate.moderation.v1.ScreenStreamResponse
+	(*Finding)(nil),              // 4: fmgate.moderation.v1.Finding
+	(*ScreenInputRequest)(nil),   // 5: fmgate.moderation.v1.ScreenInputRequest
+	(*ScreenInputResponse)(nil),  // 6: fmgate.moderation.v1.ScreenInputResponse
+	(*ScreenOutputRequest)(nil),  // 7: fmgate.moderation.v1.ScreenOutputRequest
+	(*ScreenOutputResponse)(nil), // 8: fmgate.moderation.v1.ScreenOutputResponse
+	(*v1.Message)(nil),           // 9: fmgate.type.v1.Message
 }
 var file_fmgate_moderation_v1_moderation_proto_depIdxs = []int32{
-	1,  // 0: fmgate.moderation.v1.Finding.action:type_name -> fmgate.moderation.v1.Action
-	7,  // 1: fmgate.moderation.v1.ScreenInputRequest.messages:type_name -> fmgate.type.v1.Message
-	0,  // 2: fmgate.moderation.v1.ScreenInputResponse.verdict:type_name -> fmgate.moderation.v1.Verdict
-	7,  // 3: fmgate.moderation.v1.ScreenInputResponse.messages:type_name -> fmgate.type.v1.Message
-	2,  // 4: fmgate.moderation.v1.ScreenInputResponse.findings:type_name -> fmgate.moderation.v1.Finding
-	7,  // 5: fmgate.moderation.v1.ScreenOutputRequest.message:type_name -> fmgate.type.v1.Message
-	0,  // 6: fmgate.moderation.v1.ScreenOutputResponse.verdict:type_name -> fmgate.moderation.v1.Verdict
-	7,  // 7: fmgate.moderation.v1.ScreenOutputResponse.message:type_name -> fmgate.type.v1.Message
-	2,  // 8: fmgate.moderation.v1.ScreenOutputResponse.findings:type_name -> fmgate.moderation.v1.Finding
-	3,  // 9: fmgate.moderation.v1.ModerationService.ScreenInput:input_type -> fmgate.moderation.v1.ScreenInputRequest
-	5,  // 10: fmgate.moderation.v1.ModerationService.ScreenOutput:input_type -> fmgate.moderation.v1.ScreenOutputRequest
-	4,  // 11: fmgate.moderation.v1.ModerationService.ScreenInput:output_type -> fmgate.moderation.v1.ScreenInputResponse
-	6,  // 12: fmgate.moderation.v1.ModerationService.ScreenOutput:output_type -> fmgate.moderation.v1.ScreenOutputResponse
-	11, // [11:13] is the sub-list for method output_type
-	9,  // [9:11] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	0,  // 0: fmgate.moderation.v1.ScreenStreamResponse.verdict:type_name -> fmgate.moderation.v1.Verdict
+	4,  // 1: fmgate.moderation.v1.ScreenStreamResponse.findings:type_name -> fmgate.moderation.v1.Finding
+	1,  // 2: fmgate.moderation.v1.Finding.action:type_name -> fmgate.moderation.v1.Action
+	9,  // 3: fmgate.moderation.v1.ScreenInputRequest.messages:type_name -> fmgate.type.v1.Message
+	0,  // 4: fmgate.moderation.v1.ScreenInputResponse.verdict:type_name -> fmgate.moderation.v1.Verdict
+	9,  // 5: fmgate.moderation.v1.ScreenInputResponse.messages:type_name -> fmgate.type.v1.Message
+	4,  // 6: fmgate.moderation.v1.ScreenInputResponse.findings:type_name -> fmgate.moderation.v1.Finding
+	9,  // 7: fmgate.moderation.v1.ScreenOutputRequest.message:type_name -> fmgate.type.v1.Message
+	0,  // 8: fmgate.moderation.v1.ScreenOutputResponse.verdict:type_name -> fmgate.moderation.v1.Verdict
+	9,  // 9: fmgate.moderation.v1.ScreenOutputResponse.message:type_name -> fmgate.type.v1.Message
+	4,  // 10: fmgate.moderation.v1.ScreenOutputResponse.findings:type_name -> fmgate.moderation.v1.Finding
+	5,  // 11: fmgate.moderation.v1.ModerationService.ScreenInput:input_type -> fmgate.moderation.v1.ScreenInputRequest
+	7,  // 12: fmgate.moderation.v1.ModerationService.ScreenOutput:input_type -> fmgate.moderation.v1.ScreenOutputRequest
+	2,  // 13: fmgate.moderation.v1.ModerationService.ScreenStream:input_type -> fmgate.moderation.v1.ScreenStreamRequest
+	6,  // 14: fmgate.moderation.v1.ModerationService.ScreenInput:output_type -> fmgate.moderation.v1.ScreenInputResponse
+	8,  // 15: fmgate.moderation.v1.ModerationService.ScreenOutput:output_type -> fmgate.moderation.v1.ScreenOutputResponse
+	3,  // 16: fmgate.moderation.v1.ModerationService.ScreenStream:output_type -> fmgate.moderation.v1.ScreenStreamResponse
+	14, // [14:17] is the sub-list for method output_type
+	11, // [11:14] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_fmgate_moderation_v1_moderation_proto_init() }
@@ -544,7 +696,7 @@ func file_fmgate_moderation_v1_moderation_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fmgate_moderation_v1_moderation_proto_rawDesc), len(file_fmgate_moderation_v1_moderation_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   5,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

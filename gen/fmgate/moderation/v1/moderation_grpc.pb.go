@@ -23,6 +23,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	ModerationService_ScreenInput_FullMethodName  = "/fmgate.moderation.v1.ModerationService/ScreenInput"
 	ModerationService_ScreenOutput_FullMethodName = "/fmgate.moderation.v1.ModerationService/ScreenOutput"
+	ModerationService_ScreenStream_FullMethodName = "/fmgate.moderation.v1.ModerationService/ScreenStream"
 )
 
 // ModerationServiceClient is the client API for ModerationService service.
@@ -36,6 +37,12 @@ type ModerationServiceClient interface {
 	ScreenInput(ctx context.Context, in *ScreenInputRequest, opts ...grpc.CallOption) (*ScreenInputResponse, error)
 	// ScreenOutput screens a complete answer.
 	ScreenOutput(ctx context.Context, in *ScreenOutputRequest, opts ...grpc.CallOption) (*ScreenOutputResponse, error)
+	// ScreenStream screens an answer as it streams, in one call per answer. The caller sends
+	// the answer's text in pieces; for each piece the service answers once, releasing the
+	// screened text that is safe to show so far. Text that a detector might still need (the
+	// start of a word or of a number group) is held back until it is complete, and released
+	// with the final piece (`end`). A BLOCK verdict ends the stream.
+	ScreenStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ScreenStreamRequest, ScreenStreamResponse], error)
 }
 
 type moderationServiceClient struct {
@@ -66,6 +73,19 @@ func (c *moderationServiceClient) ScreenOutput(ctx context.Context, in *ScreenOu
 	return out, nil
 }
 
+func (c *moderationServiceClient) ScreenStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ScreenStreamRequest, ScreenStreamResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ModerationService_ServiceDesc.Streams[0], ModerationService_ScreenStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ScreenStreamRequest, ScreenStreamResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ModerationService_ScreenStreamClient = grpc.BidiStreamingClient[ScreenStreamRequest, ScreenStreamResponse]
+
 // ModerationServiceServer is the server API for ModerationService service.
 // All implementations must embed UnimplementedModerationServiceServer
 // for forward compatibility.
@@ -77,6 +97,12 @@ type ModerationServiceServer interface {
 	ScreenInput(context.Context, *ScreenInputRequest) (*ScreenInputResponse, error)
 	// ScreenOutput screens a complete answer.
 	ScreenOutput(context.Context, *ScreenOutputRequest) (*ScreenOutputResponse, error)
+	// ScreenStream screens an answer as it streams, in one call per answer. The caller sends
+	// the answer's text in pieces; for each piece the service answers once, releasing the
+	// screened text that is safe to show so far. Text that a detector might still need (the
+	// start of a word or of a number group) is held back until it is complete, and released
+	// with the final piece (`end`). A BLOCK verdict ends the stream.
+	ScreenStream(grpc.BidiStreamingServer[ScreenStreamRequest, ScreenStreamResponse]) error
 	mustEmbedUnimplementedModerationServiceServer()
 }
 
@@ -92,6 +118,9 @@ func (UnimplementedModerationServiceServer) ScreenInput(context.Context, *Screen
 }
 func (UnimplementedModerationServiceServer) ScreenOutput(context.Context, *ScreenOutputRequest) (*ScreenOutputResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ScreenOutput not implemented")
+}
+func (UnimplementedModerationServiceServer) ScreenStream(grpc.BidiStreamingServer[ScreenStreamRequest, ScreenStreamResponse]) error {
+	return status.Error(codes.Unimplemented, "method ScreenStream not implemented")
 }
 func (UnimplementedModerationServiceServer) mustEmbedUnimplementedModerationServiceServer() {}
 func (UnimplementedModerationServiceServer) testEmbeddedByValue()                           {}
@@ -150,6 +179,13 @@ func _ModerationService_ScreenOutput_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ModerationService_ScreenStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(ModerationServiceServer).ScreenStream(&grpc.GenericServerStream[ScreenStreamRequest, ScreenStreamResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ModerationService_ScreenStreamServer = grpc.BidiStreamingServer[ScreenStreamRequest, ScreenStreamResponse]
+
 // ModerationService_ServiceDesc is the grpc.ServiceDesc for ModerationService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -166,6 +202,13 @@ var ModerationService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _ModerationService_ScreenOutput_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "ScreenStream",
+			Handler:       _ModerationService_ScreenStream_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "fmgate/moderation/v1/moderation.proto",
 }
