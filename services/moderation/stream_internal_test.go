@@ -10,6 +10,7 @@ func FuzzSafeCutScreensLikeWhole(f *testing.F) {
 	f.Add("key sk-abc123def456ghi789jkl012mno345 here", uint8(1))
 	f.Add("-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----\n", uint8(7))
 	f.Add("4111 1111 1111 1111", uint8(2))
+	f.Add("-----BEGIN PRIVATE KEY-------END0", uint8(0)) // an END marker whose line is not complete
 	rules := BuiltinProfiles()[ProfileDefault].Output
 	f.Fuzz(func(t *testing.T, text string, size uint8) {
 		if len(text) > maxHeldBack/2 {
