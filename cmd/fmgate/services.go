@@ -128,6 +128,7 @@ func seedRegistry(ctx context.Context, store registry.Store, res *resources.File
 		ep := registry.Endpoint{
 			OrganizationID: e.Organization, ID: e.ID, Provider: registry.Provider(e.Provider), BaseURL: e.BaseURL,
 			UpstreamModel: e.UpstreamModel, CredentialRef: e.CredentialRef, Region: e.Region,
+			Weight: e.Weight, Priority: e.Priority, APIVersion: e.APIVersion,
 		}
 		if err := store.PutEndpoint(ctx, ep); err != nil {
 			return fmt.Errorf("seed endpoint %s/%s: %w", e.Organization, e.ID, err)
@@ -138,7 +139,7 @@ func seedRegistry(ctx context.Context, store registry.Store, res *resources.File
 			OrganizationID: m.Organization, Name: m.Name, DisplayName: m.DisplayName, Vendor: m.Vendor,
 			LifecycleState: registry.LifecycleState(m.Lifecycle), ContextWindow: m.ContextWindow,
 			InputPricePerMillion: m.InputPricePerMillion, OutputPricePerMillion: m.OutputPricePerMillion,
-			EndpointIDs: m.Endpoints,
+			EndpointIDs: m.Endpoints, FallbackModels: m.FallbackModels,
 		}
 		if err := store.PutModel(ctx, model); err != nil {
 			return fmt.Errorf("seed model %s/%s: %w", m.Organization, m.Name, err)

@@ -35,6 +35,8 @@ type Model struct {
 	InputPricePerMillion  float64  `yaml:"input_price_per_million"`
 	OutputPricePerMillion float64  `yaml:"output_price_per_million"`
 	Endpoints             []string `yaml:"endpoints"`
+	// FallbackModels are models whose endpoints are tried, in order, after this model's.
+	FallbackModels []string `yaml:"fallback_models"`
 }
 
 // Endpoint is a place a model is served.
@@ -46,6 +48,12 @@ type Endpoint struct {
 	UpstreamModel string `yaml:"upstream_model"`
 	CredentialRef string `yaml:"credential_ref"`
 	Region        string `yaml:"region"`
+	// Weight shares traffic among endpoints of equal priority (0 means 1).
+	Weight int32 `yaml:"weight"`
+	// Priority orders a model's endpoints: lower values are tried first.
+	Priority int32 `yaml:"priority"`
+	// APIVersion is the vendor API version (required for azure_openai).
+	APIVersion string `yaml:"api_version"`
 }
 
 // APIKey is an API key. The secret itself is never in the file: either SecretEnv names the

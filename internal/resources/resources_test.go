@@ -14,6 +14,14 @@ models:
     name: gpt
     lifecycle: approved
     endpoints: [e1]
+    fallback_models: [small, tiny]
+endpoints:
+  - organization: acme
+    id: e1
+    provider: azure_openai
+    weight: 3
+    priority: 1
+    api_version: 2024-10-21
 api_keys:
   - organization: acme
     id: k1
@@ -28,6 +36,9 @@ limits:
 `))
 	require.NoError(t, err)
 	assert.Equal(t, []string{"e1"}, f.Models[0].Endpoints)
+	assert.Equal(t, []string{"small", "tiny"}, f.Models[0].FallbackModels)
+	assert.Equal(t, Endpoint{Organization: "acme", ID: "e1", Provider: "azure_openai", Weight: 3, Priority: 1,
+		APIVersion: "2024-10-21"}, f.Endpoints[0])
 	assert.Equal(t, "1m0s", f.Limits[0].Window.String())
 }
 

@@ -17,6 +17,10 @@ var lifecycleToProto = map[LifecycleState]registryv1.LifecycleState{
 var providerToProto = map[Provider]registryv1.ProviderKind{
 	ProviderOpenAI:           registryv1.ProviderKind_PROVIDER_KIND_OPENAI,
 	ProviderOpenAICompatible: registryv1.ProviderKind_PROVIDER_KIND_OPENAI_COMPATIBLE,
+	ProviderAzureOpenAI:      registryv1.ProviderKind_PROVIDER_KIND_AZURE_OPENAI,
+	ProviderAnthropic:        registryv1.ProviderKind_PROVIDER_KIND_ANTHROPIC,
+	ProviderBedrock:          registryv1.ProviderKind_PROVIDER_KIND_BEDROCK,
+	ProviderGemini:           registryv1.ProviderKind_PROVIDER_KIND_GEMINI,
 }
 
 // LifecycleStateFromProto returns the domain state of s, "" for UNSPECIFIED or unknown values
@@ -52,6 +56,7 @@ func modelToProto(m Model) *registryv1.Model {
 		InputPricePerMillion:  m.InputPricePerMillion,
 		OutputPricePerMillion: m.OutputPricePerMillion,
 		EndpointIds:           slices.Clone(m.EndpointIDs),
+		FallbackModels:        slices.Clone(m.FallbackModels),
 	}
 }
 
@@ -64,6 +69,9 @@ func endpointToProto(e Endpoint) *registryv1.Endpoint {
 		UpstreamModel:  e.UpstreamModel,
 		CredentialRef:  e.CredentialRef,
 		Region:         e.Region,
+		Weight:         e.Weight,
+		Priority:       e.Priority,
+		ApiVersion:     e.APIVersion,
 	}
 }
 
@@ -80,6 +88,7 @@ func ModelFromProto(m *registryv1.Model) Model {
 		InputPricePerMillion:  m.GetInputPricePerMillion(),
 		OutputPricePerMillion: m.GetOutputPricePerMillion(),
 		EndpointIDs:           slices.Clone(m.GetEndpointIds()),
+		FallbackModels:        slices.Clone(m.GetFallbackModels()),
 	}
 }
 
@@ -93,5 +102,8 @@ func EndpointFromProto(e *registryv1.Endpoint) Endpoint {
 		UpstreamModel:  e.GetUpstreamModel(),
 		CredentialRef:  e.GetCredentialRef(),
 		Region:         e.GetRegion(),
+		Weight:         e.GetWeight(),
+		Priority:       e.GetPriority(),
+		APIVersion:     e.GetApiVersion(),
 	}
 }

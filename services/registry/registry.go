@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 )
 
 // ErrNotFound is matched (errors.Is) by every "no such model or endpoint" error. Stores return
@@ -73,10 +74,18 @@ type Provider string
 const (
 	ProviderOpenAI           Provider = "openai"
 	ProviderOpenAICompatible Provider = "openai_compatible"
+	ProviderAzureOpenAI      Provider = "azure_openai"
+	ProviderAnthropic        Provider = "anthropic"
+	ProviderBedrock          Provider = "bedrock"
+	ProviderGemini           Provider = "gemini"
 )
 
+// Providers lists every defined provider.
+var Providers = []Provider{ProviderOpenAI, ProviderOpenAICompatible, ProviderAzureOpenAI,
+	ProviderAnthropic, ProviderBedrock, ProviderGemini}
+
 // Valid reports whether p is one of the defined providers.
-func (p Provider) Valid() bool { return p == ProviderOpenAI || p == ProviderOpenAICompatible }
+func (p Provider) Valid() bool { return slices.Contains(Providers, p) }
 
 // Model is a model of an organization's catalogue. Name is unique within the organization.
 type Model struct {
@@ -88,10 +97,19 @@ type Model struct {
 	ContextWindow         int32
 	InputPricePerMillion  float64 // US dollars per million input tokens
 	OutputPricePerMillion float64 // US dollars per million output tokens
-	// EndpointIDs are the endpoints that serve the model, in the order to try them. They may
-	// name endpoints that do not exist (yet): resolution skips those.
+	// EndpointIDs are the endpoints that serve the model, in the order to try them within
+	// one priority (Endpoint.Priority). They may name endpoints that do not exist (yet):
+	// resolution skips those.
 	EndpointIDs []string
+	// FallbackModels name models of the same organization whose endpoints are tried, in
+	// this order, after every endpoint of this model. Resolution skips names that do not
+	// exist or are not routable, and does not follow a fallback's own fallbacks. At most
+	// MaxFallbackModels, never the model itself.
+	FallbackModels []string
 }
+
+// MaxFallbackModels bounds Model.FallbackModels, and so the work of one resolution.
+const MaxFallbackModels = 5
 
 // Endpoint is one place a model is served. ID is unique within the organization.
 type Endpoint struct {
@@ -104,7 +122,33 @@ type Endpoint struct {
 	// CredentialRef says where dispatch finds the credential: "", "env:NAME" or
 	// "file:/absolute/path". Never the secret itself.
 	CredentialRef string
-	Region        string
+	// Region is where the endpoint serves; required for bedrock, whose requests are signed
+	// for a region.
+	Region string
+	// Weight shares traffic among endpoints of one model with the same Priority, in
+	// proportion to the weights: 0..MaxWeight, and 0 means 1 (EffectiveWeight).
+	Weight int32
+	// Priority orders a model's endpoints: 0..MaxPriority, and LOWER values are tried
+	// FIRST. Endpoints of a higher value are tried only when every endpoint of a lower one
+	// has failed. Equal priorities keep the model's listed order and share traffic by Weight.
+	Priority int32
+	// APIVersion is the vendor API version, where the vendor wants one; required for
+	// azure_openai (its api-version query parameter).
+	APIVersion string
+}
+
+// Bounds of Endpoint.Weight and Endpoint.Priority.
+const (
+	MaxWeight   = 1000
+	MaxPriority = 100
+)
+
+// EffectiveWeight is the weight dispatch balances by: Weight, or 1 when it is 0.
+func (e Endpoint) EffectiveWeight() int32 {
+	if e.Weight == 0 {
+		return 1
+	}
+	return e.Weight
 }
 
 // Page selects one page of a list ordered by key. The zero value is the first page of

@@ -1,6 +1,10 @@
 package registry
 
-import "fmt"
+import (
+	"cmp"
+	"fmt"
+	"slices"
+)
 
 // RouteFailure says why a model that exists cannot be routed to. Its values are the
 // ErrorInfo reasons clients see.
@@ -30,10 +34,38 @@ func (e *RouteError) Error() string {
 	return fmt.Sprintf("model %q is %s; only approved or deprecated models can be used", e.Model, e.State)
 }
 
-// Route is a model and the endpoints to try, in order.
+// Route is a model and the endpoints to try, in order: the model's own endpoints ordered by
+// priority, then each routable fallback model's endpoints ordered the same way, each
+// endpoint once. Dispatch balances by weight among consecutive endpoints of one model with
+// the same priority, and moves on to the next group when a whole group fails.
 type Route struct {
 	Model     Model
 	Endpoints []Endpoint
+}
+
+// OrderByPriority sorts eps by Priority, lowest (tried first) first, keeping the given
+// order among equal priorities.
+func OrderByPriority(eps []Endpoint) {
+	slices.SortStableFunc(eps, func(a, b Endpoint) int { return cmp.Compare(a.Priority, b.Priority) })
+}
+
+// routeBuilder appends endpoints to a route, each id once: an endpoint shared by a model
+// and its fallback is tried where it first appears.
+type routeBuilder struct {
+	endpoints []Endpoint
+	seen      map[string]bool
+}
+
+func (b *routeBuilder) add(eps []Endpoint) {
+	if b.seen == nil {
+		b.seen = make(map[string]bool)
+	}
+	for _, e := range eps {
+		if !b.seen[e.ID] {
+			b.seen[e.ID] = true
+			b.endpoints = append(b.endpoints, e)
+		}
+	}
 }
 
 // CheckRoutable returns a *RouteError when m's lifecycle state forbids routing to it.

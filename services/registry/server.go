@@ -26,7 +26,8 @@ func NewServer(store Store, log *slog.Logger) *Server { return &Server{store: st
 // Register adds the service to r. All-in-one and mesh make the same call.
 func (s *Server) Register(r grpc.ServiceRegistrar) { registryv1.RegisterRegistryServiceServer(r, s) }
 
-// ResolveRoute returns the model and the endpoints that exist among those it names, in order.
+// ResolveRoute returns the model and the endpoints to try, in order: the model's own
+// endpoints by priority, then those of each routable fallback model likewise (route.go).
 func (s *Server) ResolveRoute(ctx context.Context, req *registryv1.ResolveRouteRequest) (*registryv1.ResolveRouteResponse, error) {
 	var vs []apierr.FieldViolation
 	if req.GetOrganizationId() == "" {
@@ -52,6 +53,10 @@ func (s *Server) ResolveRoute(ctx context.Context, req *registryv1.ResolveRouteR
 	return resp, nil
 }
 
+// resolve builds the route of the organization's model name. Only the requested model's own
+// state decides whether there is a route: a fallback that is missing or not routable is
+// skipped with a log line, never an error, so that a fallback retired by an admin does not
+// take down the models that name it.
 func (s *Server) resolve(ctx context.Context, org, name string) (Route, error) {
 	m, err := s.store.GetModel(ctx, org, name)
 	if err != nil {
@@ -60,19 +65,56 @@ func (s *Server) resolve(ctx context.Context, org, name string) (Route, error) {
 	if err := CheckRoutable(m); err != nil {
 		return Route{}, err
 	}
-	eps, err := s.store.GetEndpoints(ctx, org, m.EndpointIDs)
+	own, err := s.endpointsOf(ctx, m)
 	if err != nil {
 		return Route{}, err
+	}
+	var b routeBuilder
+	b.add(own)
+	for _, fb := range m.FallbackModels {
+		fm, err := s.store.GetModel(ctx, org, fb)
+		if errors.Is(err, ErrNotFound) {
+			s.log.WarnContext(ctx, "fallback model skipped: it does not exist",
+				"organization_id", org, "model", name, "fallback", fb)
+			continue
+		}
+		if err != nil {
+			return Route{}, err
+		}
+		if err := CheckRoutable(fm); err != nil {
+			s.log.WarnContext(ctx, "fallback model skipped: it is not routable",
+				"organization_id", org, "model", name, "fallback", fb, "lifecycle_state", string(fm.LifecycleState))
+			continue
+		}
+		eps, err := s.endpointsOf(ctx, fm)
+		if err != nil {
+			return Route{}, err
+		}
+		b.add(eps)
+	}
+	if len(b.endpoints) == 0 {
+		return Route{}, &RouteError{Failure: FailureNoEndpoint, Model: m.Name, State: m.LifecycleState}
+	}
+	if len(own) == 0 {
+		s.log.WarnContext(ctx, "model has no endpoint of its own; its fallbacks serve it",
+			"organization_id", org, "model", name)
+	}
+	return Route{Model: m, Endpoints: b.endpoints}, nil
+}
+
+// endpointsOf returns the endpoints of m that exist, ordered by priority (OrderByPriority).
+func (s *Server) endpointsOf(ctx context.Context, m Model) ([]Endpoint, error) {
+	eps, err := s.store.GetEndpoints(ctx, m.OrganizationID, m.EndpointIDs)
+	if err != nil {
+		return nil, err
 	}
 	if len(eps) < len(m.EndpointIDs) {
 		// A model may be declared before its endpoints; say so, but serve what exists.
 		s.log.WarnContext(ctx, "model names endpoints that do not exist",
-			"organization_id", org, "model", name, "declared", len(m.EndpointIDs), "found", len(eps))
+			"organization_id", m.OrganizationID, "model", m.Name, "declared", len(m.EndpointIDs), "found", len(eps))
 	}
-	if len(eps) == 0 {
-		return Route{}, &RouteError{Failure: FailureNoEndpoint, Model: m.Name, State: m.LifecycleState}
-	}
-	return Route{Model: m, Endpoints: eps}, nil
+	OrderByPriority(eps)
+	return eps, nil
 }
 
 // ListModels lists the organization's routable models, ordered by name.

@@ -7,9 +7,10 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/fmgate/fmgate/internal/grpctest"
 )
 
 func TestToStatus(t *testing.T) {
@@ -41,21 +42,16 @@ func TestToStatus(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st := status.Convert(toStatus(tt.err))
-			assert.Equal(t, tt.code, st.Code())
-			assert.Contains(t, st.Message(), tt.message)
-			var reason, field string
-			for _, d := range st.Details() {
-				switch d := d.(type) {
-				case *errdetails.ErrorInfo:
-					reason = d.GetReason()
-					assert.Equal(t, "fmgate.dev", d.GetDomain())
-				case *errdetails.BadRequest:
-					field = d.GetFieldViolations()[0].GetField()
-				}
+			err := toStatus(tt.err)
+			assert.Equal(t, tt.code, status.Code(err))
+			assert.Contains(t, status.Convert(err).Message(), tt.message)
+			info := grpctest.ErrorInfo(err)
+			if info != nil {
+				assert.Equal(t, "fmgate.dev", info.GetDomain())
 			}
-			assert.Equal(t, tt.reason, reason)
-			assert.Equal(t, tt.field, field)
+			assert.Equal(t, tt.reason, info.GetReason())
+			fields := append(grpctest.BadRequestFields(err), "") // the first field, or ""
+			assert.Equal(t, tt.field, fields[0])
 		})
 	}
 	t.Run("unknown", func(t *testing.T) {

@@ -1,24 +1,19 @@
 package registry_test
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/test/bufconn"
 
 	registryv1 "github.com/fmgate/fmgate/gen/fmgate/registry/v1"
+	"github.com/fmgate/fmgate/internal/grpctest"
 	"github.com/fmgate/fmgate/services/registry"
 	"github.com/fmgate/fmgate/services/registry/registrymem"
 	"github.com/fmgate/fmgate/services/registry/registrytest"
@@ -29,40 +24,8 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // serve runs the registry over store on a real grpc.Server on bufconn and returns a client.
 func serve(t *testing.T, store registry.Store) registryv1.RegistryServiceClient {
 	t.Helper()
-	lis := bufconn.Listen(1 << 20)
-	srv := grpc.NewServer()
-	registry.NewServer(store, slog.New(slog.NewTextHandler(io.Discard, nil))).Register(srv)
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient("passthrough:///bufnet",
-		grpc.WithContextDialer(func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }),
-		grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = conn.Close() })
-	return registryv1.NewRegistryServiceClient(conn)
-}
-
-func reasonOf(t *testing.T, err error) string {
-	t.Helper()
-	for _, d := range status.Convert(err).Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok {
-			return info.GetReason()
-		}
-	}
-	return ""
-}
-
-func badFields(t *testing.T, err error) []string {
-	t.Helper()
-	var fields []string
-	for _, d := range status.Convert(err).Details() {
-		if br, ok := d.(*errdetails.BadRequest); ok {
-			for _, v := range br.GetFieldViolations() {
-				fields = append(fields, v.GetField())
-			}
-		}
-	}
-	return fields
+	srv := registry.NewServer(store, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return registryv1.NewRegistryServiceClient(grpctest.Serve(t, srv.Register))
 }
 
 func seed(t *testing.T) registry.Store {
@@ -130,7 +93,7 @@ func TestResolveRoute(t *testing.T) {
 			_, err := client.ResolveRoute(ctx, &registryv1.ResolveRouteRequest{OrganizationId: tt.org, Model: tt.model})
 			require.Error(t, err)
 			assert.Equal(t, tt.code, status.Code(err))
-			assert.Equal(t, tt.reason, reasonOf(t, err))
+			assert.Equal(t, tt.reason, grpctest.ErrorInfo(err).GetReason())
 			assert.Contains(t, status.Convert(err).Message(), tt.message)
 		})
 	}
@@ -140,12 +103,12 @@ func TestResolveRouteInvalid(t *testing.T) {
 	client := serve(t, registrymem.New())
 	_, err := client.ResolveRoute(t.Context(), &registryv1.ResolveRouteRequest{})
 	assert.Equal(t, codes.InvalidArgument, status.Code(err))
-	assert.Equal(t, []string{"organization_id", "model"}, badFields(t, err))
+	assert.Equal(t, []string{"organization_id", "model"}, grpctest.BadRequestFields(err))
 	assert.Contains(t, status.Convert(err).Message(), "organization_id")
 
 	_, err = client.ResolveRoute(t.Context(), &registryv1.ResolveRouteRequest{OrganizationId: "org-a"})
 	assert.Equal(t, codes.InvalidArgument, status.Code(err))
-	assert.Equal(t, []string{"model"}, badFields(t, err))
+	assert.Equal(t, []string{"model"}, grpctest.BadRequestFields(err))
 }
 
 func TestListModels(t *testing.T) {
@@ -181,11 +144,11 @@ func TestListModels(t *testing.T) {
 
 	_, err = client.ListModels(ctx, &registryv1.ListModelsRequest{PageSize: -1})
 	assert.Equal(t, codes.InvalidArgument, status.Code(err))
-	assert.Equal(t, []string{"organization_id", "page_size"}, badFields(t, err))
+	assert.Equal(t, []string{"organization_id", "page_size"}, grpctest.BadRequestFields(err))
 
 	_, err = client.ListModels(ctx, &registryv1.ListModelsRequest{OrganizationId: "org-a", PageToken: "forged"})
 	assert.Equal(t, codes.InvalidArgument, status.Code(err))
-	assert.Equal(t, []string{"page_token"}, badFields(t, err))
+	assert.Equal(t, []string{"page_token"}, grpctest.BadRequestFields(err))
 }
 
 func TestListModelsPageSizes(t *testing.T) {
@@ -220,10 +183,10 @@ func TestGetEndpoint(t *testing.T) {
 	} {
 		_, err = client.GetEndpoint(ctx, req)
 		assert.Equal(t, codes.NotFound, status.Code(err))
-		assert.Equal(t, "ENDPOINT_NOT_FOUND", reasonOf(t, err))
+		assert.Equal(t, "ENDPOINT_NOT_FOUND", grpctest.ErrorInfo(err).GetReason())
 	}
 
 	_, err = client.GetEndpoint(ctx, &registryv1.GetEndpointRequest{})
 	assert.Equal(t, codes.InvalidArgument, status.Code(err))
-	assert.Equal(t, []string{"organization_id", "id"}, badFields(t, err))
+	assert.Equal(t, []string{"organization_id", "id"}, grpctest.BadRequestFields(err))
 }

@@ -94,6 +94,22 @@ func (m Model) Validate() error {
 		}
 		seen[id] = true
 	}
+	if len(m.FallbackModels) > MaxFallbackModels {
+		vs.add("fallback_models", "must name at most %d models", MaxFallbackModels)
+	}
+	seenModels := make(map[string]bool, len(m.FallbackModels))
+	for i, name := range m.FallbackModels {
+		field := fmt.Sprintf("fallback_models[%d]", i)
+		switch {
+		case !modelName.MatchString(name):
+			vs.add(field, "must match %s", modelName)
+		case name == m.Name:
+			vs.add(field, "must not name the model itself")
+		case seenModels[name]:
+			vs.add(field, "repeats model %q", name)
+		}
+		seenModels[name] = true
+	}
 	return vs.err()
 }
 
@@ -113,7 +129,11 @@ func (e Endpoint) Validate() error {
 		vs.add("id", "must match %s", identifier)
 	}
 	if !e.Provider.Valid() {
-		vs.add("provider", "must be openai or openai_compatible; got %q", e.Provider)
+		names := make([]string, len(Providers))
+		for i, p := range Providers {
+			names[i] = string(p)
+		}
+		vs.add("provider", "must be one of %s; got %q", strings.Join(names, ", "), e.Provider)
 	}
 	if msg := checkBaseURL(e.BaseURL); msg != "" {
 		vs.add("base_url", "%s", msg)
@@ -126,8 +146,24 @@ func (e Endpoint) Validate() error {
 	if msg := checkCredentialRef(e.CredentialRef); msg != "" {
 		vs.add("credential_ref", "%s", msg)
 	}
-	if e.Region != "" && !identifier.MatchString(e.Region) {
+	switch {
+	case e.Region == "" && e.Provider == ProviderBedrock:
+		vs.add("region", "is required for bedrock")
+	case e.Region != "" && !identifier.MatchString(e.Region):
 		vs.add("region", "must match %s", identifier)
+	}
+	if e.Weight < 0 || e.Weight > MaxWeight {
+		vs.add("weight", "must be between 0 and %d", MaxWeight)
+	}
+	if e.Priority < 0 || e.Priority > MaxPriority {
+		vs.add("priority", "must be between 0 and %d", MaxPriority)
+	}
+	switch {
+	case e.APIVersion == "" && e.Provider == ProviderAzureOpenAI:
+		vs.add("api_version", "is required for azure_openai")
+	case e.APIVersion != "" && !identifier.MatchString(e.APIVersion):
+		// It ends up in a query string or header: no room for anything but a version.
+		vs.add("api_version", "must match %s", identifier)
 	}
 	return vs.err()
 }

@@ -29,6 +29,7 @@ func New() *Store {
 
 func cloneModel(m registry.Model) registry.Model {
 	m.EndpointIDs = slices.Clone(m.EndpointIDs)
+	m.FallbackModels = slices.Clone(m.FallbackModels)
 	return m
 }
 

@@ -44,9 +44,10 @@ type queries struct {
 }
 
 const modelColumns = `organization_id, name, display_name, vendor, lifecycle_state, context_window,
-	input_price_per_million, output_price_per_million, endpoint_ids`
+	input_price_per_million, output_price_per_million, endpoint_ids, fallback_models`
 
-const endpointColumns = `organization_id, id, provider, base_url, upstream_model, credential_ref, region`
+const endpointColumns = `organization_id, id, provider, base_url, upstream_model, credential_ref, region,
+	weight, priority, api_version`
 
 // New returns a store on the tables of schema.
 func New(pool *pgxpool.Pool, schema string) *Store {
@@ -55,18 +56,19 @@ func New(pool *pgxpool.Pool, schema string) *Store {
 	// row versions.
 	return &Store{pool: pool, q: queries{
 		putModel: q(`INSERT INTO {schema}.models (` + modelColumns + `)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 			ON CONFLICT (organization_id, name) DO UPDATE SET
 				display_name = EXCLUDED.display_name, vendor = EXCLUDED.vendor,
 				lifecycle_state = EXCLUDED.lifecycle_state, context_window = EXCLUDED.context_window,
 				input_price_per_million = EXCLUDED.input_price_per_million,
 				output_price_per_million = EXCLUDED.output_price_per_million,
-				endpoint_ids = EXCLUDED.endpoint_ids
+				endpoint_ids = EXCLUDED.endpoint_ids, fallback_models = EXCLUDED.fallback_models
 			WHERE (models.display_name, models.vendor, models.lifecycle_state, models.context_window,
-				models.input_price_per_million, models.output_price_per_million, models.endpoint_ids)
+				models.input_price_per_million, models.output_price_per_million, models.endpoint_ids,
+				models.fallback_models)
 				IS DISTINCT FROM (EXCLUDED.display_name, EXCLUDED.vendor, EXCLUDED.lifecycle_state,
 				EXCLUDED.context_window, EXCLUDED.input_price_per_million,
-				EXCLUDED.output_price_per_million, EXCLUDED.endpoint_ids)`),
+				EXCLUDED.output_price_per_million, EXCLUDED.endpoint_ids, EXCLUDED.fallback_models)`),
 		getModel: q(`SELECT ` + modelColumns + ` FROM {schema}.models
 			WHERE organization_id = $1 AND name = $2`),
 		// $2 is the filter's states; an empty array keeps every state.
@@ -78,15 +80,18 @@ func New(pool *pgxpool.Pool, schema string) *Store {
 				AND name > $4
 			ORDER BY name LIMIT $3`),
 		putEndpoint: q(`INSERT INTO {schema}.endpoints (` + endpointColumns + `)
-			VALUES ($1, $2, $3, $4, $5, $6, $7)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 			ON CONFLICT (organization_id, id) DO UPDATE SET
 				provider = EXCLUDED.provider, base_url = EXCLUDED.base_url,
 				upstream_model = EXCLUDED.upstream_model, credential_ref = EXCLUDED.credential_ref,
-				region = EXCLUDED.region
+				region = EXCLUDED.region, weight = EXCLUDED.weight, priority = EXCLUDED.priority,
+				api_version = EXCLUDED.api_version
 			WHERE (endpoints.provider, endpoints.base_url, endpoints.upstream_model,
-				endpoints.credential_ref, endpoints.region)
+				endpoints.credential_ref, endpoints.region, endpoints.weight, endpoints.priority,
+				endpoints.api_version)
 				IS DISTINCT FROM (EXCLUDED.provider, EXCLUDED.base_url, EXCLUDED.upstream_model,
-				EXCLUDED.credential_ref, EXCLUDED.region)`),
+				EXCLUDED.credential_ref, EXCLUDED.region, EXCLUDED.weight, EXCLUDED.priority,
+				EXCLUDED.api_version)`),
 		getEndpoint: q(`SELECT ` + endpointColumns + ` FROM {schema}.endpoints
 			WHERE organization_id = $1 AND id = $2`),
 		getEndpoints: q(`SELECT ` + endpointColumns + ` FROM {schema}.endpoints
@@ -101,16 +106,20 @@ func New(pool *pgxpool.Pool, schema string) *Store {
 func scanModel(row pgx.CollectableRow) (registry.Model, error) {
 	var m registry.Model
 	err := row.Scan(&m.OrganizationID, &m.Name, &m.DisplayName, &m.Vendor, &m.LifecycleState,
-		&m.ContextWindow, &m.InputPricePerMillion, &m.OutputPricePerMillion, &m.EndpointIDs)
+		&m.ContextWindow, &m.InputPricePerMillion, &m.OutputPricePerMillion, &m.EndpointIDs, &m.FallbackModels)
 	if len(m.EndpointIDs) == 0 {
 		m.EndpointIDs = nil
+	}
+	if len(m.FallbackModels) == 0 {
+		m.FallbackModels = nil
 	}
 	return m, err
 }
 
 func scanEndpoint(row pgx.CollectableRow) (registry.Endpoint, error) {
 	var e registry.Endpoint
-	err := row.Scan(&e.OrganizationID, &e.ID, &e.Provider, &e.BaseURL, &e.UpstreamModel, &e.CredentialRef, &e.Region)
+	err := row.Scan(&e.OrganizationID, &e.ID, &e.Provider, &e.BaseURL, &e.UpstreamModel, &e.CredentialRef, &e.Region,
+		&e.Weight, &e.Priority, &e.APIVersion)
 	return e, err
 }
 
@@ -119,12 +128,16 @@ func (s *Store) PutModel(ctx context.Context, m registry.Model) error {
 	if err := m.Validate(); err != nil {
 		return err
 	}
-	ids := m.EndpointIDs
+	// NOT NULL arrays: nil is stored as empty and read back as nil.
+	ids, fallbacks := m.EndpointIDs, m.FallbackModels
 	if ids == nil {
 		ids = []string{}
 	}
+	if fallbacks == nil {
+		fallbacks = []string{}
+	}
 	_, err := s.pool.Exec(ctx, s.q.putModel, m.OrganizationID, m.Name, m.DisplayName, m.Vendor,
-		string(m.LifecycleState), m.ContextWindow, m.InputPricePerMillion, m.OutputPricePerMillion, ids)
+		string(m.LifecycleState), m.ContextWindow, m.InputPricePerMillion, m.OutputPricePerMillion, ids, fallbacks)
 	if err != nil {
 		return fmt.Errorf("put model %s: %w", m.Name, err)
 	}
@@ -176,7 +189,7 @@ func (s *Store) PutEndpoint(ctx context.Context, e registry.Endpoint) error {
 		return err
 	}
 	_, err := s.pool.Exec(ctx, s.q.putEndpoint, e.OrganizationID, e.ID, string(e.Provider), e.BaseURL,
-		e.UpstreamModel, e.CredentialRef, e.Region)
+		e.UpstreamModel, e.CredentialRef, e.Region, e.Weight, e.Priority, e.APIVersion)
 	if err != nil {
 		return fmt.Errorf("put endpoint %s: %w", e.ID, err)
 	}

@@ -56,7 +56,11 @@ func TestStore(t *testing.T, newStore func(t *testing.T) registry.Store) {
 		{"ListModelsFilter", testListModelsFilter},
 		{"ListModelsDefaultPageSize", testListModelsDefaultPageSize},
 		{"ListInvalidToken", testListInvalidToken},
+		{"ModelFallbacks", testModelFallbacks},
 		{"EndpointRoundTrip", testEndpointRoundTrip},
+		{"EndpointRouting", testEndpointRouting},
+		{"EndpointProviders", testEndpointProviders},
+		{"EndpointInvalidRouting", testEndpointInvalidRouting},
 		{"EndpointNotFoundAndInvalid", testEndpointNotFoundAndInvalid},
 		{"GetEndpointsOrder", testGetEndpointsOrder},
 		{"ListEndpointsPages", testListEndpointsPages},
@@ -244,6 +248,127 @@ func testEndpointRoundTrip(t *testing.T, s registry.Store) {
 	assert.Equal(t, e, got)
 }
 
+func testModelFallbacks(t *testing.T, s registry.Store) {
+	ctx := t.Context()
+	m := Model("org-a", "gpt-4o", "ep-1")
+	m.FallbackModels = []string{"claude", "meta/llama-3.1:8b"}
+	require.NoError(t, s.PutModel(ctx, m))
+	got, err := s.GetModel(ctx, "org-a", "gpt-4o")
+	require.NoError(t, err)
+	assert.Equal(t, m, got)
+
+	// The returned value shares no memory with the store.
+	got.FallbackModels[0] = "mutated"
+	m.FallbackModels[1] = "mutated"
+	again, err := s.GetModel(ctx, "org-a", "gpt-4o")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"claude", "meta/llama-3.1:8b"}, again.FallbackModels)
+
+	// Changing only the fallbacks (order included) is an update, and so is removing them.
+	m.FallbackModels = []string{"meta/llama-3.1:8b", "claude"}
+	require.NoError(t, s.PutModel(ctx, m))
+	got, err = s.GetModel(ctx, "org-a", "gpt-4o")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"meta/llama-3.1:8b", "claude"}, got.FallbackModels)
+	m.FallbackModels = nil
+	require.NoError(t, s.PutModel(ctx, m))
+	got, err = s.GetModel(ctx, "org-a", "gpt-4o")
+	require.NoError(t, err)
+	assert.Empty(t, got.FallbackModels)
+
+	// Invalid fallbacks are refused, each named.
+	bad := Model("org-a", "gpt-4o", "ep-1")
+	bad.FallbackModels = []string{"gpt-4o", "claude", "claude", "bad name!"}
+	var ve *registry.ValidationError
+	require.ErrorAs(t, s.PutModel(ctx, bad), &ve)
+	assert.ElementsMatch(t, []string{"fallback_models[0]", "fallback_models[2]", "fallback_models[3]"}, fieldsOf(ve))
+	bad.FallbackModels = []string{"f1", "f2", "f3", "f4", "f5", "f6"}
+	require.ErrorAs(t, s.PutModel(ctx, bad), &ve)
+	assert.Equal(t, []string{"fallback_models"}, fieldsOf(ve))
+	got, err = s.GetModel(ctx, "org-a", "gpt-4o")
+	require.NoError(t, err)
+	assert.Empty(t, got.FallbackModels, "an invalid model does not replace the stored one")
+}
+
+func fieldsOf(ve *registry.ValidationError) []string {
+	var fields []string
+	for _, v := range ve.Violations {
+		fields = append(fields, v.Field)
+	}
+	return fields
+}
+
+func testEndpointRouting(t *testing.T, s registry.Store) {
+	ctx := t.Context()
+	e := Endpoint("org-a", "ep-1")
+	e.Weight, e.Priority, e.APIVersion = 250, 3, "2024-10-21"
+	require.NoError(t, s.PutEndpoint(ctx, e))
+	got, err := s.GetEndpoint(ctx, "org-a", "ep-1")
+	require.NoError(t, err)
+	assert.Equal(t, e, got)
+
+	// Each routing field alone is an update.
+	for _, change := range []func(*registry.Endpoint){
+		func(e *registry.Endpoint) { e.Weight = registry.MaxWeight },
+		func(e *registry.Endpoint) { e.Priority = registry.MaxPriority },
+		func(e *registry.Endpoint) { e.APIVersion = "2025-01-01-preview" },
+		func(e *registry.Endpoint) { e.Weight, e.Priority, e.APIVersion = 0, 0, "" },
+	} {
+		change(&e)
+		require.NoError(t, s.PutEndpoint(ctx, e))
+		got, err := s.GetEndpoint(ctx, "org-a", "ep-1")
+		require.NoError(t, err)
+		assert.Equal(t, e, got)
+		eps, err := s.GetEndpoints(ctx, "org-a", []string{"ep-1"})
+		require.NoError(t, err)
+		assert.Equal(t, []registry.Endpoint{e}, eps)
+	}
+}
+
+func testEndpointProviders(t *testing.T, s registry.Store) {
+	ctx := t.Context()
+	for _, p := range registry.Providers {
+		e := Endpoint("org-a", "ep-"+string(p))
+		e.Provider = p
+		e.APIVersion = "2024-10-21" // required by azure_openai, allowed for every provider
+		require.NoError(t, s.PutEndpoint(ctx, e), p)
+		got, err := s.GetEndpoint(ctx, "org-a", e.ID)
+		require.NoError(t, err)
+		assert.Equal(t, e, got)
+	}
+	page, _, err := s.ListEndpoints(ctx, "org-a", registry.Page{})
+	require.NoError(t, err)
+	assert.Len(t, page, len(registry.Providers))
+}
+
+func testEndpointInvalidRouting(t *testing.T, s registry.Store) {
+	ctx := t.Context()
+	tests := []struct {
+		name   string
+		change func(*registry.Endpoint)
+		fields []string
+	}{
+		{"weight too low", func(e *registry.Endpoint) { e.Weight = -1 }, []string{"weight"}},
+		{"weight too high", func(e *registry.Endpoint) { e.Weight = registry.MaxWeight + 1 }, []string{"weight"}},
+		{"priority too low", func(e *registry.Endpoint) { e.Priority = -1 }, []string{"priority"}},
+		{"priority too high", func(e *registry.Endpoint) { e.Priority = registry.MaxPriority + 1 }, []string{"priority"}},
+		{"azure without api version", func(e *registry.Endpoint) { e.Provider = registry.ProviderAzureOpenAI }, []string{"api_version"}},
+		{"api version not a version", func(e *registry.Endpoint) { e.APIVersion = "2024&x=1" }, []string{"api_version"}},
+		{"bedrock without region", func(e *registry.Endpoint) { e.Provider, e.Region = registry.ProviderBedrock, "" }, []string{"region"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := Endpoint("org-a", "ep-bad")
+			tt.change(&e)
+			var ve *registry.ValidationError
+			require.ErrorAs(t, s.PutEndpoint(ctx, e), &ve)
+			assert.Equal(t, tt.fields, fieldsOf(ve))
+			_, err := s.GetEndpoint(ctx, "org-a", "ep-bad")
+			assert.ErrorIs(t, err, registry.ErrNotFound, "an invalid endpoint is not stored")
+		})
+	}
+}
+
 func testEndpointNotFoundAndInvalid(t *testing.T, s registry.Store) {
 	ctx := t.Context()
 	_, err := s.GetEndpoint(ctx, "org-a", "nope")
@@ -252,7 +377,7 @@ func testEndpointNotFoundAndInvalid(t *testing.T, s registry.Store) {
 	require.ErrorAs(t, err, &nf)
 	assert.Equal(t, registry.ResourceEndpoint, nf.Resource)
 
-	bad := registry.Endpoint{OrganizationID: "org-a", ID: "ep", Provider: "bedrock",
+	bad := registry.Endpoint{OrganizationID: "org-a", ID: "ep", Provider: "vertex",
 		BaseURL: "ftp://x", CredentialRef: "sk-live-secret"}
 	err = s.PutEndpoint(ctx, bad)
 	var ve *registry.ValidationError
