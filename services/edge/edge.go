@@ -1,5 +1,6 @@
 // Package edge is fmgate's public surface: the native GatewayService (gRPC, and REST through
-// grpc-gateway), health endpoints and the OpenAPI document. For each generation it
+// grpc-gateway), the OpenAI- and Anthropic-compatible REST dialects (thin translations onto
+// the same GatewayService), health endpoints and the OpenAPI document. For each generation it
 // orchestrates the other services through their generated clients:
 //
 //	identity.Authenticate → registry.ResolveRoute → policy.Evaluate
@@ -148,7 +149,7 @@ func (s *Server) Generate(ctx context.Context, req *gatewayv1.GenerateRequest) (
 	case moderationv1.Verdict_VERDICT_MODIFIED:
 		resp.Message = screened.GetMessage()
 	}
-	annotate(ctx, req.GetModel(), out.GetResponseModel(), out.GetUsage())
+	annotate(ctx, "chat", req.GetModel(), out.GetResponseModel(), out.GetUsage())
 	return resp, nil
 }
 
@@ -156,6 +157,10 @@ func (s *Server) Generate(ctx context.Context, req *gatewayv1.GenerateRequest) (
 //
 // Output is screened as it streams: text is held back until a whitespace boundary, so that
 // each screened segment ends between words and a detector never sees half an e-mail address.
+// Tool-call pieces are relayed as they come and are not screened as text: their arguments are
+// fragments of a JSON document addressed to the caller's program, not prose, and a text
+// detector run over fragments would both miss and invent findings. A tool-call piece ends the
+// text before it, so held text is screened and sent first and the order of the answer is kept.
 func (s *Server) StreamGenerate(req *gatewayv1.StreamGenerateRequest, stream grpc.ServerStreamingServer[gatewayv1.StreamGenerateResponse]) error {
 	ctx := stream.Context()
 	a, err := s.admit(ctx, req.GetModel(), req.GetMessages(), req.GetParams(), true)
@@ -176,8 +181,8 @@ func (s *Server) StreamGenerate(req *gatewayv1.StreamGenerateRequest, stream grp
 	var held strings.Builder
 	var usage *typev1.Usage
 	responseModel := ""
-	send := func(text string, last *dispatchv1.StreamGenerateResponse) error {
-		ev := &gatewayv1.StreamGenerateResponse{Id: id, Model: req.GetModel(), TextDelta: text}
+	send := func(text string, calls []*typev1.ToolCallDelta, last *dispatchv1.StreamGenerateResponse) error {
+		ev := &gatewayv1.StreamGenerateResponse{Id: id, Model: req.GetModel(), TextDelta: text, ToolCalls: calls}
 		if first {
 			ev.Moderation = a.moderation
 			first = false
@@ -201,9 +206,10 @@ func (s *Server) StreamGenerate(req *gatewayv1.StreamGenerateRequest, stream grp
 		}
 		responseModel = chunk.GetResponseModel()
 		held.WriteString(chunk.GetTextDelta())
+		calls := chunk.GetToolCalls()
 		last := chunk.GetFinishReason() != typev1.FinishReason_FINISH_REASON_UNSPECIFIED
 		ready := held.String()
-		if !last {
+		if !last && len(calls) == 0 {
 			cut := strings.LastIndexAny(ready, " \t\n")
 			if cut < 0 {
 				continue
@@ -221,17 +227,17 @@ func (s *Server) StreamGenerate(req *gatewayv1.StreamGenerateRequest, stream grp
 			usage = chunk.GetUsage()
 			s.commit(ctx, a, usage)
 			return stream.Send(&gatewayv1.StreamGenerateResponse{
-				Id: id, Model: req.GetModel(), FinishReason: typev1.FinishReason_FINISH_REASON_CONTENT_FILTER,
+				Id: id, Model: req.GetModel(), FinishReason: typev1.FinishReason_FINISH_REASON_CONTENT_FILTER, Usage: usage,
 			})
 		}
 		if last {
 			usage = chunk.GetUsage()
 			s.commit(ctx, a, usage)
-			annotate(ctx, req.GetModel(), responseModel, usage)
-			return send(text, chunk)
+			annotate(ctx, "chat", req.GetModel(), responseModel, usage)
+			return send(text, calls, chunk)
 		}
-		if text != "" {
-			if err := send(text, nil); err != nil {
+		if text != "" || len(calls) > 0 {
+			if err := send(text, calls, nil); err != nil {
 				return err
 			}
 		}
@@ -284,9 +290,7 @@ func (s *Server) ListModels(ctx context.Context, req *gatewayv1.ListModelsReques
 		if d.GetDecision() != policyv1.Decision_DECISION_ALLOW {
 			continue
 		}
-		resp.Models = append(resp.Models, &gatewayv1.Model{
-			Name: m.GetName(), DisplayName: m.GetDisplayName(), Vendor: m.GetVendor(), ContextWindow: m.GetContextWindow(),
-		})
+		resp.Models = append(resp.Models, publicModel(m))
 	}
 	return resp, nil
 }
@@ -301,17 +305,20 @@ func (s *Server) admit(ctx context.Context, model string, msgs []*typev1.Message
 	if err := validate(model, msgs, params); err != nil {
 		return nil, err
 	}
+	facts := &policyv1.RequestFacts{MessageCount: int32(len(msgs)), Stream: stream, MaxOutputTokens: params.GetMaxOutputTokens()}
+	return s.admitFor(ctx, p, model, msgs, params, facts)
+}
+
+// admitFor runs the steps after validation: routing, policy, then quota and input
+// moderation together. Generations and embeddings share it.
+func (s *Server) admitFor(ctx context.Context, p *identityv1.Principal, model string, msgs []*typev1.Message,
+	params *typev1.GenerationParams, facts *policyv1.RequestFacts,
+) (*admitted, error) {
 	route, err := s.d.Registry.ResolveRoute(ctx, &registryv1.ResolveRouteRequest{OrganizationId: p.GetOrganizationId(), Model: model})
 	if err != nil {
 		return nil, err
 	}
-	decision, err := s.d.Policy.Evaluate(ctx, &policyv1.EvaluateRequest{
-		Principal: p,
-		Model:     model,
-		Request: &policyv1.RequestFacts{
-			MessageCount: int32(len(msgs)), Stream: stream, MaxOutputTokens: params.GetMaxOutputTokens(),
-		},
-	})
+	decision, err := s.d.Policy.Evaluate(ctx, &policyv1.EvaluateRequest{Principal: p, Model: model, Request: facts})
 	if err != nil {
 		return nil, err
 	}
@@ -358,6 +365,84 @@ func (s *Server) admit(ctx context.Context, model string, msgs []*typev1.Message
 		a.messages = msgs
 	}
 	return a, nil
+}
+
+// Embed implements gatewayv1.GatewayServiceServer. Each input is screened as a user message
+// of its own, so masking applies to embeddings as it does to prompts.
+func (s *Server) Embed(ctx context.Context, req *gatewayv1.EmbedRequest) (*gatewayv1.EmbedResponse, error) {
+	p, err := s.authenticate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := validateEmbed(req); err != nil {
+		return nil, err
+	}
+	msgs := make([]*typev1.Message, len(req.GetInputs()))
+	for i, in := range req.GetInputs() {
+		msgs[i] = &typev1.Message{Role: typev1.Role_ROLE_USER, Content: []*typev1.ContentPart{{Part: &typev1.ContentPart_Text{Text: in}}}}
+	}
+	a, err := s.admitFor(ctx, p, req.GetModel(), msgs, nil, &policyv1.RequestFacts{MessageCount: int32(len(msgs))})
+	if err != nil {
+		return nil, err
+	}
+	// The screened messages replace the inputs (masking may have changed them).
+	if len(a.messages) != len(msgs) {
+		return nil, status.Errorf(codes.Internal, "moderation returned %d inputs for %d", len(a.messages), len(msgs))
+	}
+	inputs := make([]string, len(a.messages))
+	for i, m := range a.messages {
+		inputs[i] = messageText(m)
+	}
+	out, err := s.d.Dispatch.Embed(ctx, &dispatchv1.EmbedRequest{
+		OrganizationId: p.GetOrganizationId(),
+		EndpointIds:    endpointIDs(a.route),
+		Inputs:         inputs,
+		Dimensions:     req.Dimensions,
+		EndUserId:      req.GetEndUserId(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.commit(ctx, a, out.GetUsage())
+	annotate(ctx, "embeddings", req.GetModel(), out.GetResponseModel(), out.GetUsage())
+	return &gatewayv1.EmbedResponse{Model: req.GetModel(), Embeddings: out.GetEmbeddings(), Usage: out.GetUsage()}, nil
+}
+
+// GetModel implements gatewayv1.GatewayServiceServer. A model that does not exist, is not
+// routable or is not granted to the caller gets the same NOT_FOUND, so that callers cannot
+// probe the catalogue.
+func (s *Server) GetModel(ctx context.Context, req *gatewayv1.GetModelRequest) (*gatewayv1.GetModelResponse, error) {
+	p, err := s.authenticate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var v violations
+	v.model(req.GetName())
+	if len(v) > 0 {
+		v[0].Field = "name"
+		return nil, v.err()
+	}
+	notFound := status.Errorf(codes.NotFound, "model %q not found", req.GetName())
+	route, err := s.d.Registry.ResolveRoute(ctx, &registryv1.ResolveRouteRequest{OrganizationId: p.GetOrganizationId(), Model: req.GetName()})
+	switch status.Code(err) {
+	case codes.OK:
+	case codes.NotFound, codes.FailedPrecondition:
+		return nil, notFound
+	default:
+		return nil, err
+	}
+	d, err := s.d.Policy.Evaluate(ctx, &policyv1.EvaluateRequest{Principal: p, Model: req.GetName(), Request: &policyv1.RequestFacts{}})
+	if err != nil {
+		return nil, err
+	}
+	if d.GetDecision() != policyv1.Decision_DECISION_ALLOW {
+		return nil, notFound
+	}
+	return &gatewayv1.GetModelResponse{Model: publicModel(route.GetModel())}, nil
+}
+
+func publicModel(m *registryv1.Model) *gatewayv1.Model {
+	return &gatewayv1.Model{Name: m.GetName(), DisplayName: m.GetDisplayName(), Vendor: m.GetVendor(), ContextWindow: m.GetContextWindow()}
 }
 
 // authenticate resolves the caller's API key, sent as `authorization: Bearer <key>`.
@@ -455,13 +540,13 @@ func cloneParams(p *typev1.GenerationParams) *typev1.GenerationParams {
 }
 
 // annotate adds the GenAI semantic-convention attributes to the edge's span of the RPC.
-func annotate(ctx context.Context, model, responseModel string, usage *typev1.Usage) {
+func annotate(ctx context.Context, operation, model, responseModel string, usage *typev1.Usage) {
 	span := trace.SpanFromContext(ctx)
 	if !span.IsRecording() {
 		return
 	}
 	span.SetAttributes(
-		attribute.String("gen_ai.operation.name", "chat"),
+		attribute.String("gen_ai.operation.name", operation),
 		attribute.String("gen_ai.request.model", model),
 		attribute.String("gen_ai.response.model", responseModel),
 		attribute.Int64("gen_ai.usage.input_tokens", usage.GetInputTokens()),
