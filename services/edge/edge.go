@@ -176,11 +176,18 @@ func (s *Server) StreamGenerate(req *gatewayv1.StreamGenerateRequest, stream grp
 	if err != nil {
 		return err
 	}
+	// Output is screened as it streams, through one ScreenStream call per answer: the
+	// moderation service holds back only what a detector may still need (an unfinished word
+	// or number group) and releases the rest at once.
+	screen, err := s.d.Moderation.ScreenStream(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = screen.CloseSend() }()
+	screenReq := &moderationv1.ScreenStreamRequest{OrganizationId: a.principal.GetOrganizationId(), Profile: a.profile}
 	id := newID()
 	first := true
-	var held strings.Builder
 	var usage *typev1.Usage
-	responseModel := ""
 	send := func(text string, calls []*typev1.ToolCallDelta, last *dispatchv1.StreamGenerateResponse) error {
 		ev := &gatewayv1.StreamGenerateResponse{Id: id, Model: req.GetModel(), TextDelta: text, ToolCalls: calls}
 		if first {
@@ -204,36 +211,36 @@ func (s *Server) StreamGenerate(req *gatewayv1.StreamGenerateRequest, stream grp
 			}
 			return err
 		}
-		responseModel = chunk.GetResponseModel()
-		held.WriteString(chunk.GetTextDelta())
+		if chunk.GetUsage() != nil {
+			usage = chunk.GetUsage()
+		}
 		calls := chunk.GetToolCalls()
 		last := chunk.GetFinishReason() != typev1.FinishReason_FINISH_REASON_UNSPECIFIED
-		ready := held.String()
-		if !last && len(calls) == 0 {
-			cut := strings.LastIndexAny(ready, " \t\n")
-			if cut < 0 {
-				continue
+		text := ""
+		if chunk.GetTextDelta() != "" || last || len(calls) > 0 {
+			// A tool-call piece flushes the text before it, so the caller sees them in order.
+			// Tool-call arguments are not screened as text: they are JSON for the caller's
+			// code, not prose for a person.
+			screenReq.TextDelta, screenReq.End, screenReq.Flush = chunk.GetTextDelta(), last, len(calls) > 0
+			if err := screen.Send(screenReq); err != nil {
+				return err
 			}
-			ready = ready[:cut+1]
-		}
-		rest := held.String()[len(ready):]
-		text, blocked, err := s.screenSegment(ctx, a, ready)
-		if err != nil {
-			return err
-		}
-		held.Reset()
-		held.WriteString(rest)
-		if blocked {
-			usage = chunk.GetUsage()
-			s.commit(ctx, a, usage)
-			return stream.Send(&gatewayv1.StreamGenerateResponse{
-				Id: id, Model: req.GetModel(), FinishReason: typev1.FinishReason_FINISH_REASON_CONTENT_FILTER, Usage: usage,
-			})
+			screenReq.OrganizationId, screenReq.Profile = "", ""
+			res, err := screen.Recv()
+			if err != nil {
+				return err
+			}
+			if res.GetVerdict() == moderationv1.Verdict_VERDICT_BLOCK {
+				s.commit(ctx, a, usage)
+				return stream.Send(&gatewayv1.StreamGenerateResponse{
+					Id: id, Model: req.GetModel(), FinishReason: typev1.FinishReason_FINISH_REASON_CONTENT_FILTER, Usage: usage,
+				})
+			}
+			text = res.GetText()
 		}
 		if last {
-			usage = chunk.GetUsage()
 			s.commit(ctx, a, usage)
-			annotate(ctx, "chat", req.GetModel(), responseModel, usage)
+			annotate(ctx, "chat", req.GetModel(), chunk.GetResponseModel(), usage)
 			return send(text, calls, chunk)
 		}
 		if text != "" || len(calls) > 0 {
@@ -242,27 +249,6 @@ func (s *Server) StreamGenerate(req *gatewayv1.StreamGenerateRequest, stream grp
 			}
 		}
 	}
-}
-
-func (s *Server) screenSegment(ctx context.Context, a *admitted, text string) (string, bool, error) {
-	if text == "" {
-		return "", false, nil
-	}
-	out, err := s.d.Moderation.ScreenOutput(ctx, &moderationv1.ScreenOutputRequest{
-		OrganizationId: a.principal.GetOrganizationId(),
-		Profile:        a.profile,
-		Message:        &typev1.Message{Role: typev1.Role_ROLE_ASSISTANT, Content: []*typev1.ContentPart{{Part: &typev1.ContentPart_Text{Text: text}}}},
-	})
-	if err != nil {
-		return "", false, err
-	}
-	switch out.GetVerdict() {
-	case moderationv1.Verdict_VERDICT_BLOCK:
-		return "", true, nil
-	case moderationv1.Verdict_VERDICT_MODIFIED:
-		return messageText(out.GetMessage()), false, nil
-	}
-	return text, false, nil
 }
 
 // ListModels implements gatewayv1.GatewayServiceServer: the organisation's routable models

@@ -46,7 +46,7 @@ func (s *Server) ScreenStream(stream grpc.BidiStreamingServer[moderationv1.Scree
 		held.WriteString(req.GetTextDelta())
 		buf := held.String()
 		cut := len(buf)
-		if !req.GetEnd() {
+		if !req.GetEnd() && !req.GetFlush() {
 			cut = safeCut(buf)
 		}
 		resp := &moderationv1.ScreenStreamResponse{Verdict: moderationv1.Verdict_VERDICT_PASS}

@@ -106,3 +106,21 @@ func TestScreenStreamValidatesTheFirstMessage(t *testing.T) {
 	assert.Equal(t, codes.InvalidArgument, status.Code(err))
 	assert.Contains(t, grpctest.BadRequestFields(err), "profile")
 }
+
+func TestScreenStreamFlushReleasesHeldText(t *testing.T) {
+	c := streamClient(t)
+	st, err := c.ScreenStream(t.Context())
+	require.NoError(t, err)
+	require.NoError(t, st.Send(&moderationv1.ScreenStreamRequest{OrganizationId: "acme", Profile: moderation.ProfileDefault, TextDelta: "I will lo"}))
+	resp, err := st.Recv()
+	require.NoError(t, err)
+	assert.Equal(t, "I will ", resp.GetText())
+	require.NoError(t, st.Send(&moderationv1.ScreenStreamRequest{TextDelta: "ok", Flush: true}))
+	resp, err = st.Recv()
+	require.NoError(t, err)
+	assert.Equal(t, "look", resp.GetText(), "flush releases the unfinished word")
+	require.NoError(t, st.Send(&moderationv1.ScreenStreamRequest{TextDelta: " more", End: true}))
+	resp, err = st.Recv()
+	require.NoError(t, err)
+	assert.Equal(t, " more", resp.GetText())
+}

@@ -141,7 +141,10 @@ type ScreenStreamRequest struct {
 	Profile        string                 `protobuf:"bytes,2,opt,name=profile,proto3" json:"profile,omitempty"`
 	TextDelta      string                 `protobuf:"bytes,3,opt,name=text_delta,json=textDelta,proto3" json:"text_delta,omitempty"`
 	// The answer is complete: release everything held back.
-	End           bool `protobuf:"varint,4,opt,name=end,proto3" json:"end,omitempty"`
+	End bool `protobuf:"varint,4,opt,name=end,proto3" json:"end,omitempty"`
+	// Release everything held back now without ending the stream, because the caller must
+	// show the text before something else (such as a tool call).
+	Flush         bool `protobuf:"varint,5,opt,name=flush,proto3" json:"flush,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -200,6 +203,13 @@ func (x *ScreenStreamRequest) GetTextDelta() string {
 func (x *ScreenStreamRequest) GetEnd() bool {
 	if x != nil {
 		return x.End
+	}
+	return false
+}
+
+func (x *ScreenStreamRequest) GetFlush() bool {
+	if x != nil {
+		return x.Flush
 	}
 	return false
 }
@@ -585,13 +595,14 @@ var File_fmgate_moderation_v1_moderation_proto protoreflect.FileDescriptor
 
 const file_fmgate_moderation_v1_moderation_proto_rawDesc = "" +
 	"\n" +
-	"%fmgate/moderation/v1/moderation.proto\x12\x14fmgate.moderation.v1\x1a\x1ffmgate/type/v1/generation.proto\"\x89\x01\n" +
+	"%fmgate/moderation/v1/moderation.proto\x12\x14fmgate.moderation.v1\x1a\x1ffmgate/type/v1/generation.proto\"\x9f\x01\n" +
 	"\x13ScreenStreamRequest\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x18\n" +
 	"\aprofile\x18\x02 \x01(\tR\aprofile\x12\x1d\n" +
 	"\n" +
 	"text_delta\x18\x03 \x01(\tR\ttextDelta\x12\x10\n" +
-	"\x03end\x18\x04 \x01(\bR\x03end\"\x9e\x01\n" +
+	"\x03end\x18\x04 \x01(\bR\x03end\x12\x14\n" +
+	"\x05flush\x18\x05 \x01(\bR\x05flush\"\x9e\x01\n" +
 	"\x14ScreenStreamResponse\x12\x12\n" +
 	"\x04text\x18\x01 \x01(\tR\x04text\x127\n" +
 	"\averdict\x18\x02 \x01(\x0e2\x1d.fmgate.moderation.v1.VerdictR\averdict\x129\n" +
