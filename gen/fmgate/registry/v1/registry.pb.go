@@ -279,8 +279,10 @@ type Endpoint struct {
 	CredentialRef string `protobuf:"bytes,6,opt,name=credential_ref,json=credentialRef,proto3" json:"credential_ref,omitempty"`
 	Region        string `protobuf:"bytes,7,opt,name=region,proto3" json:"region,omitempty"`
 	// Endpoints of one model with the same priority share its traffic in proportion to their
-	// weights; lower priorities are tried only when higher ones fail. 0 means 1.
-	Weight   int32 `protobuf:"varint,8,opt,name=weight,proto3" json:"weight,omitempty"`
+	// weights (0 means 1).
+	Weight int32 `protobuf:"varint,8,opt,name=weight,proto3" json:"weight,omitempty"`
+	// Lower values are tried first: endpoints with priority 1 only when every endpoint with
+	// priority 0 has failed.
 	Priority int32 `protobuf:"varint,9,opt,name=priority,proto3" json:"priority,omitempty"`
 	// The vendor API version, where the vendor wants one (Azure OpenAI's api-version).
 	ApiVersion    string `protobuf:"bytes,10,opt,name=api_version,json=apiVersion,proto3" json:"api_version,omitempty"`
