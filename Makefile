@@ -35,7 +35,7 @@ e2e: ## run only the end-to-end tests of the built binary (mesh, Jaeger)
 
 .PHONY: bench
 bench: ## measure the latency and allocations the gateway adds at fixed request rates (BENCH_RATES, BENCH_DURATION)
-	$(GO) test -run '^$$' -bench AddedLatency -benchtime 1x ./cmd/fmgate -args -duration=$(BENCH_DURATION) -rates=$(BENCH_RATES)
+	$(GO) test -run '^$$' -bench 'Added.*Latency' -benchtime 1x ./cmd/fmgate -args -duration=$(BENCH_DURATION) -rates=$(BENCH_RATES)
 
 .PHONY: up
 up: ## run the mesh with docker compose (needs a Docker engine)

@@ -85,7 +85,7 @@ func TestChatCompletionContentParts(t *testing.T) {
 	res, err := c.Chat.Completions.New(t.Context(), p)
 	require.NoError(t, err)
 	assert.Equal(t, "Simulated answer from m. You said: look at this", res.Choices[0].Message.Content)
-	assert.Equal(t, int64(3), res.Usage.PromptTokens)
+	assert.Equal(t, int64(3+85), res.Usage.PromptTokens, "three words and one image")
 }
 
 func TestChatCompletionStream(t *testing.T) {

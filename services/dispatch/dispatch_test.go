@@ -87,10 +87,16 @@ func startSim(t testing.TB, cfg simulator.Config) (string, *simulator.Simulator)
 	return srv.URL + "/v1", sim
 }
 
+// priorities gives each endpoint its own priority, so that each is a group of its own and a
+// request tries its endpoints in the order it lists them (balancing within a priority group is
+// tested in resilience_balance_test.go).
+var priorities atomic.Int32
+
 func endpoint(id, baseURL, model string) *registryv1.Endpoint {
 	return &registryv1.Endpoint{
 		OrganizationId: org, Id: id, Provider: registryv1.ProviderKind_PROVIDER_KIND_OPENAI,
 		BaseUrl: baseURL, UpstreamModel: model, CredentialRef: "env:" + secretEnv,
+		Priority: priorities.Add(1),
 	}
 }
 
@@ -244,7 +250,8 @@ func TestFallback(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			url, sim := startSim(t, simulator.Config{Faults: map[string]simulator.Fault{"bad": fault}})
 			reg := newFakeRegistry(endpoint("ep-bad", url, "bad"), endpoint("ep-good", url, "good"))
-			h := start(t, reg, dispatch.Config{})
+			// One attempt per endpoint: fallback alone (retries: resilience_retry_test.go).
+			h := start(t, reg, dispatch.Config{MaxAttemptsPerEndpoint: 1})
 
 			res, err := h.client.Generate(t.Context(), generateRequest("hi", "ep-bad", "ep-good"))
 			require.NoError(t, err)
@@ -279,7 +286,7 @@ func TestFailures(t *testing.T) {
 		endpoint("ep-refuses", url, "refuses"), endpoint("ep-stuck", url, "stuck"),
 		endpoint("ep-good", url, "good"), wrongKey, badRef,
 	)
-	h := start(t, reg, dispatch.Config{Timeout: 100 * time.Millisecond})
+	h := start(t, reg, dispatch.Config{Timeout: 100 * time.Millisecond, MaxAttemptsPerEndpoint: 1})
 
 	for _, tc := range []struct {
 		name     string
@@ -323,11 +330,12 @@ func TestStreamInterrupted(t *testing.T) {
 	st := status.Convert(err)
 	require.Equal(t, codes.Unavailable, st.Code(), "no fallback after the first chunk, and no silent end")
 	assert.Equal(t, "upstream stream interrupted", st.Message())
-	require.Len(t, got, 3)
-	for _, m := range got {
+	require.Len(t, got, 4, "three chunks, then the usage so far")
+	for _, m := range got[:3] {
 		assert.Equal(t, "ep-flaky", m.GetEndpointId())
 		assert.Nil(t, m.GetUsage())
 	}
+	assert.NotNil(t, got[3].GetUsage())
 }
 
 func TestInvalidArgument(t *testing.T) {
@@ -414,7 +422,7 @@ func TestCredentialNeverLeaks(t *testing.T) {
 		endpoint("ep-refuses", url, "refuses"), endpoint("ep-flaky", url, "flaky"),
 		endpoint("ep-rejects", otherURL, "demo"),
 	)
-	h := start(t, reg, dispatch.Config{})
+	h := start(t, reg, dispatch.Config{RetryBackoff: time.Millisecond})
 
 	var errs []error
 	for _, ids := range [][]string{

@@ -70,7 +70,11 @@ type endpoint struct {
 	upstreamModel string
 	serverAddress string
 	serverPort    int
-	vendor        vendor
+	// weight is the endpoint's share of its priority group's traffic (at least 1); priority
+	// orders the groups, as the registry's route does.
+	weight   int64
+	priority int32
+	vendor   vendor
 }
 
 type endpointKey struct{ org, id string }
@@ -87,9 +91,10 @@ type endpointCache struct {
 	registry registryv1.RegistryServiceClient
 	creds    CredentialResolver
 	client   *http.Client
-	ttl      time.Duration
-	max      int
-	timeout  time.Duration
+	// build makes an endpoint's vendor adapter: newVendor, or a fake in tests.
+	build func(vendorConfig) (vendor, string, error)
+	ttl   time.Duration
+	max   int
 
 	mu      sync.RWMutex
 	entries map[endpointKey]cacheEntry
@@ -179,7 +184,10 @@ func (c *endpointCache) resolve(ctx context.Context, org, id string) (*endpoint,
 	if err != nil {
 		return nil, misconfigured(err.Error())
 	}
-	ep := &endpoint{id: id, upstreamModel: reg.GetUpstreamModel(), serverAddress: u.Hostname()}
+	ep := &endpoint{
+		id: id, upstreamModel: reg.GetUpstreamModel(), serverAddress: u.Hostname(),
+		weight: max(int64(reg.GetWeight()), 1), priority: reg.GetPriority(),
+	}
 	if p := u.Port(); p != "" {
 		ep.serverPort, _ = strconv.Atoi(p)
 	} else if u.Scheme == "https" {
@@ -187,7 +195,7 @@ func (c *endpointCache) resolve(ctx context.Context, org, id string) (*endpoint,
 	} else {
 		ep.serverPort = 80
 	}
-	vendor, provider, err := newVendor(vendorConfig{
+	vendor, provider, err := c.build(vendorConfig{
 		endpointID: id, provider: reg.GetProvider(), baseURL: u, upstreamModel: reg.GetUpstreamModel(),
 		apiVersion: reg.GetApiVersion(), region: reg.GetRegion(), cred: cred, client: c.client,
 	})

@@ -20,7 +20,7 @@ type failure int
 const (
 	failUnavailable   failure = iota // vendor 5xx, connection error, malformed answer
 	failRateLimited                  // vendor 429
-	failTimeout                      // Config.Timeout elapsed
+	failTimeout                      // an attempt timeout elapsed (connect, total, first chunk, idle)
 	failInterrupted                  // a stream ended without its end marker
 	failBadRequest                   // vendor 400, 413, 422: the request itself is at fault
 	failRejected                     // another vendor 4xx
@@ -29,6 +29,7 @@ const (
 	failMisconfigured                // endpoint unusable: credential, URL or provider kind
 	failRegistry                     // the registry could not be reached
 	failUnsupported                  // the vendor cannot do what the request asks (embeddings, a parameter)
+	failCircuitOpen                  // the endpoint's circuit breaker is open: skipped without a call
 )
 
 var failureNames = [...]string{
@@ -43,6 +44,7 @@ var failureNames = [...]string{
 	failMisconfigured: "endpoint_misconfigured",
 	failRegistry:      "registry_unavailable",
 	failUnsupported:   "unsupported",
+	failCircuitOpen:   "circuit_open",
 }
 
 func (f failure) String() string { return failureNames[f] }
@@ -53,6 +55,31 @@ func (f failure) String() string { return failureNames[f] }
 // fault and the next endpoint may be configured well.
 func (f failure) retryable() bool {
 	return f != failBadRequest && f != failRejected
+}
+
+// retrySameEndpoint reports whether the same endpoint may succeed on another attempt: a
+// transient failure of the vendor (5xx, connection error, 429, timeout, a stream cut before its
+// first chunk). A rejected credential or a misconfigured endpoint fails the same way again.
+func (f failure) retrySameEndpoint() bool {
+	switch f {
+	case failUnavailable, failRateLimited, failTimeout, failInterrupted:
+		return true
+	}
+	return false
+}
+
+// breakerOutcome says how a failure counts for the endpoint's circuit breaker: as a sign the
+// endpoint is unhealthy (the transient failures, and a rejected credential, which fails every
+// request until someone fixes it), as a sign it is healthy (the vendor answered, rejecting the
+// request itself), or not at all (nothing reached the vendor).
+func (f failure) breakerOutcome() breakerOutcome {
+	switch f {
+	case failUnavailable, failRateLimited, failTimeout, failInterrupted, failCredential:
+		return outcomeFailure
+	case failBadRequest, failRejected:
+		return outcomeSuccess
+	}
+	return outcomeIgnored
 }
 
 // attemptError is the failure of one attempt. Its text is safe to log and to put in spans:
@@ -117,6 +144,8 @@ func (e *attemptError) toStatus() error {
 		return apierr.WithReason(codes.FailedPrecondition, "ENDPOINT_MISCONFIGURED", "endpoint "+e.endpointID+" is misconfigured")
 	case failRegistry:
 		return status.Error(codes.Unavailable, "endpoint registry unavailable")
+	case failCircuitOpen:
+		return apierr.WithReason(codes.Unavailable, "ENDPOINT_CIRCUIT_OPEN", "vendor unavailable: endpoint circuit open")
 	default:
 		msg := "vendor unavailable"
 		if e.httpStatus != 0 {
@@ -169,8 +198,12 @@ func parseRetryAfter(h http.Header, now time.Time) time.Duration {
 	return 0
 }
 
-// errVendorTimeout is the cancellation cause of an attempt that ran out of Config.Timeout.
-var errVendorTimeout = errors.New("vendor call timed out")
+// Cancellation causes of an attempt that ran out of time.
+var (
+	errVendorTimeout     = errors.New("vendor call timed out")           // Config.Timeout
+	errFirstChunkTimeout = errors.New("no first chunk in time")          // Config.FirstTokenTimeout
+	errStreamIdleTimeout = errors.New("no chunk in time between chunks") // Config.StreamIdleTimeout
+)
 
 // contextStatus returns the status of a request whose own context ended.
 func contextStatus(ctx context.Context) error {

@@ -1,18 +1,22 @@
 package dispatch
 
 // The OpenAI adapter, for PROVIDER_KIND_OPENAI and PROVIDER_KIND_OPENAI_COMPATIBLE, through the
-// official SDK.
+// official SDK. Azure OpenAI (azure.go) is the same adapter with Azure's routing and
+// authentication options.
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 	"github.com/openai/openai-go/v3/packages/ssestream"
+	"github.com/openai/openai-go/v3/shared"
 
 	typev1 "github.com/fmgate/fmgate/gen/fmgate/type/v1"
 )
@@ -23,33 +27,54 @@ type openAIVendor struct {
 	cred       Credential
 	// legacyMaxTokens sends max_output_tokens as max_tokens instead of max_completion_tokens.
 	// OpenAI deprecated max_tokens (its reasoning models refuse it), but OpenAI-compatible
-	// hosts (vLLM, Ollama, TGI) have long understood max_tokens and not always its successor.
+	// hosts (vLLM, Ollama, TGI) have long understood max_tokens and not always its successor,
+	// and Azure OpenAI knows only max_tokens before API version 2024-09-01.
 	legacyMaxTokens bool
-	svc             openai.ChatCompletionService
+	// base64Embeddings asks for vectors as base64 float32s, a third of the JSON's size; the SDK
+	// decodes them. OpenAI-compatible hosts do not all support it.
+	base64Embeddings bool
+	// The services are built once per endpoint: they hold the URL, credential and client.
+	chat       openai.ChatCompletionService
+	embeddings openai.EmbeddingService
 }
 
 func newOpenAIVendor(endpointID, baseURL, model string, cred Credential, client *http.Client, compatible bool) *openAIVendor {
-	// NewChatCompletionService, unlike openai.NewClient, reads no OPENAI_* environment
-	// variables: nothing but the registry's URL and credential may reach the request.
+	// The services, unlike openai.NewClient, read no OPENAI_* environment variables: nothing
+	// but the registry's URL and credential may reach the request.
+	return newOpenAIVendorWith(endpointID, model, cred, compatible, !compatible,
+		option.WithBaseURL(baseURL),
+		option.WithAPIKey(cred.Reveal()),
+		option.WithHTTPClient(client),
+	)
+}
+
+// newOpenAIVendorWith builds the adapter from the SDK options that say where and how to
+// authenticate; retries are always off, as dispatch owns retries and fallback.
+func newOpenAIVendorWith(endpointID, model string, cred Credential, legacyMaxTokens, base64Embeddings bool,
+	opts ...option.RequestOption) *openAIVendor {
+	opts = append(opts, option.WithMaxRetries(0))
 	return &openAIVendor{
-		endpointID:      endpointID,
-		model:           model,
-		cred:            cred,
-		legacyMaxTokens: compatible,
-		svc: openai.NewChatCompletionService(
-			option.WithBaseURL(baseURL),
-			option.WithAPIKey(cred.Reveal()),
-			option.WithHTTPClient(client),
-			option.WithMaxRetries(0), // dispatch owns retries and fallback
-		),
+		endpointID:       endpointID,
+		model:            model,
+		cred:             cred,
+		legacyMaxTokens:  legacyMaxTokens,
+		base64Embeddings: base64Embeddings,
+		chat:             openai.NewChatCompletionService(opts...),
+		embeddings:       openai.NewEmbeddingService(opts...),
 	}
 }
 
-func (v *openAIVendor) params(req *vendorRequest) openai.ChatCompletionNewParams {
+// badRequest is a request the adapter cannot translate; like a vendor 400, no other endpoint
+// would do better.
+func (v *openAIVendor) badRequest(msg string) *attemptError {
+	return &attemptError{kind: failBadRequest, endpointID: v.endpointID, detail: msg, vendorMessage: msg}
+}
+
+func (v *openAIVendor) params(req *vendorRequest) (openai.ChatCompletionNewParams, error) {
 	p := openai.ChatCompletionNewParams{Model: v.model, Messages: toOpenAIMessages(req.messages)}
 	gp := req.params
 	if gp == nil {
-		return p
+		return p, nil
 	}
 	if gp.MaxOutputTokens != nil {
 		if v.legacyMaxTokens {
@@ -64,17 +89,133 @@ func (v *openAIVendor) params(req *vendorRequest) openai.ChatCompletionNewParams
 	if gp.TopP != nil {
 		p.TopP = openai.Float(gp.GetTopP())
 	}
+	if gp.FrequencyPenalty != nil {
+		p.FrequencyPenalty = openai.Float(gp.GetFrequencyPenalty())
+	}
+	if gp.PresencePenalty != nil {
+		p.PresencePenalty = openai.Float(gp.GetPresencePenalty())
+	}
 	if gp.Seed != nil {
 		p.Seed = openai.Int(gp.GetSeed())
 	}
 	if len(gp.GetStop()) > 0 {
 		p.Stop.OfStringArray = gp.GetStop()
 	}
-	return p
+	if u := gp.GetEndUserId(); u != "" {
+		p.User = openai.String(u)
+	}
+	var err error
+	if p.Tools, err = v.tools(gp.GetTools()); err != nil {
+		return p, err
+	}
+	if p.ToolChoice, err = v.toolChoice(gp.GetToolChoice(), gp.GetTools()); err != nil {
+		return p, err
+	}
+	if p.ResponseFormat, err = v.responseFormat(gp.GetResponseFormat()); err != nil {
+		return p, err
+	}
+	return p, nil
+}
+
+func (v *openAIVendor) tools(tools []*typev1.Tool) ([]openai.ChatCompletionToolUnionParam, error) {
+	if len(tools) == 0 {
+		return nil, nil
+	}
+	out := make([]openai.ChatCompletionToolUnionParam, len(tools))
+	for i, t := range tools {
+		if t.GetName() == "" {
+			return nil, v.badRequest("tools[" + strconv.Itoa(i) + "].name is required")
+		}
+		fd := shared.FunctionDefinitionParam{Name: t.GetName()}
+		if d := t.GetDescription(); d != "" {
+			fd.Description = openai.String(d)
+		}
+		if t.GetStrict() {
+			fd.Strict = openai.Bool(true)
+		}
+		if ps := t.GetParametersJson(); ps != "" {
+			raw, ok := jsonObject(ps)
+			if !ok {
+				return nil, v.badRequest("tools[" + strconv.Itoa(i) + "].parameters_json is not a JSON object")
+			}
+			// The schema goes out as the caller wrote it, without a decode into a map.
+			fd.SetExtraFields(map[string]any{"parameters": raw})
+		}
+		out[i] = openai.ChatCompletionFunctionTool(fd)
+	}
+	return out, nil
+}
+
+func (v *openAIVendor) toolChoice(tc *typev1.ToolChoice, tools []*typev1.Tool) (openai.ChatCompletionToolChoiceOptionUnionParam, error) {
+	var u openai.ChatCompletionToolChoiceOptionUnionParam
+	switch tc.GetMode() {
+	case typev1.ToolChoice_MODE_UNSPECIFIED:
+	case typev1.ToolChoice_MODE_NONE:
+		u.OfAuto = openai.String(string(openai.ChatCompletionToolChoiceOptionAutoNone))
+	case typev1.ToolChoice_MODE_REQUIRED:
+		u.OfAuto = openai.String(string(openai.ChatCompletionToolChoiceOptionAutoRequired))
+	case typev1.ToolChoice_MODE_TOOL:
+		if tc.GetName() == "" {
+			return u, v.badRequest("tool_choice.name is required with MODE_TOOL")
+		}
+		u = openai.ToolChoiceOptionFunctionToolChoice(openai.ChatCompletionNamedToolChoiceFunctionParam{Name: tc.GetName()})
+	default:
+		return u, v.badRequest("tool_choice.mode " + tc.GetMode().String() + " is not supported")
+	}
+	if tc.GetMode() != typev1.ToolChoice_MODE_UNSPECIFIED && len(tools) == 0 {
+		// OpenAI refuses a tool choice without tools; "none" without tools means nothing.
+		if tc.GetMode() == typev1.ToolChoice_MODE_NONE {
+			return openai.ChatCompletionToolChoiceOptionUnionParam{}, nil
+		}
+		return u, v.badRequest("tool_choice needs tools")
+	}
+	return u, nil
+}
+
+func (v *openAIVendor) responseFormat(rf *typev1.ResponseFormat) (openai.ChatCompletionNewParamsResponseFormatUnion, error) {
+	var u openai.ChatCompletionNewParamsResponseFormatUnion
+	switch rf.GetType() {
+	case typev1.ResponseFormat_TYPE_UNSPECIFIED:
+	case typev1.ResponseFormat_TYPE_JSON_OBJECT:
+		u.OfJSONObject = &shared.ResponseFormatJSONObjectParam{}
+	case typev1.ResponseFormat_TYPE_JSON_SCHEMA:
+		raw, ok := jsonObject(rf.GetSchemaJson())
+		if !ok {
+			return u, v.badRequest("response_format.schema_json is not a JSON object")
+		}
+		name := rf.GetSchemaName()
+		if name == "" {
+			name = defaultSchemaName // OpenAI requires a name; the neutral contract does not
+		}
+		js := shared.ResponseFormatJSONSchemaJSONSchemaParam{Name: name, Schema: raw}
+		if rf.GetStrict() {
+			js.Strict = openai.Bool(true)
+		}
+		u.OfJSONSchema = &shared.ResponseFormatJSONSchemaParam{JSONSchema: js}
+	default:
+		return u, v.badRequest("response_format.type " + rf.GetType().String() + " is not supported")
+	}
+	return u, nil
+}
+
+// defaultSchemaName names a JSON schema response format that the caller did not name.
+const defaultSchemaName = "response"
+
+// jsonObject returns s as raw JSON when it is a JSON object.
+func jsonObject(s string) (json.RawMessage, bool) {
+	t := strings.TrimSpace(s)
+	if !strings.HasPrefix(t, "{") || !json.Valid([]byte(t)) {
+		return nil, false
+	}
+	return json.RawMessage(t), true
 }
 
 func (v *openAIVendor) generate(ctx context.Context, req *vendorRequest) (*vendorResult, error) {
-	res, err := v.svc.New(ctx, v.params(req))
+	p, err := v.params(req)
+	if err != nil {
+		return nil, err
+	}
+	res, err := v.chat.New(ctx, p)
 	if err != nil {
 		return nil, v.classify(ctx, err)
 	}
@@ -107,9 +248,12 @@ func (v *openAIVendor) generate(ctx context.Context, req *vendorRequest) (*vendo
 }
 
 func (v *openAIVendor) stream(ctx context.Context, req *vendorRequest, onDelta func(delta) error) (*vendorResult, error) {
-	p := v.params(req)
+	p, err := v.params(req)
+	if err != nil {
+		return nil, err
+	}
 	p.StreamOptions.IncludeUsage = openai.Bool(true)
-	s := v.svc.NewStreaming(ctx, p)
+	s := v.chat.NewStreaming(ctx, p)
 	defer s.Close()
 	res := &vendorResult{}
 	finished := false
@@ -125,8 +269,20 @@ func (v *openAIVendor) stream(ctx context.Context, req *vendorRequest, onDelta f
 			continue
 		}
 		ch := &chunk.Choices[0]
-		if d := ch.Delta.Content; d != "" {
-			if err := onDelta(delta{model: res.model, text: d}); err != nil {
+		d := delta{model: res.model, text: ch.Delta.Content}
+		if d.text == "" {
+			d.text = ch.Delta.Refusal
+		}
+		for _, tc := range ch.Delta.ToolCalls {
+			if tc.Type != "" && tc.Type != "function" {
+				continue // only function tools exist in fmgate's contract
+			}
+			d.toolCalls = append(d.toolCalls, &typev1.ToolCallDelta{
+				Index: int32(tc.Index), Id: tc.ID, Name: tc.Function.Name, ArgumentsDelta: tc.Function.Arguments,
+			})
+		}
+		if d.text != "" || len(d.toolCalls) > 0 {
+			if err := onDelta(d); err != nil {
 				return nil, err
 			}
 		}
@@ -311,7 +467,45 @@ func fromOpenAIUsage(u *openai.CompletionUsage) *typev1.Usage {
 	return &typev1.Usage{InputTokens: u.PromptTokens, OutputTokens: u.CompletionTokens, TotalTokens: u.TotalTokens}
 }
 
-// PLACEHOLDER until OpenAI embeddings land.
-func (v *openAIVendor) embed(context.Context, *embedRequest) (*embedResult, error) {
-	return nil, &attemptError{kind: failUnsupported, endpointID: v.endpointID, detail: "embeddings"}
+func (v *openAIVendor) embed(ctx context.Context, req *embedRequest) (*embedResult, error) {
+	p := openai.EmbeddingNewParams{
+		Model: v.model,
+		Input: openai.EmbeddingNewParamsInputUnion{OfArrayOfStrings: req.inputs},
+	}
+	if req.dimensions > 0 {
+		p.Dimensions = openai.Int(int64(req.dimensions))
+	}
+	if req.endUserID != "" {
+		p.User = openai.String(req.endUserID)
+	}
+	if v.base64Embeddings {
+		p.EncodingFormat = openai.EmbeddingNewParamsEncodingFormatBase64
+	}
+	res, err := v.embeddings.New(ctx, p)
+	if err != nil {
+		return nil, v.classify(ctx, err)
+	}
+	malformed := func(detail string) error {
+		return &attemptError{kind: failUnavailable, endpointID: v.endpointID, detail: detail}
+	}
+	if len(res.Data) != len(req.inputs) {
+		return nil, malformed("vendor returned " + strconv.Itoa(len(res.Data)) + " vectors for " + strconv.Itoa(len(req.inputs)) + " inputs")
+	}
+	// Vendors answer in input order with an index each; place by index, refusing holes.
+	out := make([]*typev1.Embedding, len(res.Data))
+	for _, d := range res.Data {
+		if d.Index < 0 || d.Index >= int64(len(out)) || out[d.Index] != nil {
+			return nil, malformed("vendor returned a vector with a bad index")
+		}
+		values := make([]float32, len(d.Embedding))
+		for i, x := range d.Embedding {
+			values[i] = float32(x)
+		}
+		out[d.Index] = &typev1.Embedding{Index: int32(d.Index), Values: values}
+	}
+	return &embedResult{
+		embeddings: out,
+		usage:      &typev1.Usage{InputTokens: res.Usage.PromptTokens, TotalTokens: res.Usage.TotalTokens},
+		model:      res.Model,
+	}, nil
 }

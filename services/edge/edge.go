@@ -117,6 +117,7 @@ func (s *Server) Generate(ctx context.Context, req *gatewayv1.GenerateRequest) (
 	out, err := s.d.Dispatch.Generate(ctx, &dispatchv1.GenerateRequest{
 		OrganizationId: a.principal.GetOrganizationId(),
 		EndpointIds:    endpointIDs(a.route),
+		EndpointTiers:  a.route.GetEndpointTiers(),
 		Messages:       a.messages,
 		Params:         a.params,
 	})
@@ -170,6 +171,7 @@ func (s *Server) StreamGenerate(req *gatewayv1.StreamGenerateRequest, stream grp
 	up, err := s.d.Dispatch.StreamGenerate(ctx, &dispatchv1.StreamGenerateRequest{
 		OrganizationId: a.principal.GetOrganizationId(),
 		EndpointIds:    endpointIDs(a.route),
+		EndpointTiers:  a.route.GetEndpointTiers(),
 		Messages:       a.messages,
 		Params:         a.params,
 	})
@@ -382,6 +384,7 @@ func (s *Server) Embed(ctx context.Context, req *gatewayv1.EmbedRequest) (*gatew
 	out, err := s.d.Dispatch.Embed(ctx, &dispatchv1.EmbedRequest{
 		OrganizationId: p.GetOrganizationId(),
 		EndpointIds:    endpointIDs(a.route),
+		EndpointTiers:  a.route.GetEndpointTiers(),
 		Inputs:         inputs,
 		Dimensions:     req.Dimensions,
 		EndUserId:      req.GetEndUserId(),

@@ -41,6 +41,10 @@ func (e *RouteError) Error() string {
 type Route struct {
 	Model     Model
 	Endpoints []Endpoint
+	// Tiers has one entry per endpoint: endpoints of one model with one priority share a
+	// tier, and tiers rise with each priority group and each model, so that dispatch never
+	// balances a fallback model's endpoints against the primary's.
+	Tiers []int32
 }
 
 // OrderByPriority sorts eps by Priority, lowest (tried first) first, keeping the given
@@ -53,18 +57,32 @@ func OrderByPriority(eps []Endpoint) {
 // and its fallback is tried where it first appears.
 type routeBuilder struct {
 	endpoints []Endpoint
+	tiers     []int32
+	tier      int32
 	seen      map[string]bool
 }
 
+// add appends one model's endpoints, already ordered by priority, in tiers of their own.
 func (b *routeBuilder) add(eps []Endpoint) {
 	if b.seen == nil {
 		b.seen = make(map[string]bool)
 	}
+	if len(b.endpoints) > 0 {
+		b.tier++ // a new model starts a new tier
+	}
+	first := true
+	var prio int32
 	for _, e := range eps {
-		if !b.seen[e.ID] {
-			b.seen[e.ID] = true
-			b.endpoints = append(b.endpoints, e)
+		if b.seen[e.ID] {
+			continue
 		}
+		if !first && e.Priority != prio {
+			b.tier++
+		}
+		first, prio = false, e.Priority
+		b.seen[e.ID] = true
+		b.endpoints = append(b.endpoints, e)
+		b.tiers = append(b.tiers, b.tier)
 	}
 }
 

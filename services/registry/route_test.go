@@ -81,11 +81,12 @@ func TestResolveRouteOrder(t *testing.T) {
 	tests := []struct {
 		model string
 		want  []string
+		tiers []int32 // one per priority group of each model; a fallback model starts a new one
 	}{
-		{"prio", []string{"a1", "a2", "b1", "b2", "c1"}},
-		{"main", []string{"a1", "f2", "f1", "g1"}},
-		{"fb-1", []string{"a1", "f2", "f1", "g1"}}, // fb-2 is its own fallback here
-		{"only-fallbacks", []string{"g1"}},
+		{"prio", []string{"a1", "a2", "b1", "b2", "c1"}, []int32{0, 0, 1, 1, 2}},
+		{"main", []string{"a1", "f2", "f1", "g1"}, []int32{0, 1, 2, 3}},
+		{"fb-1", []string{"a1", "f2", "f1", "g1"}, []int32{0, 0, 1, 2}}, // fb-2 is its own fallback here
+		{"only-fallbacks", []string{"g1"}, []int32{0}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.model, func(t *testing.T) {
@@ -93,6 +94,7 @@ func TestResolveRouteOrder(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, tt.model, resp.GetModel().GetName(), "the model is the one asked for, not a fallback")
 			assert.Equal(t, tt.want, ids(resp))
+			assert.Equal(t, tt.tiers, resp.GetEndpointTiers())
 		})
 	}
 

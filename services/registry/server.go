@@ -44,8 +44,9 @@ func (s *Server) ResolveRoute(ctx context.Context, req *registryv1.ResolveRouteR
 		return nil, toStatus(err)
 	}
 	resp := &registryv1.ResolveRouteResponse{
-		Model:     modelToProto(route.Model),
-		Endpoints: make([]*registryv1.Endpoint, len(route.Endpoints)),
+		Model:         modelToProto(route.Model),
+		Endpoints:     make([]*registryv1.Endpoint, len(route.Endpoints)),
+		EndpointTiers: route.Tiers,
 	}
 	for i, e := range route.Endpoints {
 		resp.Endpoints[i] = endpointToProto(e)
@@ -99,7 +100,7 @@ func (s *Server) resolve(ctx context.Context, org, name string) (Route, error) {
 		s.log.WarnContext(ctx, "model has no endpoint of its own; its fallbacks serve it",
 			"organization_id", org, "model", name)
 	}
-	return Route{Model: m, Endpoints: b.endpoints}, nil
+	return Route{Model: m, Endpoints: b.endpoints, Tiers: b.tiers}, nil
 }
 
 // endpointsOf returns the endpoints of m that exist, ordered by priority (OrderByPriority).

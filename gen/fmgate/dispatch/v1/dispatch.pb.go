@@ -32,8 +32,12 @@ type EmbedRequest struct {
 	Inputs         []string               `protobuf:"bytes,3,rep,name=inputs,proto3" json:"inputs,omitempty"`
 	Dimensions     *int32                 `protobuf:"varint,4,opt,name=dimensions,proto3,oneof" json:"dimensions,omitempty"`
 	EndUserId      string                 `protobuf:"bytes,5,opt,name=end_user_id,json=endUserId,proto3" json:"end_user_id,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Optional, one per endpoint id: the route's tiers (registry ResolveRouteResponse).
+	// Consecutive endpoints of one tier are balanced by weight. Without tiers, dispatch groups
+	// consecutive endpoints by their registry priority.
+	EndpointTiers []int32 `protobuf:"varint,6,rep,packed,name=endpoint_tiers,json=endpointTiers,proto3" json:"endpoint_tiers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *EmbedRequest) Reset() {
@@ -99,6 +103,13 @@ func (x *EmbedRequest) GetEndUserId() string {
 		return x.EndUserId
 	}
 	return ""
+}
+
+func (x *EmbedRequest) GetEndpointTiers() []int32 {
+	if x != nil {
+		return x.EndpointTiers
+	}
+	return nil
 }
 
 // EmbedResponse is the vendor's vectors, in input order.
@@ -175,9 +186,13 @@ type GenerateRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
 	// Registry endpoint ids, in the order to try them.
-	EndpointIds   []string             `protobuf:"bytes,2,rep,name=endpoint_ids,json=endpointIds,proto3" json:"endpoint_ids,omitempty"`
-	Messages      []*v1.Message        `protobuf:"bytes,3,rep,name=messages,proto3" json:"messages,omitempty"`
-	Params        *v1.GenerationParams `protobuf:"bytes,4,opt,name=params,proto3" json:"params,omitempty"`
+	EndpointIds []string             `protobuf:"bytes,2,rep,name=endpoint_ids,json=endpointIds,proto3" json:"endpoint_ids,omitempty"`
+	Messages    []*v1.Message        `protobuf:"bytes,3,rep,name=messages,proto3" json:"messages,omitempty"`
+	Params      *v1.GenerationParams `protobuf:"bytes,4,opt,name=params,proto3" json:"params,omitempty"`
+	// Optional, one per endpoint id: the route's tiers (registry ResolveRouteResponse).
+	// Consecutive endpoints of one tier are balanced by weight. Without tiers, dispatch groups
+	// consecutive endpoints by their registry priority.
+	EndpointTiers []int32 `protobuf:"varint,5,rep,packed,name=endpoint_tiers,json=endpointTiers,proto3" json:"endpoint_tiers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -236,6 +251,13 @@ func (x *GenerateRequest) GetMessages() []*v1.Message {
 func (x *GenerateRequest) GetParams() *v1.GenerationParams {
 	if x != nil {
 		return x.Params
+	}
+	return nil
+}
+
+func (x *GenerateRequest) GetEndpointTiers() []int32 {
+	if x != nil {
+		return x.EndpointTiers
 	}
 	return nil
 }
@@ -326,8 +348,12 @@ type StreamGenerateRequest struct {
 	EndpointIds    []string               `protobuf:"bytes,2,rep,name=endpoint_ids,json=endpointIds,proto3" json:"endpoint_ids,omitempty"`
 	Messages       []*v1.Message          `protobuf:"bytes,3,rep,name=messages,proto3" json:"messages,omitempty"`
 	Params         *v1.GenerationParams   `protobuf:"bytes,4,opt,name=params,proto3" json:"params,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Optional, one per endpoint id: the route's tiers (registry ResolveRouteResponse).
+	// Consecutive endpoints of one tier are balanced by weight. Without tiers, dispatch groups
+	// consecutive endpoints by their registry priority.
+	EndpointTiers []int32 `protobuf:"varint,5,rep,packed,name=endpoint_tiers,json=endpointTiers,proto3" json:"endpoint_tiers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StreamGenerateRequest) Reset() {
@@ -384,6 +410,13 @@ func (x *StreamGenerateRequest) GetMessages() []*v1.Message {
 func (x *StreamGenerateRequest) GetParams() *v1.GenerationParams {
 	if x != nil {
 		return x.Params
+	}
+	return nil
+}
+
+func (x *StreamGenerateRequest) GetEndpointTiers() []int32 {
+	if x != nil {
+		return x.EndpointTiers
 	}
 	return nil
 }
@@ -480,7 +513,7 @@ var File_fmgate_dispatch_v1_dispatch_proto protoreflect.FileDescriptor
 
 const file_fmgate_dispatch_v1_dispatch_proto_rawDesc = "" +
 	"\n" +
-	"!fmgate/dispatch/v1/dispatch.proto\x12\x12fmgate.dispatch.v1\x1a\x1ffmgate/type/v1/generation.proto\"\xc6\x01\n" +
+	"!fmgate/dispatch/v1/dispatch.proto\x12\x12fmgate.dispatch.v1\x1a\x1ffmgate/type/v1/generation.proto\"\xed\x01\n" +
 	"\fEmbedRequest\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12!\n" +
 	"\fendpoint_ids\x18\x02 \x03(\tR\vendpointIds\x12\x16\n" +
@@ -488,7 +521,8 @@ const file_fmgate_dispatch_v1_dispatch_proto_rawDesc = "" +
 	"\n" +
 	"dimensions\x18\x04 \x01(\x05H\x00R\n" +
 	"dimensions\x88\x01\x01\x12\x1e\n" +
-	"\vend_user_id\x18\x05 \x01(\tR\tendUserIdB\r\n" +
+	"\vend_user_id\x18\x05 \x01(\tR\tendUserId\x12%\n" +
+	"\x0eendpoint_tiers\x18\x06 \x03(\x05R\rendpointTiersB\r\n" +
 	"\v_dimensions\"\xbf\x01\n" +
 	"\rEmbedResponse\x129\n" +
 	"\n" +
@@ -497,24 +531,26 @@ const file_fmgate_dispatch_v1_dispatch_proto_rawDesc = "" +
 	"\x05usage\x18\x02 \x01(\v2\x15.fmgate.type.v1.UsageR\x05usage\x12\x1f\n" +
 	"\vendpoint_id\x18\x03 \x01(\tR\n" +
 	"endpointId\x12%\n" +
-	"\x0eresponse_model\x18\x04 \x01(\tR\rresponseModel\"\xcc\x01\n" +
+	"\x0eresponse_model\x18\x04 \x01(\tR\rresponseModel\"\xf3\x01\n" +
 	"\x0fGenerateRequest\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12!\n" +
 	"\fendpoint_ids\x18\x02 \x03(\tR\vendpointIds\x123\n" +
 	"\bmessages\x18\x03 \x03(\v2\x17.fmgate.type.v1.MessageR\bmessages\x128\n" +
-	"\x06params\x18\x04 \x01(\v2 .fmgate.type.v1.GenerationParamsR\x06params\"\xfd\x01\n" +
+	"\x06params\x18\x04 \x01(\v2 .fmgate.type.v1.GenerationParamsR\x06params\x12%\n" +
+	"\x0eendpoint_tiers\x18\x05 \x03(\x05R\rendpointTiers\"\xfd\x01\n" +
 	"\x10GenerateResponse\x121\n" +
 	"\amessage\x18\x01 \x01(\v2\x17.fmgate.type.v1.MessageR\amessage\x12A\n" +
 	"\rfinish_reason\x18\x02 \x01(\x0e2\x1c.fmgate.type.v1.FinishReasonR\ffinishReason\x12+\n" +
 	"\x05usage\x18\x03 \x01(\v2\x15.fmgate.type.v1.UsageR\x05usage\x12\x1f\n" +
 	"\vendpoint_id\x18\x04 \x01(\tR\n" +
 	"endpointId\x12%\n" +
-	"\x0eresponse_model\x18\x05 \x01(\tR\rresponseModel\"\xd2\x01\n" +
+	"\x0eresponse_model\x18\x05 \x01(\tR\rresponseModel\"\xf9\x01\n" +
 	"\x15StreamGenerateRequest\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12!\n" +
 	"\fendpoint_ids\x18\x02 \x03(\tR\vendpointIds\x123\n" +
 	"\bmessages\x18\x03 \x03(\v2\x17.fmgate.type.v1.MessageR\bmessages\x128\n" +
-	"\x06params\x18\x04 \x01(\v2 .fmgate.type.v1.GenerationParamsR\x06params\"\xad\x02\n" +
+	"\x06params\x18\x04 \x01(\v2 .fmgate.type.v1.GenerationParamsR\x06params\x12%\n" +
+	"\x0eendpoint_tiers\x18\x05 \x03(\x05R\rendpointTiers\"\xad\x02\n" +
 	"\x16StreamGenerateResponse\x12\x1d\n" +
 	"\n" +
 	"text_delta\x18\x01 \x01(\tR\ttextDelta\x12A\n" +

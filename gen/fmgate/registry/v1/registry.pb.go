@@ -446,9 +446,14 @@ func (x *ResolveRouteRequest) GetModel() string {
 // ResolveRouteResponse is the model and the endpoints to try: the model's own, then those of
 // each routable fallback model.
 type ResolveRouteResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Model         *Model                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
-	Endpoints     []*Endpoint            `protobuf:"bytes,2,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Model     *Model                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	Endpoints []*Endpoint            `protobuf:"bytes,2,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
+	// One tier per endpoint, in the same order. Consecutive endpoints of one tier (one model,
+	// one priority) share traffic by weight; a later tier is tried only after every endpoint of
+	// the earlier ones failed. Tiers rise with each priority group and each fallback model, so
+	// a fallback model never shares a tier with the model it stands in for.
+	EndpointTiers []int32 `protobuf:"varint,3,rep,packed,name=endpoint_tiers,json=endpointTiers,proto3" json:"endpoint_tiers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -493,6 +498,13 @@ func (x *ResolveRouteResponse) GetModel() *Model {
 func (x *ResolveRouteResponse) GetEndpoints() []*Endpoint {
 	if x != nil {
 		return x.Endpoints
+	}
+	return nil
+}
+
+func (x *ResolveRouteResponse) GetEndpointTiers() []int32 {
+	if x != nil {
+		return x.EndpointTiers
 	}
 	return nil
 }
@@ -741,10 +753,11 @@ const file_fmgate_registry_v1_registry_proto_rawDesc = "" +
 	"apiVersion\"T\n" +
 	"\x13ResolveRouteRequest\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x14\n" +
-	"\x05model\x18\x02 \x01(\tR\x05model\"\x83\x01\n" +
+	"\x05model\x18\x02 \x01(\tR\x05model\"\xaa\x01\n" +
 	"\x14ResolveRouteResponse\x12/\n" +
 	"\x05model\x18\x01 \x01(\v2\x19.fmgate.registry.v1.ModelR\x05model\x12:\n" +
-	"\tendpoints\x18\x02 \x03(\v2\x1c.fmgate.registry.v1.EndpointR\tendpoints\"x\n" +
+	"\tendpoints\x18\x02 \x03(\v2\x1c.fmgate.registry.v1.EndpointR\tendpoints\x12%\n" +
+	"\x0eendpoint_tiers\x18\x03 \x03(\x05R\rendpointTiers\"x\n" +
 	"\x11ListModelsRequest\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
