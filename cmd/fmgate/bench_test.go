@@ -67,6 +67,10 @@ func BenchmarkAddedLatency(b *testing.B) {
 			_, err := gw.Generate(withKey(ctx, mainKey), &gatewayv1.GenerateRequest{Model: "demo", Messages: userMessage(benchPrompt)})
 			return err
 		}},
+		// The OpenAI-compatible API, with the same body a client sends straight to a vendor.
+		{"openai", func(ctx context.Context) error {
+			return postOK(ctx, httpClient, s.http+"/v1/chat/completions", mainKey, directBody)
+		}},
 	}
 	for _, rate := range parseRates(b) {
 		results := map[string]runResult{}
@@ -76,7 +80,7 @@ func BenchmarkAddedLatency(b *testing.B) {
 			results[p.name] = fixedRate(b, rate, *benchDuration, p.call)
 		}
 		direct := results["direct"]
-		for _, name := range []string{"rest", "grpc"} {
+		for _, name := range []string{"rest", "grpc", "openai"} {
 			r := results[name]
 			b.Run(fmt.Sprintf("rate=%d/%s", rate, name), func(b *testing.B) {
 				b.ReportMetric(float64(r.p50-direct.p50)/1e3, "added-p50-µs")
