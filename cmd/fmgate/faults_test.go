@@ -92,6 +92,7 @@ func faultResources() (string, map[string]simulator.Fault) {
 	fallback("fb-429", "gemini", "openai", simulator.FailWith(http.StatusTooManyRequests, 0))
 	fallback("fb-503", "bedrock", "gemini", simulator.FailWith(http.StatusServiceUnavailable, 0))
 	fallback("fb-cut", "anthropic", "bedrock", simulator.CutAfter(0))
+	fallback("fb-hang", "openai", "gemini", simulator.Hang()) // the primary times out
 
 	endpoints.WriteString(endpointYAML("fb-model", "azure", "up-fb-model", 0))
 	endpoints.WriteString(endpointYAML("fb-model-backup", "gemini", "up-fb-model-backup", 0))
@@ -128,12 +129,12 @@ policies:
 `, faults
 }
 
-func startFaultStack(t *testing.T) *vendorStack {
+func startFaultStack(t *testing.T, extraArgs ...string) *vendorStack {
 	t.Helper()
 	t.Setenv(wrongKeyEnv, wrongKey)
 	t.Setenv(wrongAWSEnv, awsAccessKeyID+":"+wrongAWSSecret)
 	res, faults := faultResources()
-	return startVendorStack(t, res, simulator.Config{Faults: faults})
+	return startVendorStack(t, res, simulator.Config{Faults: faults}, extraArgs...)
 }
 
 // simFor is the simulator serving dialect.
@@ -145,7 +146,9 @@ func (s *vendorStack) simFor(dialect string) *simulator.Simulator {
 }
 
 func TestFaultsFallBack(t *testing.T) {
-	s := startFaultStack(t)
+	// Short vendor timeouts, so that a hanging primary (fb-hang) gives way to its fallback
+	// quickly.
+	s := startFaultStack(t, "--dispatch.timeout=400ms", "--dispatch.first-token-timeout=400ms", "--dispatch.max-attempts-per-endpoint=1")
 	client := openAIClient(s)
 	const prompt = "hello there"
 	cases := []struct {
@@ -156,6 +159,7 @@ func TestFaultsFallBack(t *testing.T) {
 		{"fb-429", "up-fb-429-backup"},
 		{"fb-503", "up-fb-503-backup"},
 		{"fb-cut", "up-fb-cut-backup"},
+		{"fb-hang", "up-fb-hang-backup"},
 		{"fb-model", "up-fb-model-backup"},
 	}
 	for _, tc := range cases {

@@ -72,6 +72,16 @@ type serveConfig struct {
 	logLevel      string
 	shutdownDelay time.Duration
 	shutdownGrace time.Duration
+	dispatch      dispatchConfig
+}
+
+// dispatchConfig holds the vendor-call limits of the dispatch service.
+type dispatchConfig struct {
+	timeout           time.Duration
+	firstTokenTimeout time.Duration
+	streamIdleTimeout time.Duration
+	connectTimeout    time.Duration
+	maxAttempts       int
 }
 
 func (c *serveConfig) register(fs *flag.FlagSet) {
@@ -92,6 +102,11 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.logLevel, "log.level", "info", "log level: debug, info, warn or error")
 	fs.DurationVar(&c.shutdownDelay, "shutdown.delay", 0, "time between failing /readyz and stopping, for load balancers to notice")
 	fs.DurationVar(&c.shutdownGrace, "shutdown.grace", 15*time.Second, "time in-flight requests get to finish at shutdown")
+	fs.DurationVar(&c.dispatch.timeout, "dispatch.timeout", 60*time.Second, "longest a non-streamed vendor call may take")
+	fs.DurationVar(&c.dispatch.firstTokenTimeout, "dispatch.first-token-timeout", 30*time.Second, "longest wait for a stream's first chunk")
+	fs.DurationVar(&c.dispatch.streamIdleTimeout, "dispatch.stream-idle-timeout", 60*time.Second, "longest wait between a stream's chunks")
+	fs.DurationVar(&c.dispatch.connectTimeout, "dispatch.connect-timeout", 5*time.Second, "longest wait to connect to a vendor")
+	fs.IntVar(&c.dispatch.maxAttempts, "dispatch.max-attempts-per-endpoint", 2, "attempts on one endpoint (retries on transient failures) before falling back to the next")
 }
 
 // local returns the services this process runs, in start order.
@@ -127,6 +142,13 @@ func (c *serveConfig) validate() ([]string, error) {
 	if c.shutdownGrace < 0 || c.shutdownDelay < 0 {
 		errs = append(errs, errors.New("--shutdown.grace and --shutdown.delay must not be negative"))
 	}
+	d := c.dispatch
+	if d.timeout <= 0 || d.firstTokenTimeout <= 0 || d.streamIdleTimeout <= 0 || d.connectTimeout <= 0 {
+		errs = append(errs, errors.New("--dispatch.*-timeout flags must be positive"))
+	}
+	if d.maxAttempts < 1 {
+		errs = append(errs, errors.New("--dispatch.max-attempts-per-endpoint must be at least 1"))
+	}
 	return local, errors.Join(errs...)
 }
 
@@ -146,6 +168,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Libraries that write to the standard log package (some vendor SDKs do) go through the
+	// same JSON handler, so every line has a level and a trace id where there is one.
+	previous := slog.Default()
+	slog.SetDefault(log)
+	defer slog.SetDefault(previous)
 	log.Info("starting fmgate", "version", version, "services", strings.Join(local, ","),
 		"grpc_addr", cfg.grpcAddr, "http_addr", cfg.httpAddr,
 		"postgres_url", config.Redact(cfg.postgresURL), "redis_url", config.Redact(cfg.redisURL), "resources", cfg.resources)

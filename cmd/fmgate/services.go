@@ -94,7 +94,11 @@ func (p *process) startService(ctx context.Context, svc string, res *resources.F
 		if err != nil {
 			return err
 		}
-		srv := dispatch.NewServer(registryv1.NewRegistryServiceClient(conn), log, dispatch.Config{})
+		d := p.cfg.dispatch
+		srv := dispatch.NewServer(registryv1.NewRegistryServiceClient(conn), log, dispatch.Config{
+			Timeout: d.timeout, FirstTokenTimeout: d.firstTokenTimeout, StreamIdleTimeout: d.streamIdleTimeout,
+			ConnectTimeout: d.connectTimeout, MaxAttemptsPerEndpoint: d.maxAttempts,
+		})
 		p.closers = append(p.closers, srv.Close)
 		srv.Register(p.srv)
 	case "edge":

@@ -71,7 +71,7 @@ type vendorStack struct {
 // startVendorStack writes resources (with {SIM} and {BEDROCK} replaced by the simulators'
 // URLs), starts two simulators with cfg (faults, latency) and the stack on them, and waits
 // until it is ready. The stack logs at debug level into the returned buffer.
-func startVendorStack(t *testing.T, resources string, cfg simulator.Config) *vendorStack {
+func startVendorStack(t *testing.T, resources string, cfg simulator.Config, extraArgs ...string) *vendorStack {
 	t.Helper()
 	var logs syncBuffer
 	// Registered first, so it runs last: after the stack has stopped and written its last
@@ -103,7 +103,8 @@ func startVendorStack(t *testing.T, resources string, cfg simulator.Config) *ven
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"serve", "--http.addr=" + httpAddr, "--grpc.addr=" + grpcAddr, "--resources=" + res, "--log.level=debug"}, vs.logs, vs.logs)
+		args := append([]string{"serve", "--http.addr=" + httpAddr, "--grpc.addr=" + grpcAddr, "--resources=" + res, "--log.level=debug"}, extraArgs...)
+		done <- run(ctx, args, vs.logs, vs.logs)
 	}()
 	t.Cleanup(func() {
 		cancel()

@@ -58,8 +58,9 @@ type vendor struct {
 	// jsonSchema: the vendor honours a JSON-schema response format. Bedrock's Converse has
 	// no response format, so its adapter refuses one.
 	jsonSchema bool
-	// embedTokens is the prompt tokens the vendor reports for the embedding inputs "first
-	// text" and "second text here". The Gemini API reports none for embeddings.
+	// embedTokens is the prompt tokens reported for the embedding inputs "first text" and
+	// "second text here". The Gemini API reports none for embeddings, so the adapter estimates
+	// one token per four bytes (3 + 4).
 	embedTokens int64
 }
 
@@ -68,7 +69,7 @@ var vendors = []vendor{
 	{model: "m-azure", upstream: "up-azure", embeddings: true, jsonSchema: true, embedTokens: 5},
 	{model: "m-anthropic", upstream: "up-anthropic", jsonSchema: true},
 	{model: "m-bedrock", upstream: "up-bedrock"},
-	{model: "m-gemini", upstream: "up-gemini", embeddings: true, jsonSchema: true, embedTokens: 0},
+	{model: "m-gemini", upstream: "up-gemini", embeddings: true, jsonSchema: true, embedTokens: 7},
 }
 
 // answerOf is the simulator's answer from upstream to prompt.

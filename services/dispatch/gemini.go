@@ -504,6 +504,14 @@ func (v *geminiVendor) embed(ctx context.Context, req *embedRequest) (*embedResu
 			out.embeddings = append(out.embeddings, &typev1.Embedding{Index: int32(len(out.embeddings)), Values: values})
 		}
 	}
+	// The Gemini API reports no token counts for embeddings. Usage of zero would let embeddings
+	// slip past token limits, so it is estimated at one token per four bytes of input (rounded
+	// up per input), the usual rule of thumb for English text with these tokenizers.
+	var tokens int64
+	for _, in := range req.inputs {
+		tokens += int64(len(in)+3) / 4
+	}
+	out.usage = &typev1.Usage{InputTokens: tokens, TotalTokens: tokens}
 	return out, nil
 }
 
