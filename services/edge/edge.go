@@ -62,14 +62,23 @@ type Config struct {
 	// CommitAttempts is how often recording usage is tried before it is logged as lost
 	// (default 5).
 	CommitAttempts int
+	// PrincipalTTL is how long an authenticated credential's principal is reused (default
+	// DefaultPrincipalTTL); it bounds how long a revoked key keeps working. Negative: never
+	// cached.
+	PrincipalTTL time.Duration
+	// RouteTTL is how long a resolved route is reused (default DefaultRouteTTL). Negative:
+	// never cached.
+	RouteTTL time.Duration
 }
 
 // Server implements gatewayv1.GatewayServiceServer.
 type Server struct {
 	gatewayv1.UnimplementedGatewayServiceServer
-	d       Deps
-	cfg     Config
-	commits sync.WaitGroup
+	d          Deps
+	cfg        Config
+	commits    sync.WaitGroup
+	principals *ttlCache[*identityv1.Principal]
+	routes     *ttlCache[*registryv1.ResolveRouteResponse]
 }
 
 // NewServer returns the gateway server.
@@ -80,7 +89,17 @@ func NewServer(d Deps, cfg Config) *Server {
 	if cfg.CommitAttempts <= 0 {
 		cfg.CommitAttempts = 5
 	}
-	return &Server{d: d, cfg: cfg}
+	if cfg.PrincipalTTL == 0 {
+		cfg.PrincipalTTL = DefaultPrincipalTTL
+	}
+	if cfg.RouteTTL == 0 {
+		cfg.RouteTTL = DefaultRouteTTL
+	}
+	return &Server{
+		d: d, cfg: cfg,
+		principals: newTTLCache[*identityv1.Principal](cfg.PrincipalTTL),
+		routes:     newTTLCache[*registryv1.ResolveRouteResponse](cfg.RouteTTL),
+	}
 }
 
 // Register adds the service to r. All-in-one and mesh make the same call.
@@ -302,7 +321,7 @@ func (s *Server) admit(ctx context.Context, model string, msgs []*typev1.Message
 func (s *Server) admitFor(ctx context.Context, p *identityv1.Principal, model string, msgs []*typev1.Message,
 	params *typev1.GenerationParams, facts *policyv1.RequestFacts,
 ) (*admitted, error) {
-	route, err := s.d.Registry.ResolveRoute(ctx, &registryv1.ResolveRouteRequest{OrganizationId: p.GetOrganizationId(), Model: model})
+	route, err := s.resolveRoute(ctx, p.GetOrganizationId(), model)
 	if err != nil {
 		return nil, err
 	}
@@ -412,7 +431,7 @@ func (s *Server) GetModel(ctx context.Context, req *gatewayv1.GetModelRequest) (
 		return nil, v.err()
 	}
 	notFound := status.Errorf(codes.NotFound, "model %q not found", req.GetName())
-	route, err := s.d.Registry.ResolveRoute(ctx, &registryv1.ResolveRouteRequest{OrganizationId: p.GetOrganizationId(), Model: req.GetName()})
+	route, err := s.resolveRoute(ctx, p.GetOrganizationId(), req.GetName())
 	switch status.Code(err) {
 	case codes.OK:
 	case codes.NotFound, codes.FailedPrecondition:
@@ -441,11 +460,21 @@ func (s *Server) authenticate(ctx context.Context) (*identityv1.Principal, error
 	if len(values) == 0 || values[0] == "" {
 		return nil, status.Error(codes.Unauthenticated, "missing API key: send it as 'Authorization: Bearer <key>'")
 	}
-	resp, err := s.d.Identity.Authenticate(ctx, &identityv1.AuthenticateRequest{Credential: values[0]})
-	if err != nil {
-		return nil, err
-	}
-	return resp.GetPrincipal(), nil
+	credential := values[0]
+	return s.principals.get(ctx, credentialKey(credential), func(ctx context.Context) (*identityv1.Principal, error) {
+		resp, err := s.d.Identity.Authenticate(ctx, &identityv1.AuthenticateRequest{Credential: credential})
+		if err != nil {
+			return nil, err
+		}
+		return resp.GetPrincipal(), nil
+	})
+}
+
+// resolveRoute returns the route of an organisation's model, cached for RouteTTL.
+func (s *Server) resolveRoute(ctx context.Context, org, model string) (*registryv1.ResolveRouteResponse, error) {
+	return s.routes.get(ctx, org+"\x00"+model, func(ctx context.Context) (*registryv1.ResolveRouteResponse, error) {
+		return s.d.Registry.ResolveRoute(ctx, &registryv1.ResolveRouteRequest{OrganizationId: org, Model: model})
+	})
 }
 
 // commit records usage against token limits after the answer, detached from the caller's
