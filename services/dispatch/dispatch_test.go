@@ -43,6 +43,9 @@ const (
 
 // fakeRegistry serves GetEndpoint from a map and counts the calls.
 type fakeRegistry struct {
+	// Embedded so that the fake keeps compiling as the registry contract grows; only the
+	// methods dispatch calls are implemented.
+	registryv1.RegistryServiceClient
 	mu        sync.Mutex
 	endpoints map[string]*registryv1.Endpoint // by org + "/" + id
 	calls     atomic.Int64

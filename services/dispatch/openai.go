@@ -5,6 +5,7 @@ package dispatch
 // authentication options.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -253,17 +254,38 @@ func (v *openAIVendor) stream(ctx context.Context, req *vendorRequest, onDelta f
 		return nil, err
 	}
 	p.StreamOptions.IncludeUsage = openai.Bool(true)
-	s := v.chat.NewStreaming(ctx, p)
-	defer s.Close()
+	// The SDK builds, sends and authenticates the request and turns HTTP errors into
+	// *openai.Error; the event stream is read here. Why not the SDK's stream: its chunk type
+	// decodes through reflection at about 25 µs and 53 allocations per chunk against about
+	// 5 µs and 12 for openAIChunk below (BenchmarkOpenAIChunkDecode), and a gateway decodes
+	// every chunk of every answer.
+	var raw *http.Response
+	if _, err := v.chat.New(ctx, p, option.WithJSONSet("stream", true), option.WithResponseBodyInto(&raw)); err != nil {
+		return nil, v.classify(ctx, err)
+	}
+	events := ssestream.NewDecoder(raw)
+	defer events.Close()
 	res := &vendorResult{}
 	finished := false
-	for s.Next() {
-		chunk := s.Current()
+	for events.Next() {
+		data := events.Event().Data
+		if bytes.HasPrefix(data, []byte("[DONE]")) {
+			break
+		}
+		var chunk openAIChunk
+		if err := json.Unmarshal(data, &chunk); err != nil {
+			return nil, &attemptError{kind: failUnavailable, endpointID: v.endpointID, detail: "malformed stream chunk"}
+		}
+		if chunk.Error != nil {
+			return nil, &attemptError{kind: failInterrupted, endpointID: v.endpointID, detail: "vendor sent an error event"}
+		}
 		if res.model == "" {
 			res.model = chunk.Model
 		}
-		if chunk.JSON.Usage.Valid() {
-			res.usage = fromOpenAIUsage(&chunk.Usage)
+		if chunk.Usage != nil {
+			res.usage = &typev1.Usage{
+				InputTokens: chunk.Usage.PromptTokens, OutputTokens: chunk.Usage.CompletionTokens, TotalTokens: chunk.Usage.TotalTokens,
+			}
 		}
 		if len(chunk.Choices) == 0 {
 			continue
@@ -291,15 +313,42 @@ func (v *openAIVendor) stream(ctx context.Context, req *vendorRequest, onDelta f
 			finished = true
 		}
 	}
-	if err := s.Err(); err != nil {
+	if err := events.Err(); err != nil {
 		return nil, v.classify(ctx, err)
 	}
 	if !finished {
-		// The SDK ends quietly when the connection closes at an event boundary; without a
+		// A connection closed at an event boundary ends the event stream quietly; without a
 		// finish reason the answer is incomplete.
 		return nil, &attemptError{kind: failInterrupted, endpointID: v.endpointID, detail: "stream ended without a finish reason"}
 	}
 	return res, nil
+}
+
+// openAIChunk is the part of a chat.completion.chunk event that dispatch reads.
+type openAIChunk struct {
+	Model   string `json:"model"`
+	Choices []struct {
+		Delta struct {
+			Content   string `json:"content"`
+			Refusal   string `json:"refusal"`
+			ToolCalls []struct {
+				Index    int64  `json:"index"`
+				ID       string `json:"id"`
+				Type     string `json:"type"`
+				Function struct {
+					Name      string `json:"name"`
+					Arguments string `json:"arguments"`
+				} `json:"function"`
+			} `json:"tool_calls"`
+		} `json:"delta"`
+		FinishReason string `json:"finish_reason"`
+	} `json:"choices"`
+	Usage *struct {
+		PromptTokens     int64 `json:"prompt_tokens"`
+		CompletionTokens int64 `json:"completion_tokens"`
+		TotalTokens      int64 `json:"total_tokens"`
+	} `json:"usage"`
+	Error json.RawMessage `json:"error"`
 }
 
 // classify turns an SDK error into an *attemptError, passing context errors through.

@@ -17,6 +17,7 @@ import (
 	registryv1 "github.com/fmgate/fmgate/gen/fmgate/registry/v1"
 	typev1 "github.com/fmgate/fmgate/gen/fmgate/type/v1"
 	"github.com/fmgate/fmgate/internal/simulator"
+	"github.com/openai/openai-go/v3"
 )
 
 const oaiKey = "sk-openai-adapter-test-0123456789"
@@ -325,4 +326,28 @@ func TestAzureOpenAIVendorConfig(t *testing.T) {
 		assert.Equal(t, float64(3), body[field], version)
 		assert.Len(t, body, 3, "model, messages and one length field: %s", version)
 	}
+}
+
+// BenchmarkOpenAIChunkDecode compares the SDK's chunk type with openAIChunk on one streamed
+// chunk: the reason the stream path decodes chunks itself.
+func BenchmarkOpenAIChunkDecode(b *testing.B) {
+	chunk := []byte(`{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1764252000,"model":"demo","system_fingerprint":"fp","choices":[{"index":0,"delta":{"content":"growth "},"logprobs":null,"finish_reason":null}]}`)
+	b.Run("sdk", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var c openai.ChatCompletionChunk
+			if err := json.Unmarshal(chunk, &c); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("dispatch", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var c openAIChunk
+			if err := json.Unmarshal(chunk, &c); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
