@@ -33,6 +33,7 @@ Usage:
   fmgate serve     [flags]   run services (all by default; see --services)
   fmgate migrate   [flags]   apply the Postgres migrations of the registry, identity and policy services
   fmgate simulate  [flags]   run the provider simulator
+  fmgate audit     <cmd> [flags]   list, export (JSON lines) or verify the audit trail
   fmgate version             print the version
 
 Every flag can also be set through the environment: --postgres.url reads FMGATE_POSTGRES_URL.
@@ -49,6 +50,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, args, stdout, stderr)
 	case "migrate":
 		return migrate(ctx, args, stdout, stderr)
+	case "audit":
+		return auditCmd(ctx, args, stdout, stderr)
 	case "simulate":
 		return simulate(ctx, args, stdout, stderr)
 	case "version":

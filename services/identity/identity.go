@@ -1,5 +1,7 @@
 // Package identity authenticates callers: it stores API keys as SHA-256 hashes and turns a
-// presented key into the principal it belongs to.
+// presented key, or an OIDC bearer token from a configured issuer, into the principal it
+// belongs to. It administers API keys (create, list, revoke) and streams revocations so that
+// caches of principals on other replicas drop a revoked key within a second.
 package identity
 
 import (
@@ -9,6 +11,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"path"
+	"slices"
 	"time"
 )
 
@@ -95,6 +99,8 @@ type APIKey struct {
 	TeamID     string
 	Roles      []string
 	Attributes map[string]string
+	// Scopes narrow what the key may do; the zero value does not narrow.
+	Scopes Scopes
 	// Prefix is the visible prefix of the secret (see Prefix).
 	Prefix string
 	Hash   [32]byte
@@ -148,6 +154,7 @@ func (k APIKey) Validate() error {
 			break
 		}
 	}
+	errs = append(errs, k.Scopes.Validate()...)
 	if k.Prefix == "" || len(k.Prefix) > PrefixLen {
 		bad("prefix", fmt.Sprintf("must be 1 to %d characters", PrefixLen))
 	}
@@ -178,7 +185,78 @@ type Store interface {
 	GetAPIKey(ctx context.Context, org, id string) (APIKey, error)
 	// ListAPIKeys returns the keys of organisation org, revoked ones included, by ID.
 	ListAPIKeys(ctx context.Context, org string) ([]APIKey, error)
+	// CreateAPIKey creates the key. ErrAlreadyExists when the organisation has a key with
+	// the same ID, or any key has the same Hash.
+	CreateAPIKey(ctx context.Context, k APIKey) error
 	// RevokeAPIKey marks the key id of organisation org revoked from at. Revoking a revoked
 	// key keeps the earlier time. ErrNotFound.
 	RevokeAPIKey(ctx context.Context, org, id string, at time.Time) error
+	// SubscribeRevocations delivers every revocation recorded from the moment it returns
+	// until ctx ends, then closes the channel. A revocation is recorded when a key's
+	// RevokeTime is set or moved earlier, by RevokeAPIKey or PutAPIKey, through this store or
+	// any other sharing its data (replicas on one Postgres schema). Events may repeat. The
+	// channel is also closed, before ctx ends, when the subscriber falls behind or the store
+	// can no longer promise delivery: the subscriber must then assume it missed revocations.
+	SubscribeRevocations(ctx context.Context) (<-chan Revocation, error)
+}
+
+// Revocation says that the key KeyID of OrganizationID is refused from RevokeTime on.
+type Revocation struct {
+	OrganizationID string
+	KeyID          string
+	RevokeTime     time.Time
+}
+
+// Operation is a kind of gateway call that an API key may be scoped to.
+type Operation string
+
+const (
+	OperationGenerate   Operation = "generate"
+	OperationEmbed      Operation = "embed"
+	OperationListModels Operation = "list_models"
+)
+
+// Operations lists every known Operation.
+var Operations = []Operation{OperationGenerate, OperationEmbed, OperationListModels}
+
+// Scopes narrow what an API key may do, below what its holder's roles and the policies
+// allow. An empty list does not narrow.
+type Scopes struct {
+	// Models are model name patterns in path.Match syntax: "gpt-4o", "claude-*", "*".
+	Models     []string
+	Operations []Operation
+}
+
+// Validate returns a *ValidationError for each bad pattern or unknown operation.
+func (s Scopes) Validate() []error {
+	var errs []error
+	for _, m := range s.Models {
+		if _, err := path.Match(m, ""); m == "" || len(m) > maxIDLen*2 || err != nil {
+			errs = append(errs, &ValidationError{Field: "scopes.models", Problem: fmt.Sprintf("%q is not a valid model pattern", m)})
+		}
+	}
+	for _, op := range s.Operations {
+		if !slices.Contains(Operations, op) {
+			errs = append(errs, &ValidationError{Field: "scopes.operations", Problem: fmt.Sprintf("%q is not a known operation", op)})
+		}
+	}
+	return errs
+}
+
+// AllowsModel reports whether the scopes let the key use model.
+func (s Scopes) AllowsModel(model string) bool {
+	if len(s.Models) == 0 {
+		return true
+	}
+	for _, p := range s.Models {
+		if ok, _ := path.Match(p, model); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// AllowsOperation reports whether the scopes let the key call op.
+func (s Scopes) AllowsOperation(op Operation) bool {
+	return len(s.Operations) == 0 || slices.Contains(s.Operations, op)
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -20,14 +21,23 @@ import (
 type Config struct {
 	// Clock tells the time against which expiry and revocation are checked; time.Now if nil.
 	Clock func() time.Time
+	// HeartbeatInterval is how often WatchRevocations sends a heartbeat;
+	// DefaultHeartbeatInterval if zero.
+	HeartbeatInterval time.Duration
+	// OIDCIssuers are the issuers whose bearer tokens Authenticate accepts. An issuer that
+	// fails Validate is logged and ignored: its tokens are refused.
+	OIDCIssuers []OIDCIssuer
 }
 
 // Server implements identityv1.IdentityServiceServer.
 type Server struct {
 	identityv1.UnimplementedIdentityServiceServer
-	store Store
-	log   *slog.Logger
-	now   func() time.Time
+	store     Store
+	log       *slog.Logger
+	now       func() time.Time
+	heartbeat time.Duration
+	issuers   []*issuer
+	jwtAlgs   []jose.SignatureAlgorithm
 }
 
 // NewServer returns a Server that authenticates against store.
@@ -36,7 +46,20 @@ func NewServer(store Store, log *slog.Logger, cfg Config) *Server {
 	if now == nil {
 		now = time.Now
 	}
-	return &Server{store: store, log: log, now: now}
+	heartbeat := cfg.HeartbeatInterval
+	if heartbeat <= 0 {
+		heartbeat = DefaultHeartbeatInterval
+	}
+	s := &Server{store: store, log: log, now: now, heartbeat: heartbeat}
+	for _, is := range cfg.OIDCIssuers {
+		if err := is.Validate(); err != nil {
+			log.Error("oidc issuer ignored", "issuer_url", is.IssuerURL, "organization_id", is.OrganizationID, "error", err)
+			continue
+		}
+		s.issuers = append(s.issuers, newIssuer(is))
+	}
+	s.jwtAlgs = jwtAlgorithms(s.issuers)
+	return s
 }
 
 // Register adds the service to r. All-in-one and mesh make the same call.
@@ -58,13 +81,16 @@ const (
 const ReasonInvalidAPIKey = "INVALID_API_KEY"
 
 func errInvalidKey() error {
-	return apierr.WithReason(codes.Unauthenticated, ReasonInvalidAPIKey, "invalid API key")
+	return apierr.WithReason(codes.Unauthenticated, ReasonInvalidAPIKey, "invalid credential")
 }
 
 // Authenticate resolves an API key, presented with or without a "Bearer " prefix, to its
 // principal. Every refusal is UNAUTHENTICATED with the same message. Neither logs nor errors
 // ever contain the credential.
 func (s *Server) Authenticate(ctx context.Context, req *identityv1.AuthenticateRequest) (*identityv1.AuthenticateResponse, error) {
+	if c := bearer(req.GetCredential()); looksLikeJWT(c) {
+		return s.authenticateToken(ctx, c)
+	}
 	k, why, err := s.authenticate(ctx, req.GetCredential())
 	if err != nil {
 		s.log.ErrorContext(ctx, "authenticate", "error", err)
@@ -79,6 +105,25 @@ func (s *Server) Authenticate(ctx context.Context, req *identityv1.AuthenticateR
 		return nil, errInvalidKey()
 	}
 	return &identityv1.AuthenticateResponse{Principal: principal(k)}, nil
+}
+
+// authenticateToken is Authenticate for a credential of JWT shape. Its refusals are those
+// of API keys: the same code, message and reason.
+func (s *Server) authenticateToken(ctx context.Context, raw string) (*identityv1.AuthenticateResponse, error) {
+	if len(s.issuers) == 0 {
+		s.log.InfoContext(ctx, "authenticate", "refused", string(refusedTokenIssuer))
+		return nil, errInvalidKey()
+	}
+	p, why, err := s.authenticateJWT(ctx, raw)
+	if err != nil {
+		s.log.ErrorContext(ctx, "authenticate", "error", err)
+		return nil, toStatus(err)
+	}
+	if why != "" {
+		s.log.InfoContext(ctx, "authenticate", "refused", string(why))
+		return nil, errInvalidKey()
+	}
+	return &identityv1.AuthenticateResponse{Principal: p}, nil
 }
 
 // authenticate returns the key the credential belongs to, or why it was refused, or an
@@ -142,7 +187,20 @@ func principal(k APIKey) *identityv1.Principal {
 		Roles:          append([]string(nil), k.Roles...),
 		Attributes:     cloneMap(k.Attributes),
 		ApiKeyId:       k.ID,
+		Scopes:         scopesProto(k.Scopes),
+		ExpireTime:     timeProto(earliestSet(k.ExpireTime, k.RevokeTime)),
 	}
+}
+
+// earliestSet returns the earlier of two times, a zero time counting as absent.
+func earliestSet(a, b time.Time) time.Time {
+	switch {
+	case a.IsZero():
+		return b
+	case b.IsZero() || a.Before(b):
+		return a
+	}
+	return b
 }
 
 func cloneMap(m map[string]string) map[string]string {

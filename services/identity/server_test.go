@@ -3,6 +3,7 @@ package identity_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -109,7 +111,7 @@ func TestAuthenticateRefusalsLookAlike(t *testing.T) {
 			_, err := f.client.Authenticate(t.Context(), &identityv1.AuthenticateRequest{Credential: credential})
 			st := status.Convert(err)
 			assert.Equal(t, codes.Unauthenticated, st.Code())
-			assert.Equal(t, "invalid API key", st.Message())
+			assert.Equal(t, "invalid credential", st.Message())
 			require.Len(t, st.Details(), 1)
 			info, ok := st.Details()[0].(*errdetails.ErrorInfo)
 			require.True(t, ok)
@@ -197,4 +199,10 @@ func TestAuthenticateCanceled(t *testing.T) {
 	cancel()
 	_, err := f.client.Authenticate(ctx, &identityv1.AuthenticateRequest{Credential: "x"})
 	assert.Equal(t, codes.Canceled, status.Code(err))
+}
+
+func testLogger(t *testing.T) (*slog.Logger, *grpctest.LogBuffer) { return grpctest.Logger(t) }
+
+func serveConn(t *testing.T, srv *identity.Server) *grpc.ClientConn {
+	return grpctest.Serve(t, srv.Register)
 }

@@ -21,6 +21,9 @@ type Store struct {
 	mu     sync.RWMutex
 	keys   map[keyRef]identity.APIKey
 	byHash map[[32]byte]keyRef
+	// revocations is published to with mu held, so subscribers see revocations in the
+	// order they were recorded.
+	revocations identity.Broadcaster
 }
 
 var _ identity.Store = (*Store)(nil)
@@ -45,14 +48,57 @@ func (s *Store) PutAPIKey(ctx context.Context, k identity.APIKey) error {
 	if other, ok := s.byHash[k.Hash]; ok && other != ref {
 		return fmt.Errorf("put api key %s: %w", k.ID, identity.ErrAlreadyExists)
 	}
+	var oldRevoke time.Time
 	if old, ok := s.keys[ref]; ok {
 		k.CreateTime = old.CreateTime
 		k.RevokeTime = earliest(old.RevokeTime, k.RevokeTime)
+		oldRevoke = old.RevokeTime
 		delete(s.byHash, old.Hash)
 	}
 	s.keys[ref] = k
 	s.byHash[k.Hash] = ref
+	s.revoked(k, oldRevoke)
 	return nil
+}
+
+// CreateAPIKey implements identity.Store.
+func (s *Store) CreateAPIKey(ctx context.Context, k identity.APIKey) error {
+	if err := k.Validate(); err != nil {
+		return fmt.Errorf("create api key: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	ref := keyRef{k.OrganizationID, k.ID}
+	k = normalize(k)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.keys[ref]; ok {
+		return fmt.Errorf("create api key %s: %w", k.ID, identity.ErrAlreadyExists)
+	}
+	if _, ok := s.byHash[k.Hash]; ok {
+		return fmt.Errorf("create api key %s: %w", k.ID, identity.ErrAlreadyExists)
+	}
+	s.keys[ref] = k
+	s.byHash[k.Hash] = ref
+	s.revoked(k, time.Time{})
+	return nil
+}
+
+// SubscribeRevocations implements identity.Store: revocations recorded through this Store.
+func (s *Store) SubscribeRevocations(ctx context.Context) (<-chan identity.Revocation, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return s.revocations.Subscribe(ctx), nil
+}
+
+// revoked publishes k's revocation if it is new or earlier than before. s.mu is held.
+func (s *Store) revoked(k identity.APIKey, before time.Time) {
+	if k.RevokeTime.IsZero() || k.RevokeTime.Equal(before) {
+		return
+	}
+	s.revocations.Publish(identity.Revocation{OrganizationID: k.OrganizationID, KeyID: k.ID, RevokeTime: k.RevokeTime})
 }
 
 // GetAPIKeyByHash implements identity.Store. It is not scoped by organisation: see
@@ -116,8 +162,10 @@ func (s *Store) RevokeAPIKey(ctx context.Context, org, id string, at time.Time) 
 	if !ok {
 		return fmt.Errorf("revoke api key %s: %w", id, identity.ErrNotFound)
 	}
+	before := k.RevokeTime
 	k.RevokeTime = earliest(k.RevokeTime, normTime(at))
 	s.keys[ref] = k
+	s.revoked(k, before)
 	return nil
 }
 
@@ -152,6 +200,14 @@ func normalize(k identity.APIKey) identity.APIKey {
 }
 
 func clone(k identity.APIKey) identity.APIKey {
+	k.Scopes.Models = slices.Clone(k.Scopes.Models)
+	if len(k.Scopes.Models) == 0 {
+		k.Scopes.Models = nil
+	}
+	k.Scopes.Operations = slices.Clone(k.Scopes.Operations)
+	if len(k.Scopes.Operations) == 0 {
+		k.Scopes.Operations = nil
+	}
 	k.Roles = slices.Clone(k.Roles)
 	if len(k.Roles) == 0 {
 		k.Roles = nil

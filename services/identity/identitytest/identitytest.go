@@ -58,6 +58,11 @@ func TestStore(t *testing.T, newStore func(t *testing.T) identity.Store) {
 		{"CrossTenantSameID", testCrossTenantSameID},
 		{"ReturnedKeysAreCopies", testReturnedKeysAreCopies},
 		{"Concurrent", testConcurrent},
+		{"ScopesRoundTrip", testScopes},
+		{"Create", testCreate},
+		{"CreateInvalid", testCreateInvalid},
+		{"RevocationsDelivered", testRevocationsDelivered},
+		{"RevocationsEndWithContext", testRevocationsEnd},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.run(t, newStore(t)) })
@@ -353,4 +358,128 @@ func testConcurrent(t *testing.T, s identity.Store) {
 	got, err := s.ListAPIKeys(context.WithoutCancel(ctx), "org-a")
 	require.NoError(t, err)
 	assert.Len(t, got, n)
+}
+
+func testScopes(t *testing.T, s identity.Store) {
+	k, _ := NewKey(t, "org-a", "key-1", t0)
+	k.Scopes = identity.Scopes{Models: []string{"gpt-*", "claude-3"}, Operations: []identity.Operation{identity.OperationGenerate, identity.OperationEmbed}}
+	put(t, s, k)
+	got, err := s.GetAPIKey(t.Context(), "org-a", "key-1")
+	require.NoError(t, err)
+	assert.Equal(t, k.Scopes, got.Scopes)
+	byHash, err := s.GetAPIKeyByHash(t.Context(), k.Hash)
+	require.NoError(t, err)
+	assert.Equal(t, k.Scopes, byHash.Scopes)
+
+	k.Scopes = identity.Scopes{}
+	put(t, s, k)
+	got, err = s.GetAPIKey(t.Context(), "org-a", "key-1")
+	require.NoError(t, err)
+	assert.Empty(t, got.Scopes.Models)
+	assert.Empty(t, got.Scopes.Operations)
+}
+
+func testCreate(t *testing.T, s identity.Store) {
+	k, _ := NewKey(t, "org-a", "key-1", t0)
+	require.NoError(t, s.CreateAPIKey(t.Context(), k))
+	got, err := s.GetAPIKey(t.Context(), "org-a", "key-1")
+	require.NoError(t, err)
+	assertKey(t, k, got)
+
+	again, _ := NewKey(t, "org-a", "key-1", t0.Add(time.Hour))
+	assert.ErrorIs(t, s.CreateAPIKey(t.Context(), again), identity.ErrAlreadyExists, "create never replaces")
+	got, err = s.GetAPIKey(t.Context(), "org-a", "key-1")
+	require.NoError(t, err)
+	assert.Equal(t, k.Hash, got.Hash)
+
+	sameHash := k
+	sameHash.OrganizationID, sameHash.ID = "org-b", "key-2"
+	assert.ErrorIs(t, s.CreateAPIKey(t.Context(), sameHash), identity.ErrAlreadyExists)
+
+	other, _ := NewKey(t, "org-b", "key-1", t0)
+	require.NoError(t, s.CreateAPIKey(t.Context(), other), "the same id in another organisation is another key")
+}
+
+func testCreateInvalid(t *testing.T, s identity.Store) {
+	k, _ := NewKey(t, "org-a", "key-1", t0)
+	k.Scopes = identity.Scopes{Models: []string{"[bad"}, Operations: []identity.Operation{"delete"}}
+	err := s.CreateAPIKey(t.Context(), k)
+	var ve *identity.ValidationError
+	require.ErrorAs(t, err, &ve)
+	assert.ErrorContains(t, err, "scopes.models")
+	assert.ErrorContains(t, err, "scopes.operations")
+	assert.ErrorAs(t, s.PutAPIKey(t.Context(), k), &ve)
+	_, err = s.GetAPIKey(t.Context(), "org-a", "key-1")
+	assert.ErrorIs(t, err, identity.ErrNotFound)
+}
+
+// next returns the next revocation on ch, failing the test after a second.
+func next(t *testing.T, ch <-chan identity.Revocation) identity.Revocation {
+	t.Helper()
+	select {
+	case r, ok := <-ch:
+		require.True(t, ok, "the channel closed")
+		return r
+	case <-time.After(time.Second):
+		require.FailNow(t, "no revocation within a second")
+	}
+	return identity.Revocation{}
+}
+
+func testRevocationsDelivered(t *testing.T, s identity.Store) {
+	a, _ := NewKey(t, "org-a", "key-1", t0)
+	b, _ := NewKey(t, "org-b", "key-1", t0)
+	put(t, s, a)
+	put(t, s, b)
+	ch, err := s.SubscribeRevocations(t.Context())
+	require.NoError(t, err)
+	ch2, err := s.SubscribeRevocations(t.Context())
+	require.NoError(t, err)
+
+	at := t0.Add(time.Hour)
+	require.NoError(t, s.RevokeAPIKey(t.Context(), "org-b", "key-1", at))
+	for _, c := range []<-chan identity.Revocation{ch, ch2} {
+		r := next(t, c)
+		assert.Equal(t, "org-b", r.OrganizationID, "the revocation names its organisation")
+		assert.Equal(t, "key-1", r.KeyID)
+		assertTime(t, at, r.RevokeTime, "revoke_time")
+	}
+
+	// A revocation applied through PutAPIKey is recorded too.
+	a.RevokeTime = at.Add(time.Minute)
+	put(t, s, a)
+	r := next(t, ch)
+	assert.Equal(t, identity.Revocation{OrganizationID: "org-a", KeyID: "key-1", RevokeTime: r.RevokeTime}, r)
+	assertTime(t, a.RevokeTime, r.RevokeTime, "revoke_time")
+
+	// So is a new key created revoked.
+	c, _ := NewKey(t, "org-a", "key-2", t0)
+	c.RevokeTime = at
+	require.NoError(t, s.CreateAPIKey(t.Context(), c))
+	assert.Equal(t, "key-2", next(t, ch).KeyID)
+
+	// A later revocation of a revoked key changes nothing; an earlier one is news.
+	require.NoError(t, s.RevokeAPIKey(t.Context(), "org-b", "key-1", at.Add(time.Hour)))
+	require.NoError(t, s.RevokeAPIKey(t.Context(), "org-b", "key-1", at.Add(-time.Hour)))
+	r = next(t, ch)
+	assert.Equal(t, "org-b", r.OrganizationID)
+	assertTime(t, at.Add(-time.Hour), r.RevokeTime, "the earlier revocation, not the ignored later one")
+}
+
+func testRevocationsEnd(t *testing.T, s identity.Store) {
+	ctx, cancel := context.WithCancel(t.Context())
+	ch, err := s.SubscribeRevocations(ctx)
+	require.NoError(t, err)
+	cancel()
+	require.Eventually(t, func() bool {
+		select {
+		case _, ok := <-ch:
+			return !ok
+		default:
+			return false
+		}
+	}, time.Second, 5*time.Millisecond, "the channel closes when the context ends")
+
+	_, err = s.SubscribeRevocations(ctx)
+	assert.ErrorIs(t, err, context.Canceled)
 }

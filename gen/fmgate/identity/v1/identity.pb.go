@@ -11,6 +11,8 @@ package identityv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -71,6 +73,59 @@ func (x PrincipalKind) Number() protoreflect.EnumNumber {
 // Deprecated: Use PrincipalKind.Descriptor instead.
 func (PrincipalKind) EnumDescriptor() ([]byte, []int) {
 	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{0}
+}
+
+// Operation is a kind of gateway call an API key may be scoped to.
+type Operation int32
+
+const (
+	Operation_OPERATION_UNSPECIFIED Operation = 0
+	Operation_OPERATION_GENERATE    Operation = 1
+	Operation_OPERATION_EMBED       Operation = 2
+	Operation_OPERATION_LIST_MODELS Operation = 3
+)
+
+// Enum value maps for Operation.
+var (
+	Operation_name = map[int32]string{
+		0: "OPERATION_UNSPECIFIED",
+		1: "OPERATION_GENERATE",
+		2: "OPERATION_EMBED",
+		3: "OPERATION_LIST_MODELS",
+	}
+	Operation_value = map[string]int32{
+		"OPERATION_UNSPECIFIED": 0,
+		"OPERATION_GENERATE":    1,
+		"OPERATION_EMBED":       2,
+		"OPERATION_LIST_MODELS": 3,
+	}
+)
+
+func (x Operation) Enum() *Operation {
+	p := new(Operation)
+	*p = x
+	return p
+}
+
+func (x Operation) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Operation) Descriptor() protoreflect.EnumDescriptor {
+	return file_fmgate_identity_v1_identity_proto_enumTypes[1].Descriptor()
+}
+
+func (Operation) Type() protoreflect.EnumType {
+	return &file_fmgate_identity_v1_identity_proto_enumTypes[1]
+}
+
+func (x Operation) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Operation.Descriptor instead.
+func (Operation) EnumDescriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{1}
 }
 
 // AuthenticateRequest carries a credential exactly as the caller presented it.
@@ -163,26 +218,90 @@ func (x *AuthenticateResponse) GetPrincipal() *Principal {
 	return nil
 }
 
+// ApiKeyScopes narrow what a key may do, below what its holder's roles and the policies
+// allow. An empty list does not narrow.
+type ApiKeyScopes struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Model name patterns the key may use, in Go path.Match syntax ("gpt-4o", "claude-*", "*").
+	Models []string `protobuf:"bytes,1,rep,name=models,proto3" json:"models,omitempty"`
+	// Operations the key may call.
+	Operations    []Operation `protobuf:"varint,2,rep,packed,name=operations,proto3,enum=fmgate.identity.v1.Operation" json:"operations,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApiKeyScopes) Reset() {
+	*x = ApiKeyScopes{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApiKeyScopes) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApiKeyScopes) ProtoMessage() {}
+
+func (x *ApiKeyScopes) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApiKeyScopes.ProtoReflect.Descriptor instead.
+func (*ApiKeyScopes) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ApiKeyScopes) GetModels() []string {
+	if x != nil {
+		return x.Models
+	}
+	return nil
+}
+
+func (x *ApiKeyScopes) GetOperations() []Operation {
+	if x != nil {
+		return x.Operations
+	}
+	return nil
+}
+
 // Principal is an authenticated caller and the attributes policies decide on.
 type Principal struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
-	// Stable id of the caller within the organisation, such as "svc:billing-bot".
+	// Stable id of the caller within the organisation, such as "svc:billing-bot", or
+	// "oidc:<sub>" for a bearer token.
 	Subject string        `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
 	Kind    PrincipalKind `protobuf:"varint,3,opt,name=kind,proto3,enum=fmgate.identity.v1.PrincipalKind" json:"kind,omitempty"`
 	TeamId  string        `protobuf:"bytes,4,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
 	Roles   []string      `protobuf:"bytes,5,rep,name=roles,proto3" json:"roles,omitempty"`
 	// Free attributes such as jurisdiction or cost centre.
 	Attributes map[string]string `protobuf:"bytes,6,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	// The API key the caller used.
-	ApiKeyId      string `protobuf:"bytes,7,opt,name=api_key_id,json=apiKeyId,proto3" json:"api_key_id,omitempty"`
+	// The API key the caller used; empty for a bearer token.
+	ApiKeyId string `protobuf:"bytes,7,opt,name=api_key_id,json=apiKeyId,proto3" json:"api_key_id,omitempty"`
+	// The scopes of the API key; unset for a bearer token. The edge enforces them.
+	Scopes *ApiKeyScopes `protobuf:"bytes,8,opt,name=scopes,proto3" json:"scopes,omitempty"`
+	// When the credential stops being valid (key expiry, token exp); unset for never. A cache
+	// of principals must not keep one past it.
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	// The issuer of the bearer token; empty for an API key.
+	Issuer        string `protobuf:"bytes,10,opt,name=issuer,proto3" json:"issuer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Principal) Reset() {
 	*x = Principal{}
-	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[2]
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -194,7 +313,7 @@ func (x *Principal) String() string {
 func (*Principal) ProtoMessage() {}
 
 func (x *Principal) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[2]
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -207,7 +326,7 @@ func (x *Principal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Principal.ProtoReflect.Descriptor instead.
 func (*Principal) Descriptor() ([]byte, []int) {
-	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{2}
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Principal) GetOrganizationId() string {
@@ -259,17 +378,772 @@ func (x *Principal) GetApiKeyId() string {
 	return ""
 }
 
+func (x *Principal) GetScopes() *ApiKeyScopes {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
+func (x *Principal) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+func (x *Principal) GetIssuer() string {
+	if x != nil {
+		return x.Issuer
+	}
+	return ""
+}
+
+// ApiKey is an API key as an administrator sees it: never the secret, never its hash.
+type ApiKey struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	ApiKeyId       string                 `protobuf:"bytes,2,opt,name=api_key_id,json=apiKeyId,proto3" json:"api_key_id,omitempty"`
+	DisplayName    string                 `protobuf:"bytes,3,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	// What holds the key: a user or a service account of the organisation.
+	OwnerKind PrincipalKind `protobuf:"varint,4,opt,name=owner_kind,json=ownerKind,proto3,enum=fmgate.identity.v1.PrincipalKind" json:"owner_kind,omitempty"`
+	OwnerId   string        `protobuf:"bytes,5,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
+	// The first characters of the secret, to tell keys apart.
+	Prefix     string                 `protobuf:"bytes,6,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	Scopes     *ApiKeyScopes          `protobuf:"bytes,7,opt,name=scopes,proto3" json:"scopes,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// Unset: the key never expires.
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	// Unset: the key is not revoked.
+	RevokeTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=revoke_time,json=revokeTime,proto3" json:"revoke_time,omitempty"`
+	// The principal's subject, such as "user:alice" or "svc:billing-bot".
+	Subject       string `protobuf:"bytes,11,opt,name=subject,proto3" json:"subject,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApiKey) Reset() {
+	*x = ApiKey{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApiKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApiKey) ProtoMessage() {}
+
+func (x *ApiKey) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApiKey.ProtoReflect.Descriptor instead.
+func (*ApiKey) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ApiKey) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *ApiKey) GetApiKeyId() string {
+	if x != nil {
+		return x.ApiKeyId
+	}
+	return ""
+}
+
+func (x *ApiKey) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
+func (x *ApiKey) GetOwnerKind() PrincipalKind {
+	if x != nil {
+		return x.OwnerKind
+	}
+	return PrincipalKind_PRINCIPAL_KIND_UNSPECIFIED
+}
+
+func (x *ApiKey) GetOwnerId() string {
+	if x != nil {
+		return x.OwnerId
+	}
+	return ""
+}
+
+func (x *ApiKey) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *ApiKey) GetScopes() *ApiKeyScopes {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
+func (x *ApiKey) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *ApiKey) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+func (x *ApiKey) GetRevokeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RevokeTime
+	}
+	return nil
+}
+
+func (x *ApiKey) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+// CreateApiKeyRequest describes the key to create.
+type CreateApiKeyRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	// Optional; generated when empty. 1 to 128 characters of [a-z0-9-_.].
+	ApiKeyId    string `protobuf:"bytes,2,opt,name=api_key_id,json=apiKeyId,proto3" json:"api_key_id,omitempty"`
+	DisplayName string `protobuf:"bytes,3,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	// PRINCIPAL_KIND_USER or PRINCIPAL_KIND_SERVICE_ACCOUNT.
+	OwnerKind PrincipalKind `protobuf:"varint,4,opt,name=owner_kind,json=ownerKind,proto3,enum=fmgate.identity.v1.PrincipalKind" json:"owner_kind,omitempty"`
+	OwnerId   string        `protobuf:"bytes,5,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
+	// Optional; must be in the future.
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	Scopes        *ApiKeyScopes          `protobuf:"bytes,7,opt,name=scopes,proto3" json:"scopes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateApiKeyRequest) Reset() {
+	*x = CreateApiKeyRequest{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateApiKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateApiKeyRequest) ProtoMessage() {}
+
+func (x *CreateApiKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateApiKeyRequest.ProtoReflect.Descriptor instead.
+func (*CreateApiKeyRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *CreateApiKeyRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *CreateApiKeyRequest) GetApiKeyId() string {
+	if x != nil {
+		return x.ApiKeyId
+	}
+	return ""
+}
+
+func (x *CreateApiKeyRequest) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
+func (x *CreateApiKeyRequest) GetOwnerKind() PrincipalKind {
+	if x != nil {
+		return x.OwnerKind
+	}
+	return PrincipalKind_PRINCIPAL_KIND_UNSPECIFIED
+}
+
+func (x *CreateApiKeyRequest) GetOwnerId() string {
+	if x != nil {
+		return x.OwnerId
+	}
+	return ""
+}
+
+func (x *CreateApiKeyRequest) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
+func (x *CreateApiKeyRequest) GetScopes() *ApiKeyScopes {
+	if x != nil {
+		return x.Scopes
+	}
+	return nil
+}
+
+// CreateApiKeyResponse is the new key and its secret, shown this once.
+type CreateApiKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ApiKey        *ApiKey                `protobuf:"bytes,1,opt,name=api_key,json=apiKey,proto3" json:"api_key,omitempty"`
+	Secret        string                 `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateApiKeyResponse) Reset() {
+	*x = CreateApiKeyResponse{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateApiKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateApiKeyResponse) ProtoMessage() {}
+
+func (x *CreateApiKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateApiKeyResponse.ProtoReflect.Descriptor instead.
+func (*CreateApiKeyResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *CreateApiKeyResponse) GetApiKey() *ApiKey {
+	if x != nil {
+		return x.ApiKey
+	}
+	return nil
+}
+
+func (x *CreateApiKeyResponse) GetSecret() string {
+	if x != nil {
+		return x.Secret
+	}
+	return ""
+}
+
+// ListApiKeysRequest pages through an organisation's keys.
+type ListApiKeysRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	// At most 1000; 0 means 100.
+	PageSize      int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListApiKeysRequest) Reset() {
+	*x = ListApiKeysRequest{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListApiKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListApiKeysRequest) ProtoMessage() {}
+
+func (x *ListApiKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListApiKeysRequest.ProtoReflect.Descriptor instead.
+func (*ListApiKeysRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ListApiKeysRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *ListApiKeysRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListApiKeysRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListApiKeysResponse is one page of keys, ordered by id.
+type ListApiKeysResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ApiKeys       []*ApiKey              `protobuf:"bytes,1,rep,name=api_keys,json=apiKeys,proto3" json:"api_keys,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListApiKeysResponse) Reset() {
+	*x = ListApiKeysResponse{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListApiKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListApiKeysResponse) ProtoMessage() {}
+
+func (x *ListApiKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListApiKeysResponse.ProtoReflect.Descriptor instead.
+func (*ListApiKeysResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ListApiKeysResponse) GetApiKeys() []*ApiKey {
+	if x != nil {
+		return x.ApiKeys
+	}
+	return nil
+}
+
+func (x *ListApiKeysResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// RevokeApiKeyRequest names the key to revoke.
+type RevokeApiKeyRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	ApiKeyId       string                 `protobuf:"bytes,2,opt,name=api_key_id,json=apiKeyId,proto3" json:"api_key_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RevokeApiKeyRequest) Reset() {
+	*x = RevokeApiKeyRequest{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeApiKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeApiKeyRequest) ProtoMessage() {}
+
+func (x *RevokeApiKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeApiKeyRequest.ProtoReflect.Descriptor instead.
+func (*RevokeApiKeyRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RevokeApiKeyRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *RevokeApiKeyRequest) GetApiKeyId() string {
+	if x != nil {
+		return x.ApiKeyId
+	}
+	return ""
+}
+
+// RevokeApiKeyResponse is the revoked key.
+type RevokeApiKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ApiKey        *ApiKey                `protobuf:"bytes,1,opt,name=api_key,json=apiKey,proto3" json:"api_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeApiKeyResponse) Reset() {
+	*x = RevokeApiKeyResponse{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeApiKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeApiKeyResponse) ProtoMessage() {}
+
+func (x *RevokeApiKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeApiKeyResponse.ProtoReflect.Descriptor instead.
+func (*RevokeApiKeyResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *RevokeApiKeyResponse) GetApiKey() *ApiKey {
+	if x != nil {
+		return x.ApiKey
+	}
+	return nil
+}
+
+// WatchRevocationsRequest starts a revocation stream. It has no filter: a cache of
+// principals spans organisations.
+type WatchRevocationsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchRevocationsRequest) Reset() {
+	*x = WatchRevocationsRequest{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchRevocationsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchRevocationsRequest) ProtoMessage() {}
+
+func (x *WatchRevocationsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchRevocationsRequest.ProtoReflect.Descriptor instead.
+func (*WatchRevocationsRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{11}
+}
+
+// WatchRevocationsResponse is a revocation or a heartbeat.
+type WatchRevocationsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Event:
+	//
+	//	*WatchRevocationsResponse_Revocation
+	//	*WatchRevocationsResponse_Heartbeat
+	Event         isWatchRevocationsResponse_Event `protobuf_oneof:"event"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchRevocationsResponse) Reset() {
+	*x = WatchRevocationsResponse{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchRevocationsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchRevocationsResponse) ProtoMessage() {}
+
+func (x *WatchRevocationsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchRevocationsResponse.ProtoReflect.Descriptor instead.
+func (*WatchRevocationsResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *WatchRevocationsResponse) GetEvent() isWatchRevocationsResponse_Event {
+	if x != nil {
+		return x.Event
+	}
+	return nil
+}
+
+func (x *WatchRevocationsResponse) GetRevocation() *Revocation {
+	if x != nil {
+		if x, ok := x.Event.(*WatchRevocationsResponse_Revocation); ok {
+			return x.Revocation
+		}
+	}
+	return nil
+}
+
+func (x *WatchRevocationsResponse) GetHeartbeat() *Heartbeat {
+	if x != nil {
+		if x, ok := x.Event.(*WatchRevocationsResponse_Heartbeat); ok {
+			return x.Heartbeat
+		}
+	}
+	return nil
+}
+
+type isWatchRevocationsResponse_Event interface {
+	isWatchRevocationsResponse_Event()
+}
+
+type WatchRevocationsResponse_Revocation struct {
+	Revocation *Revocation `protobuf:"bytes,1,opt,name=revocation,proto3,oneof"`
+}
+
+type WatchRevocationsResponse_Heartbeat struct {
+	Heartbeat *Heartbeat `protobuf:"bytes,2,opt,name=heartbeat,proto3,oneof"`
+}
+
+func (*WatchRevocationsResponse_Revocation) isWatchRevocationsResponse_Event() {}
+
+func (*WatchRevocationsResponse_Heartbeat) isWatchRevocationsResponse_Event() {}
+
+// Revocation says that an API key is refused from revoke_time on. A revoke_time in the
+// future is a scheduled revocation: a cache must not keep the principal past it.
+type Revocation struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	ApiKeyId       string                 `protobuf:"bytes,2,opt,name=api_key_id,json=apiKeyId,proto3" json:"api_key_id,omitempty"`
+	RevokeTime     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=revoke_time,json=revokeTime,proto3" json:"revoke_time,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Revocation) Reset() {
+	*x = Revocation{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Revocation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Revocation) ProtoMessage() {}
+
+func (x *Revocation) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Revocation.ProtoReflect.Descriptor instead.
+func (*Revocation) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *Revocation) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *Revocation) GetApiKeyId() string {
+	if x != nil {
+		return x.ApiKeyId
+	}
+	return ""
+}
+
+func (x *Revocation) GetRevokeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RevokeTime
+	}
+	return nil
+}
+
+// Heartbeat says the stream is alive and its subscription in place.
+type Heartbeat struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	SendTime *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=send_time,json=sendTime,proto3" json:"send_time,omitempty"`
+	// Until the next heartbeat at the latest.
+	HeartbeatInterval *durationpb.Duration `protobuf:"bytes,2,opt,name=heartbeat_interval,json=heartbeatInterval,proto3" json:"heartbeat_interval,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *Heartbeat) Reset() {
+	*x = Heartbeat{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Heartbeat) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Heartbeat) ProtoMessage() {}
+
+func (x *Heartbeat) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
+func (*Heartbeat) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *Heartbeat) GetSendTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SendTime
+	}
+	return nil
+}
+
+func (x *Heartbeat) GetHeartbeatInterval() *durationpb.Duration {
+	if x != nil {
+		return x.HeartbeatInterval
+	}
+	return nil
+}
+
 var File_fmgate_identity_v1_identity_proto protoreflect.FileDescriptor
 
 const file_fmgate_identity_v1_identity_proto_rawDesc = "" +
 	"\n" +
-	"!fmgate/identity/v1/identity.proto\x12\x12fmgate.identity.v1\"5\n" +
+	"!fmgate/identity/v1/identity.proto\x12\x12fmgate.identity.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"5\n" +
 	"\x13AuthenticateRequest\x12\x1e\n" +
 	"\n" +
 	"credential\x18\x01 \x01(\tR\n" +
 	"credential\"S\n" +
 	"\x14AuthenticateResponse\x12;\n" +
-	"\tprincipal\x18\x01 \x01(\v2\x1d.fmgate.identity.v1.PrincipalR\tprincipal\"\xe0\x02\n" +
+	"\tprincipal\x18\x01 \x01(\v2\x1d.fmgate.identity.v1.PrincipalR\tprincipal\"e\n" +
+	"\fApiKeyScopes\x12\x16\n" +
+	"\x06models\x18\x01 \x03(\tR\x06models\x12=\n" +
+	"\n" +
+	"operations\x18\x02 \x03(\x0e2\x1d.fmgate.identity.v1.OperationR\n" +
+	"operations\"\xef\x03\n" +
 	"\tPrincipal\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x18\n" +
 	"\asubject\x18\x02 \x01(\tR\asubject\x125\n" +
@@ -280,16 +1154,93 @@ const file_fmgate_identity_v1_identity_proto_rawDesc = "" +
 	"attributes\x18\x06 \x03(\v2-.fmgate.identity.v1.Principal.AttributesEntryR\n" +
 	"attributes\x12\x1c\n" +
 	"\n" +
-	"api_key_id\x18\a \x01(\tR\bapiKeyId\x1a=\n" +
+	"api_key_id\x18\a \x01(\tR\bapiKeyId\x128\n" +
+	"\x06scopes\x18\b \x01(\v2 .fmgate.identity.v1.ApiKeyScopesR\x06scopes\x12;\n" +
+	"\vexpire_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\x12\x16\n" +
+	"\x06issuer\x18\n" +
+	" \x01(\tR\x06issuer\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01*l\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf2\x03\n" +
+	"\x06ApiKey\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x1c\n" +
+	"\n" +
+	"api_key_id\x18\x02 \x01(\tR\bapiKeyId\x12!\n" +
+	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName\x12@\n" +
+	"\n" +
+	"owner_kind\x18\x04 \x01(\x0e2!.fmgate.identity.v1.PrincipalKindR\townerKind\x12\x19\n" +
+	"\bowner_id\x18\x05 \x01(\tR\aownerId\x12\x16\n" +
+	"\x06prefix\x18\x06 \x01(\tR\x06prefix\x128\n" +
+	"\x06scopes\x18\a \x01(\v2 .fmgate.identity.v1.ApiKeyScopesR\x06scopes\x12;\n" +
+	"\vcreate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12;\n" +
+	"\vexpire_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\x12;\n" +
+	"\vrevoke_time\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"revokeTime\x12\x18\n" +
+	"\asubject\x18\v \x01(\tR\asubject\"\xd3\x02\n" +
+	"\x13CreateApiKeyRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x1c\n" +
+	"\n" +
+	"api_key_id\x18\x02 \x01(\tR\bapiKeyId\x12!\n" +
+	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName\x12@\n" +
+	"\n" +
+	"owner_kind\x18\x04 \x01(\x0e2!.fmgate.identity.v1.PrincipalKindR\townerKind\x12\x19\n" +
+	"\bowner_id\x18\x05 \x01(\tR\aownerId\x12;\n" +
+	"\vexpire_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime\x128\n" +
+	"\x06scopes\x18\a \x01(\v2 .fmgate.identity.v1.ApiKeyScopesR\x06scopes\"c\n" +
+	"\x14CreateApiKeyResponse\x123\n" +
+	"\aapi_key\x18\x01 \x01(\v2\x1a.fmgate.identity.v1.ApiKeyR\x06apiKey\x12\x16\n" +
+	"\x06secret\x18\x02 \x01(\tR\x06secret\"y\n" +
+	"\x12ListApiKeysRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"t\n" +
+	"\x13ListApiKeysResponse\x125\n" +
+	"\bapi_keys\x18\x01 \x03(\v2\x1a.fmgate.identity.v1.ApiKeyR\aapiKeys\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\\\n" +
+	"\x13RevokeApiKeyRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x1c\n" +
+	"\n" +
+	"api_key_id\x18\x02 \x01(\tR\bapiKeyId\"K\n" +
+	"\x14RevokeApiKeyResponse\x123\n" +
+	"\aapi_key\x18\x01 \x01(\v2\x1a.fmgate.identity.v1.ApiKeyR\x06apiKey\"\x19\n" +
+	"\x17WatchRevocationsRequest\"\xa4\x01\n" +
+	"\x18WatchRevocationsResponse\x12@\n" +
+	"\n" +
+	"revocation\x18\x01 \x01(\v2\x1e.fmgate.identity.v1.RevocationH\x00R\n" +
+	"revocation\x12=\n" +
+	"\theartbeat\x18\x02 \x01(\v2\x1d.fmgate.identity.v1.HeartbeatH\x00R\theartbeatB\a\n" +
+	"\x05event\"\x90\x01\n" +
+	"\n" +
+	"Revocation\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x1c\n" +
+	"\n" +
+	"api_key_id\x18\x02 \x01(\tR\bapiKeyId\x12;\n" +
+	"\vrevoke_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"revokeTime\"\x8e\x01\n" +
+	"\tHeartbeat\x127\n" +
+	"\tsend_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\bsendTime\x12H\n" +
+	"\x12heartbeat_interval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval*l\n" +
 	"\rPrincipalKind\x12\x1e\n" +
 	"\x1aPRINCIPAL_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13PRINCIPAL_KIND_USER\x10\x01\x12\"\n" +
-	"\x1ePRINCIPAL_KIND_SERVICE_ACCOUNT\x10\x022v\n" +
+	"\x1ePRINCIPAL_KIND_SERVICE_ACCOUNT\x10\x02*n\n" +
+	"\tOperation\x12\x19\n" +
+	"\x15OPERATION_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12OPERATION_GENERATE\x10\x01\x12\x13\n" +
+	"\x0fOPERATION_EMBED\x10\x02\x12\x19\n" +
+	"\x15OPERATION_LIST_MODELS\x10\x032\x95\x04\n" +
 	"\x0fIdentityService\x12c\n" +
-	"\fAuthenticate\x12'.fmgate.identity.v1.AuthenticateRequest\x1a(.fmgate.identity.v1.AuthenticateResponse\"\x00B\xcd\x01\n" +
+	"\fAuthenticate\x12'.fmgate.identity.v1.AuthenticateRequest\x1a(.fmgate.identity.v1.AuthenticateResponse\"\x00\x12c\n" +
+	"\fCreateApiKey\x12'.fmgate.identity.v1.CreateApiKeyRequest\x1a(.fmgate.identity.v1.CreateApiKeyResponse\"\x00\x12`\n" +
+	"\vListApiKeys\x12&.fmgate.identity.v1.ListApiKeysRequest\x1a'.fmgate.identity.v1.ListApiKeysResponse\"\x00\x12c\n" +
+	"\fRevokeApiKey\x12'.fmgate.identity.v1.RevokeApiKeyRequest\x1a(.fmgate.identity.v1.RevokeApiKeyResponse\"\x00\x12q\n" +
+	"\x10WatchRevocations\x12+.fmgate.identity.v1.WatchRevocationsRequest\x1a,.fmgate.identity.v1.WatchRevocationsResponse\"\x000\x01B\xcd\x01\n" +
 	"\x16com.fmgate.identity.v1B\rIdentityProtoP\x01Z:github.com/fmgate/fmgate/gen/fmgate/identity/v1;identityv1\xa2\x02\x03FIX\xaa\x02\x12Fmgate.Identity.V1\xca\x02\x12Fmgate\\Identity\\V1\xe2\x02\x1eFmgate\\Identity\\V1\\GPBMetadata\xea\x02\x14Fmgate::Identity::V1b\x06proto3"
 
 var (
@@ -304,26 +1255,68 @@ func file_fmgate_identity_v1_identity_proto_rawDescGZIP() []byte {
 	return file_fmgate_identity_v1_identity_proto_rawDescData
 }
 
-var file_fmgate_identity_v1_identity_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fmgate_identity_v1_identity_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_fmgate_identity_v1_identity_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_fmgate_identity_v1_identity_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_fmgate_identity_v1_identity_proto_goTypes = []any{
-	(PrincipalKind)(0),           // 0: fmgate.identity.v1.PrincipalKind
-	(*AuthenticateRequest)(nil),  // 1: fmgate.identity.v1.AuthenticateRequest
-	(*AuthenticateResponse)(nil), // 2: fmgate.identity.v1.AuthenticateResponse
-	(*Principal)(nil),            // 3: fmgate.identity.v1.Principal
-	nil,                          // 4: fmgate.identity.v1.Principal.AttributesEntry
+	(PrincipalKind)(0),               // 0: fmgate.identity.v1.PrincipalKind
+	(Operation)(0),                   // 1: fmgate.identity.v1.Operation
+	(*AuthenticateRequest)(nil),      // 2: fmgate.identity.v1.AuthenticateRequest
+	(*AuthenticateResponse)(nil),     // 3: fmgate.identity.v1.AuthenticateResponse
+	(*ApiKeyScopes)(nil),             // 4: fmgate.identity.v1.ApiKeyScopes
+	(*Principal)(nil),                // 5: fmgate.identity.v1.Principal
+	(*ApiKey)(nil),                   // 6: fmgate.identity.v1.ApiKey
+	(*CreateApiKeyRequest)(nil),      // 7: fmgate.identity.v1.CreateApiKeyRequest
+	(*CreateApiKeyResponse)(nil),     // 8: fmgate.identity.v1.CreateApiKeyResponse
+	(*ListApiKeysRequest)(nil),       // 9: fmgate.identity.v1.ListApiKeysRequest
+	(*ListApiKeysResponse)(nil),      // 10: fmgate.identity.v1.ListApiKeysResponse
+	(*RevokeApiKeyRequest)(nil),      // 11: fmgate.identity.v1.RevokeApiKeyRequest
+	(*RevokeApiKeyResponse)(nil),     // 12: fmgate.identity.v1.RevokeApiKeyResponse
+	(*WatchRevocationsRequest)(nil),  // 13: fmgate.identity.v1.WatchRevocationsRequest
+	(*WatchRevocationsResponse)(nil), // 14: fmgate.identity.v1.WatchRevocationsResponse
+	(*Revocation)(nil),               // 15: fmgate.identity.v1.Revocation
+	(*Heartbeat)(nil),                // 16: fmgate.identity.v1.Heartbeat
+	nil,                              // 17: fmgate.identity.v1.Principal.AttributesEntry
+	(*timestamppb.Timestamp)(nil),    // 18: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 19: google.protobuf.Duration
 }
 var file_fmgate_identity_v1_identity_proto_depIdxs = []int32{
-	3, // 0: fmgate.identity.v1.AuthenticateResponse.principal:type_name -> fmgate.identity.v1.Principal
-	0, // 1: fmgate.identity.v1.Principal.kind:type_name -> fmgate.identity.v1.PrincipalKind
-	4, // 2: fmgate.identity.v1.Principal.attributes:type_name -> fmgate.identity.v1.Principal.AttributesEntry
-	1, // 3: fmgate.identity.v1.IdentityService.Authenticate:input_type -> fmgate.identity.v1.AuthenticateRequest
-	2, // 4: fmgate.identity.v1.IdentityService.Authenticate:output_type -> fmgate.identity.v1.AuthenticateResponse
-	4, // [4:5] is the sub-list for method output_type
-	3, // [3:4] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	5,  // 0: fmgate.identity.v1.AuthenticateResponse.principal:type_name -> fmgate.identity.v1.Principal
+	1,  // 1: fmgate.identity.v1.ApiKeyScopes.operations:type_name -> fmgate.identity.v1.Operation
+	0,  // 2: fmgate.identity.v1.Principal.kind:type_name -> fmgate.identity.v1.PrincipalKind
+	17, // 3: fmgate.identity.v1.Principal.attributes:type_name -> fmgate.identity.v1.Principal.AttributesEntry
+	4,  // 4: fmgate.identity.v1.Principal.scopes:type_name -> fmgate.identity.v1.ApiKeyScopes
+	18, // 5: fmgate.identity.v1.Principal.expire_time:type_name -> google.protobuf.Timestamp
+	0,  // 6: fmgate.identity.v1.ApiKey.owner_kind:type_name -> fmgate.identity.v1.PrincipalKind
+	4,  // 7: fmgate.identity.v1.ApiKey.scopes:type_name -> fmgate.identity.v1.ApiKeyScopes
+	18, // 8: fmgate.identity.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
+	18, // 9: fmgate.identity.v1.ApiKey.expire_time:type_name -> google.protobuf.Timestamp
+	18, // 10: fmgate.identity.v1.ApiKey.revoke_time:type_name -> google.protobuf.Timestamp
+	0,  // 11: fmgate.identity.v1.CreateApiKeyRequest.owner_kind:type_name -> fmgate.identity.v1.PrincipalKind
+	18, // 12: fmgate.identity.v1.CreateApiKeyRequest.expire_time:type_name -> google.protobuf.Timestamp
+	4,  // 13: fmgate.identity.v1.CreateApiKeyRequest.scopes:type_name -> fmgate.identity.v1.ApiKeyScopes
+	6,  // 14: fmgate.identity.v1.CreateApiKeyResponse.api_key:type_name -> fmgate.identity.v1.ApiKey
+	6,  // 15: fmgate.identity.v1.ListApiKeysResponse.api_keys:type_name -> fmgate.identity.v1.ApiKey
+	6,  // 16: fmgate.identity.v1.RevokeApiKeyResponse.api_key:type_name -> fmgate.identity.v1.ApiKey
+	15, // 17: fmgate.identity.v1.WatchRevocationsResponse.revocation:type_name -> fmgate.identity.v1.Revocation
+	16, // 18: fmgate.identity.v1.WatchRevocationsResponse.heartbeat:type_name -> fmgate.identity.v1.Heartbeat
+	18, // 19: fmgate.identity.v1.Revocation.revoke_time:type_name -> google.protobuf.Timestamp
+	18, // 20: fmgate.identity.v1.Heartbeat.send_time:type_name -> google.protobuf.Timestamp
+	19, // 21: fmgate.identity.v1.Heartbeat.heartbeat_interval:type_name -> google.protobuf.Duration
+	2,  // 22: fmgate.identity.v1.IdentityService.Authenticate:input_type -> fmgate.identity.v1.AuthenticateRequest
+	7,  // 23: fmgate.identity.v1.IdentityService.CreateApiKey:input_type -> fmgate.identity.v1.CreateApiKeyRequest
+	9,  // 24: fmgate.identity.v1.IdentityService.ListApiKeys:input_type -> fmgate.identity.v1.ListApiKeysRequest
+	11, // 25: fmgate.identity.v1.IdentityService.RevokeApiKey:input_type -> fmgate.identity.v1.RevokeApiKeyRequest
+	13, // 26: fmgate.identity.v1.IdentityService.WatchRevocations:input_type -> fmgate.identity.v1.WatchRevocationsRequest
+	3,  // 27: fmgate.identity.v1.IdentityService.Authenticate:output_type -> fmgate.identity.v1.AuthenticateResponse
+	8,  // 28: fmgate.identity.v1.IdentityService.CreateApiKey:output_type -> fmgate.identity.v1.CreateApiKeyResponse
+	10, // 29: fmgate.identity.v1.IdentityService.ListApiKeys:output_type -> fmgate.identity.v1.ListApiKeysResponse
+	12, // 30: fmgate.identity.v1.IdentityService.RevokeApiKey:output_type -> fmgate.identity.v1.RevokeApiKeyResponse
+	14, // 31: fmgate.identity.v1.IdentityService.WatchRevocations:output_type -> fmgate.identity.v1.WatchRevocationsResponse
+	27, // [27:32] is the sub-list for method output_type
+	22, // [22:27] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_fmgate_identity_v1_identity_proto_init() }
@@ -331,13 +1324,17 @@ func file_fmgate_identity_v1_identity_proto_init() {
 	if File_fmgate_identity_v1_identity_proto != nil {
 		return
 	}
+	file_fmgate_identity_v1_identity_proto_msgTypes[12].OneofWrappers = []any{
+		(*WatchRevocationsResponse_Revocation)(nil),
+		(*WatchRevocationsResponse_Heartbeat)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fmgate_identity_v1_identity_proto_rawDesc), len(file_fmgate_identity_v1_identity_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   4,
+			NumEnums:      2,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

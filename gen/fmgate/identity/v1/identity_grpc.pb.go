@@ -21,19 +21,47 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	IdentityService_Authenticate_FullMethodName = "/fmgate.identity.v1.IdentityService/Authenticate"
+	IdentityService_Authenticate_FullMethodName     = "/fmgate.identity.v1.IdentityService/Authenticate"
+	IdentityService_CreateApiKey_FullMethodName     = "/fmgate.identity.v1.IdentityService/CreateApiKey"
+	IdentityService_ListApiKeys_FullMethodName      = "/fmgate.identity.v1.IdentityService/ListApiKeys"
+	IdentityService_RevokeApiKey_FullMethodName     = "/fmgate.identity.v1.IdentityService/RevokeApiKey"
+	IdentityService_WatchRevocations_FullMethodName = "/fmgate.identity.v1.IdentityService/WatchRevocations"
 )
 
 // IdentityServiceClient is the client API for IdentityService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// IdentityService turns credentials into principals.
+// IdentityService turns credentials into principals and administers API keys.
+//
+// Every RPC but Authenticate and WatchRevocations is scoped by organization_id: a resource of
+// another organisation is NOT_FOUND, never read or changed. Admin RPCs carry no
+// authorisation of their own; the admin layer in front of them decides who may call them.
 type IdentityServiceClient interface {
-	// Authenticate resolves a credential (an API key) to the principal it belongs to.
-	// Unknown, expired and revoked credentials get UNAUTHENTICATED with the same message, so a
-	// caller cannot tell which.
+	// Authenticate resolves a credential to the principal it belongs to: an API key, or an
+	// OIDC/JWT bearer token (a credential of JWT shape, three base64url segments starting with
+	// "eyJ") signed by an issuer configured for an organisation. Unknown, expired and revoked
+	// credentials, and tokens that fail any check, get UNAUTHENTICATED with the same message,
+	// so a caller cannot tell which.
 	Authenticate(ctx context.Context, in *AuthenticateRequest, opts ...grpc.CallOption) (*AuthenticateResponse, error)
+	// CreateApiKey creates an API key held by a user or service account of the organisation.
+	// The secret is in the response and nowhere else, ever: only its SHA-256 and its visible
+	// prefix are stored.
+	CreateApiKey(ctx context.Context, in *CreateApiKeyRequest, opts ...grpc.CallOption) (*CreateApiKeyResponse, error)
+	// ListApiKeys pages through an organisation's API keys, revoked ones included, by id.
+	// Neither the secret nor its hash is ever returned.
+	ListApiKeys(ctx context.Context, in *ListApiKeysRequest, opts ...grpc.CallOption) (*ListApiKeysResponse, error)
+	// RevokeApiKey revokes an API key from now on. Revoking a revoked key keeps the earlier
+	// revocation and succeeds. Every replica refuses the key within a second: see
+	// WatchRevocations.
+	RevokeApiKey(ctx context.Context, in *RevokeApiKeyRequest, opts ...grpc.CallOption) (*RevokeApiKeyResponse, error)
+	// WatchRevocations streams every API key revocation recorded from the moment the stream
+	// starts, in every organisation, so that a caller caching principals (the edge) can drop
+	// them. The first message is a heartbeat sent once the subscription is in place; further
+	// heartbeats follow at a fixed interval (heartbeat_interval). A caller that misses
+	// heartbeats for twice that interval, or whose stream ends, must treat every cached
+	// principal as stale: revocations may have been missed. Events may repeat.
+	WatchRevocations(ctx context.Context, in *WatchRevocationsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchRevocationsResponse], error)
 }
 
 type identityServiceClient struct {
@@ -54,16 +82,89 @@ func (c *identityServiceClient) Authenticate(ctx context.Context, in *Authentica
 	return out, nil
 }
 
+func (c *identityServiceClient) CreateApiKey(ctx context.Context, in *CreateApiKeyRequest, opts ...grpc.CallOption) (*CreateApiKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateApiKeyResponse)
+	err := c.cc.Invoke(ctx, IdentityService_CreateApiKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *identityServiceClient) ListApiKeys(ctx context.Context, in *ListApiKeysRequest, opts ...grpc.CallOption) (*ListApiKeysResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListApiKeysResponse)
+	err := c.cc.Invoke(ctx, IdentityService_ListApiKeys_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *identityServiceClient) RevokeApiKey(ctx context.Context, in *RevokeApiKeyRequest, opts ...grpc.CallOption) (*RevokeApiKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevokeApiKeyResponse)
+	err := c.cc.Invoke(ctx, IdentityService_RevokeApiKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *identityServiceClient) WatchRevocations(ctx context.Context, in *WatchRevocationsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchRevocationsResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &IdentityService_ServiceDesc.Streams[0], IdentityService_WatchRevocations_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchRevocationsRequest, WatchRevocationsResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type IdentityService_WatchRevocationsClient = grpc.ServerStreamingClient[WatchRevocationsResponse]
+
 // IdentityServiceServer is the server API for IdentityService service.
 // All implementations must embed UnimplementedIdentityServiceServer
 // for forward compatibility.
 //
-// IdentityService turns credentials into principals.
+// IdentityService turns credentials into principals and administers API keys.
+//
+// Every RPC but Authenticate and WatchRevocations is scoped by organization_id: a resource of
+// another organisation is NOT_FOUND, never read or changed. Admin RPCs carry no
+// authorisation of their own; the admin layer in front of them decides who may call them.
 type IdentityServiceServer interface {
-	// Authenticate resolves a credential (an API key) to the principal it belongs to.
-	// Unknown, expired and revoked credentials get UNAUTHENTICATED with the same message, so a
-	// caller cannot tell which.
+	// Authenticate resolves a credential to the principal it belongs to: an API key, or an
+	// OIDC/JWT bearer token (a credential of JWT shape, three base64url segments starting with
+	// "eyJ") signed by an issuer configured for an organisation. Unknown, expired and revoked
+	// credentials, and tokens that fail any check, get UNAUTHENTICATED with the same message,
+	// so a caller cannot tell which.
 	Authenticate(context.Context, *AuthenticateRequest) (*AuthenticateResponse, error)
+	// CreateApiKey creates an API key held by a user or service account of the organisation.
+	// The secret is in the response and nowhere else, ever: only its SHA-256 and its visible
+	// prefix are stored.
+	CreateApiKey(context.Context, *CreateApiKeyRequest) (*CreateApiKeyResponse, error)
+	// ListApiKeys pages through an organisation's API keys, revoked ones included, by id.
+	// Neither the secret nor its hash is ever returned.
+	ListApiKeys(context.Context, *ListApiKeysRequest) (*ListApiKeysResponse, error)
+	// RevokeApiKey revokes an API key from now on. Revoking a revoked key keeps the earlier
+	// revocation and succeeds. Every replica refuses the key within a second: see
+	// WatchRevocations.
+	RevokeApiKey(context.Context, *RevokeApiKeyRequest) (*RevokeApiKeyResponse, error)
+	// WatchRevocations streams every API key revocation recorded from the moment the stream
+	// starts, in every organisation, so that a caller caching principals (the edge) can drop
+	// them. The first message is a heartbeat sent once the subscription is in place; further
+	// heartbeats follow at a fixed interval (heartbeat_interval). A caller that misses
+	// heartbeats for twice that interval, or whose stream ends, must treat every cached
+	// principal as stale: revocations may have been missed. Events may repeat.
+	WatchRevocations(*WatchRevocationsRequest, grpc.ServerStreamingServer[WatchRevocationsResponse]) error
 	mustEmbedUnimplementedIdentityServiceServer()
 }
 
@@ -76,6 +177,18 @@ type UnimplementedIdentityServiceServer struct{}
 
 func (UnimplementedIdentityServiceServer) Authenticate(context.Context, *AuthenticateRequest) (*AuthenticateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Authenticate not implemented")
+}
+func (UnimplementedIdentityServiceServer) CreateApiKey(context.Context, *CreateApiKeyRequest) (*CreateApiKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateApiKey not implemented")
+}
+func (UnimplementedIdentityServiceServer) ListApiKeys(context.Context, *ListApiKeysRequest) (*ListApiKeysResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListApiKeys not implemented")
+}
+func (UnimplementedIdentityServiceServer) RevokeApiKey(context.Context, *RevokeApiKeyRequest) (*RevokeApiKeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RevokeApiKey not implemented")
+}
+func (UnimplementedIdentityServiceServer) WatchRevocations(*WatchRevocationsRequest, grpc.ServerStreamingServer[WatchRevocationsResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchRevocations not implemented")
 }
 func (UnimplementedIdentityServiceServer) mustEmbedUnimplementedIdentityServiceServer() {}
 func (UnimplementedIdentityServiceServer) testEmbeddedByValue()                         {}
@@ -116,6 +229,71 @@ func _IdentityService_Authenticate_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _IdentityService_CreateApiKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateApiKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IdentityServiceServer).CreateApiKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IdentityService_CreateApiKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IdentityServiceServer).CreateApiKey(ctx, req.(*CreateApiKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _IdentityService_ListApiKeys_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListApiKeysRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IdentityServiceServer).ListApiKeys(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IdentityService_ListApiKeys_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IdentityServiceServer).ListApiKeys(ctx, req.(*ListApiKeysRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _IdentityService_RevokeApiKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevokeApiKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IdentityServiceServer).RevokeApiKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IdentityService_RevokeApiKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IdentityServiceServer).RevokeApiKey(ctx, req.(*RevokeApiKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _IdentityService_WatchRevocations_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchRevocationsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(IdentityServiceServer).WatchRevocations(m, &grpc.GenericServerStream[WatchRevocationsRequest, WatchRevocationsResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type IdentityService_WatchRevocationsServer = grpc.ServerStreamingServer[WatchRevocationsResponse]
+
 // IdentityService_ServiceDesc is the grpc.ServiceDesc for IdentityService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -127,7 +305,25 @@ var IdentityService_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Authenticate",
 			Handler:    _IdentityService_Authenticate_Handler,
 		},
+		{
+			MethodName: "CreateApiKey",
+			Handler:    _IdentityService_CreateApiKey_Handler,
+		},
+		{
+			MethodName: "ListApiKeys",
+			Handler:    _IdentityService_ListApiKeys_Handler,
+		},
+		{
+			MethodName: "RevokeApiKey",
+			Handler:    _IdentityService_RevokeApiKey_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchRevocations",
+			Handler:       _IdentityService_WatchRevocations_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "fmgate/identity/v1/identity.proto",
 }

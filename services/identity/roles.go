@@ -1,0 +1,86 @@
+package identity
+
+import (
+	"fmt"
+	"slices"
+)
+
+// Permission names one thing a principal may do. Names are "<resource>.<verb>".
+type Permission string
+
+const (
+	PermModelsRead     Permission = "models.read"     // see models, endpoints, routes, cards
+	PermModelsWrite    Permission = "models.write"    // create, change, approve, retire models and endpoints
+	PermModelsUse      Permission = "models.use"      // call models through the gateway
+	PermPoliciesRead   Permission = "policies.read"   // see policies and their history
+	PermPoliciesWrite  Permission = "policies.write"  // create and change policies
+	PermKeysRead       Permission = "keys.read"       // list API keys (never secrets)
+	PermKeysWrite      Permission = "keys.write"      // create and revoke API keys
+	PermIdentityRead   Permission = "identity.read"   // see teams, users, service accounts, roles
+	PermIdentityWrite  Permission = "identity.write"  // change teams, users, service accounts, roles
+	PermAuditRead      Permission = "audit.read"      // read and export the audit trail
+	PermQuotaRead      Permission = "quota.read"      // see limits, usage and spend
+	PermQuotaWrite     Permission = "quota.write"     // change limits and budgets
+	PermEulaAccept     Permission = "eula.accept"     // accept a model's EULA for a team
+	PermHostingRequest Permission = "hosting.request" // ask for dedicated hosting of a model
+)
+
+// Permissions lists every known Permission; custom roles may only use these.
+var Permissions = []Permission{
+	PermModelsRead, PermModelsWrite, PermModelsUse, PermPoliciesRead, PermPoliciesWrite,
+	PermKeysRead, PermKeysWrite, PermIdentityRead, PermIdentityWrite, PermAuditRead,
+	PermQuotaRead, PermQuotaWrite, PermEulaAccept, PermHostingRequest,
+}
+
+// Built-in role ids. They exist in every organisation and cannot be changed.
+const (
+	RoleOrgAdmin    = "org_admin"
+	RoleModelAdmin  = "model_admin"
+	RolePolicyAdmin = "policy_admin"
+	RoleAuditor     = "auditor"
+	RoleDeveloper   = "developer"
+	RoleViewer      = "viewer"
+)
+
+// BuiltinRoles maps each built-in role to its permissions.
+var BuiltinRoles = map[string][]Permission{
+	RoleOrgAdmin: Permissions,
+	RoleModelAdmin: {PermModelsRead, PermModelsWrite, PermModelsUse, PermEulaAccept,
+		PermQuotaRead, PermHostingRequest},
+	RolePolicyAdmin: {PermPoliciesRead, PermPoliciesWrite, PermModelsRead, PermQuotaRead},
+	RoleAuditor: {PermAuditRead, PermModelsRead, PermPoliciesRead, PermKeysRead,
+		PermIdentityRead, PermQuotaRead},
+	RoleDeveloper: {PermModelsRead, PermModelsUse, PermKeysRead, PermKeysWrite, PermQuotaRead,
+		PermEulaAccept, PermHostingRequest},
+	RoleViewer: {PermModelsRead, PermPoliciesRead, PermQuotaRead},
+}
+
+// ValidatePermissions returns a *ValidationError for each unknown or repeated permission.
+func ValidatePermissions(perms []Permission) []error {
+	var errs []error
+	for i, p := range perms {
+		switch {
+		case !slices.Contains(Permissions, p):
+			errs = append(errs, &ValidationError{Field: "permissions", Problem: fmt.Sprintf("%q is not a known permission", p)})
+		case slices.Contains(perms[:i], p):
+			errs = append(errs, &ValidationError{Field: "permissions", Problem: fmt.Sprintf("%q is repeated", p)})
+		}
+	}
+	return errs
+}
+
+// EffectivePermissions returns the sorted union of the permissions of roles, looking each
+// up among the built-in roles, then in custom (an organisation's own roles, by id). An
+// unknown role grants nothing.
+func EffectivePermissions(roles []string, custom map[string][]Permission) []Permission {
+	var out []Permission
+	for _, r := range roles {
+		perms, ok := BuiltinRoles[r]
+		if !ok {
+			perms = custom[r]
+		}
+		out = append(out, perms...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
