@@ -282,6 +282,9 @@ func (s *Server) ListModels(ctx context.Context, req *gatewayv1.ListModelsReques
 	if req.GetPageSize() < 0 {
 		return nil, apierr.Field("page_size", "must not be negative")
 	}
+	if err := checkScope(p, identityv1.Operation_OPERATION_LIST_MODELS, ""); err != nil {
+		return nil, err
+	}
 	page, err := s.d.Registry.ListModels(ctx, &registryv1.ListModelsRequest{
 		OrganizationId: p.GetOrganizationId(), PageSize: req.GetPageSize(), PageToken: req.GetPageToken(),
 	})
@@ -294,7 +297,7 @@ func (s *Server) ListModels(ctx context.Context, req *gatewayv1.ListModelsReques
 		if err != nil {
 			return nil, err
 		}
-		if d.GetDecision() != policyv1.Decision_DECISION_ALLOW {
+		if d.GetDecision() != policyv1.Decision_DECISION_ALLOW || !scopeAllowsModel(p, m.GetName()) {
 			continue
 		}
 		resp.Models = append(resp.Models, publicModel(m))
@@ -313,6 +316,9 @@ func (s *Server) admit(ctx context.Context, model string, msgs []*typev1.Message
 		return nil, err
 	}
 	facts := &policyv1.RequestFacts{MessageCount: int32(len(msgs)), Stream: stream, MaxOutputTokens: params.GetMaxOutputTokens()}
+	if err := checkScope(p, identityv1.Operation_OPERATION_GENERATE, model); err != nil {
+		return nil, err
+	}
 	return s.admitFor(ctx, p, model, msgs, params, facts)
 }
 
@@ -388,6 +394,9 @@ func (s *Server) Embed(ctx context.Context, req *gatewayv1.EmbedRequest) (*gatew
 	for i, in := range req.GetInputs() {
 		msgs[i] = &typev1.Message{Role: typev1.Role_ROLE_USER, Content: []*typev1.ContentPart{{Part: &typev1.ContentPart_Text{Text: in}}}}
 	}
+	if err := checkScope(p, identityv1.Operation_OPERATION_EMBED, req.GetModel()); err != nil {
+		return nil, err
+	}
 	a, err := s.admitFor(ctx, p, req.GetModel(), msgs, nil, &policyv1.RequestFacts{MessageCount: int32(len(msgs))})
 	if err != nil {
 		return nil, err
@@ -430,7 +439,13 @@ func (s *Server) GetModel(ctx context.Context, req *gatewayv1.GetModelRequest) (
 		v[0].Field = "name"
 		return nil, v.err()
 	}
+	if err := checkScope(p, identityv1.Operation_OPERATION_LIST_MODELS, ""); err != nil {
+		return nil, err
+	}
 	notFound := status.Errorf(codes.NotFound, "model %q not found", req.GetName())
+	if !scopeAllowsModel(p, req.GetName()) {
+		return nil, notFound
+	}
 	route, err := s.resolveRoute(ctx, p.GetOrganizationId(), req.GetName())
 	switch status.Code(err) {
 	case codes.OK:
