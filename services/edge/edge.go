@@ -476,13 +476,21 @@ func (s *Server) authenticate(ctx context.Context) (*identityv1.Principal, error
 		return nil, status.Error(codes.Unauthenticated, "missing API key: send it as 'Authorization: Bearer <key>'")
 	}
 	credential := values[0]
-	return s.principals.get(ctx, credentialKey(credential), func(ctx context.Context) (*identityv1.Principal, error) {
+	p, err := s.principals.get(ctx, credentialKey(credential), func(ctx context.Context) (*identityv1.Principal, error) {
 		resp, err := s.d.Identity.Authenticate(ctx, &identityv1.AuthenticateRequest{Credential: credential})
 		if err != nil {
 			return nil, err
 		}
 		return resp.GetPrincipal(), nil
 	})
+	if err != nil {
+		return nil, err
+	}
+	// A cached principal is never used past its credential's expiry.
+	if exp := p.GetExpireTime(); exp != nil && !time.Now().Before(exp.AsTime()) {
+		return nil, status.Error(codes.Unauthenticated, "invalid credential")
+	}
+	return p, nil
 }
 
 // resolveRoute returns the route of an organisation's model, cached for RouteTTL.
