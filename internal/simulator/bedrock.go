@@ -55,6 +55,46 @@ func (s *Simulator) registerBedrock(mux *http.ServeMux) {
 	mux.HandleFunc("POST /model/{modelId}/converse-stream", func(w http.ResponseWriter, r *http.Request) {
 		s.bedrockConverse(w, r, true)
 	})
+	mux.HandleFunc("GET /foundation-models", s.bedrockFoundationModels)
+}
+
+// bedrockFoundationModels answers the Bedrock control plane's ListFoundationModels with
+// Config.Models, each a text model of provider "fmgate"; the request must be signed as
+// every Bedrock request is.
+func (s *Simulator) bedrockFoundationModels(w http.ResponseWriter, r *http.Request) {
+	s.setBedrockRequestID(w)
+	if !s.bedrockAuthorized(w, r, nil) {
+		return
+	}
+	auth, _ := parseSigV4Authorization(r.Header.Get("Authorization"))
+	type summary struct {
+		ModelArn                   string         `json:"modelArn"`
+		ModelID                    string         `json:"modelId"`
+		ModelName                  string         `json:"modelName"`
+		ProviderName               string         `json:"providerName"`
+		InputModalities            []string       `json:"inputModalities"`
+		OutputModalities           []string       `json:"outputModalities"`
+		ResponseStreamingSupported bool           `json:"responseStreamingSupported"`
+		InferenceTypesSupported    []string       `json:"inferenceTypesSupported"`
+		ModelLifecycle             map[string]any `json:"modelLifecycle"`
+	}
+	list := struct {
+		ModelSummaries []summary `json:"modelSummaries"`
+	}{ModelSummaries: make([]summary, len(s.cfg.Models))}
+	for i, m := range s.cfg.Models {
+		list.ModelSummaries[i] = summary{
+			ModelArn:                   "arn:aws:bedrock:" + auth.region + "::foundation-model/" + m,
+			ModelID:                    m,
+			ModelName:                  "Simulated " + m,
+			ProviderName:               "fmgate",
+			InputModalities:            []string{"TEXT"},
+			OutputModalities:           []string{"TEXT"},
+			ResponseStreamingSupported: true,
+			InferenceTypesSupported:    []string{"ON_DEMAND"},
+			ModelLifecycle:             map[string]any{"status": "ACTIVE"},
+		}
+	}
+	writeJSON(w, http.StatusOK, list)
 }
 
 // The request fields the simulator reads; the rest are accepted and ignored.

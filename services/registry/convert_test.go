@@ -27,8 +27,64 @@ func TestConvertRoundTrip(t *testing.T) {
 			assert.True(t, ProviderFromProto(kind).Valid(), kind)
 		}
 	}
-	assert.True(t, proto.Equal(&registryv1.Endpoint{Weight: 5, Priority: 2, ApiVersion: "v"},
-		endpointToProto(Endpoint{Weight: 5, Priority: 2, APIVersion: "v"})))
+	e := Endpoint{Weight: 5, Priority: 2, APIVersion: "v"}
+	assert.True(t, proto.Equal(&registryv1.Endpoint{Weight: 5, Priority: 2, ApiVersion: "v", Etag: e.Etag()},
+		endpointToProto(e)))
+}
+
+func TestConvertCardRoundTrip(t *testing.T) {
+	days := int32(0)
+	m := Model{OrganizationID: "o", Name: "m", LifecycleState: LifecycleDeprecated, Card: ModelCard{
+		Family: "f", Version: "v", InputModalities: []Modality{ModalityText, ModalityAudio},
+		OutputModalities: []Modality{ModalityImage, ModalityVideo, ModalityEmbedding}, MaxOutputTokens: 10,
+		Capabilities: Capabilities{Tools: true, JSONOutput: true}, PricePerImage: 0.5, Regions: []string{"eu"},
+		IntendedUses: []string{"u"}, UseCaseTags: []string{"t"}, Limitations: []string{"l"},
+		EvaluationMetrics: map[string]float64{"x": 1.5}, License: License{Name: "n", URL: "https://l", Version: "1", AcceptanceRequired: true},
+		DataHandling: DataHandling{RetentionDays: &days, UsedForTraining: true}, SuccessorModel: "s", VendorModelID: "vm",
+	}}
+	pm := modelToProto(m)
+	assert.Equal(t, m, ModelFromProto(pm))
+	assert.Equal(t, m.Etag(), pm.GetEtag())
+	assert.Equal(t, registryv1.LifecycleState_LIFECYCLE_STATE_DEPRECATED, pm.GetLifecycleState())
+
+	// Unknown retention stays unknown; an unknown modality stays visible to validation.
+	m.Card.DataHandling.RetentionDays = nil
+	assert.Nil(t, ModelFromProto(modelToProto(m)).Card.DataHandling.RetentionDays)
+	bad := ModelFromProto(&registryv1.Model{InputModalities: []registryv1.Modality{99}})
+	assert.False(t, bad.Card.InputModalities[0].Valid())
+
+	// Every modality and hosting state the contract defines maps both ways.
+	for k := range registryv1.Modality_name {
+		if v := registryv1.Modality(k); v != registryv1.Modality_MODALITY_UNSPECIFIED {
+			assert.True(t, fromProto(modalityToProto, v).Valid(), v)
+		}
+	}
+	for k := range registryv1.HostingState_name {
+		if v := registryv1.HostingState(k); v != registryv1.HostingState_HOSTING_STATE_UNSPECIFIED {
+			assert.True(t, fromProto(hostingToProto, v).Valid(), v)
+		}
+	}
+}
+
+func TestEtagChangesWithEveryField(t *testing.T) {
+	base := Model{OrganizationID: "o", Name: "m", LifecycleState: LifecycleApproved}
+	assert.Equal(t, base.Etag(), base.Clone().Etag())
+	withEmpty := base
+	withEmpty.EndpointIDs = []string{}
+	assert.Equal(t, base.Etag(), withEmpty.Etag(), "empty and nil lists are the same content")
+	seen := map[string]bool{base.Etag(): true}
+	for _, change := range []func(*Model){
+		func(m *Model) { m.ContextWindow = 1 },
+		func(m *Model) { m.LifecycleState = LifecycleDeprecated },
+		func(m *Model) { m.Card.Capabilities.Vision = true },
+		func(m *Model) { m.Card.EvaluationMetrics = map[string]float64{"a": 1} },
+		func(m *Model) { d := int32(0); m.Card.DataHandling.RetentionDays = &d },
+	} {
+		m := base
+		change(&m)
+		assert.False(t, seen[m.Etag()])
+		seen[m.Etag()] = true
+	}
 }
 
 func TestEffectiveWeight(t *testing.T) {

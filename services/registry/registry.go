@@ -16,13 +16,47 @@ var ErrNotFound = errors.New("not found")
 // ErrInvalidPageToken is returned by List methods for a token they did not issue.
 var ErrInvalidPageToken = errors.New("invalid page token")
 
+// ErrAlreadyExists is matched by every "that name is taken" error; stores return it as an
+// *AlreadyExistsError.
+var ErrAlreadyExists = errors.New("already exists")
+
+// ErrEtagMismatch reports an update or delete whose etag no longer matches the record: someone
+// changed it since the caller read it.
+var ErrEtagMismatch = errors.New("etag mismatch")
+
+// AlreadyExistsError reports that an organization already has a record of that name. It
+// matches ErrAlreadyExists.
+type AlreadyExistsError struct {
+	Resource Resource
+	Name     string
+}
+
+func (e *AlreadyExistsError) Error() string {
+	return fmt.Sprintf("%s %q already exists", e.Resource, e.Name)
+}
+
+// Is makes errors.Is(err, ErrAlreadyExists) true.
+func (e *AlreadyExistsError) Is(target error) bool { return target == ErrAlreadyExists }
+
+// StateError reports an operation the record's current state forbids (other than a
+// lifecycle transition, which is a *TransitionError).
+type StateError struct {
+	Resource Resource
+	Name     string
+	Reason   string // an ErrorInfo reason, UPPER_SNAKE_CASE
+	Message  string
+}
+
+func (e *StateError) Error() string { return e.Message }
+
 // Resource names a kind of registry record in errors.
 type Resource string
 
 // The resources a NotFoundError can name.
 const (
-	ResourceModel    Resource = "model"
-	ResourceEndpoint Resource = "endpoint"
+	ResourceModel          Resource = "model"
+	ResourceEndpoint       Resource = "endpoint"
+	ResourceHostingRequest Resource = "hosting request"
 )
 
 // NotFoundError reports that an organization has no record of that name. It matches
@@ -106,6 +140,8 @@ type Model struct {
 	// exist or are not routable, and does not follow a fallback's own fallbacks. At most
 	// MaxFallbackModels, never the model itself.
 	FallbackModels []string
+	// Card is the rest of the model card.
+	Card ModelCard
 }
 
 // MaxFallbackModels bounds Model.FallbackModels, and so the work of one resolution.
@@ -179,19 +215,24 @@ func (p Page) Limit() int {
 type ModelFilter struct {
 	// States keeps models in one of these states; empty keeps all.
 	States []LifecycleState
+	// Vendor keeps models of this vendor; "" keeps all.
+	Vendor string
+	// UseCaseTag keeps models whose card carries this tag; "" keeps all.
+	UseCaseTag string
 }
 
 // Match reports whether m passes the filter.
 func (f ModelFilter) Match(m Model) bool {
-	if len(f.States) == 0 {
-		return true
-	}
-	for _, s := range f.States {
-		if m.LifecycleState == s {
-			return true
-		}
-	}
-	return false
+	return (len(f.States) == 0 || slices.Contains(f.States, m.LifecycleState)) &&
+		(f.Vendor == "" || m.Vendor == f.Vendor) &&
+		(f.UseCaseTag == "" || slices.Contains(m.Card.UseCaseTags, f.UseCaseTag))
+}
+
+// ModelChange is what an UpdateModel callback returns: the new model and, when it changes
+// the lifecycle state, the transition to record in the same transaction.
+type ModelChange struct {
+	Model      Model
+	Transition *Transition
 }
 
 // Store persists models and endpoints. Every method is scoped to one organization: no call
@@ -222,4 +263,37 @@ type Store interface {
 	GetEndpoints(ctx context.Context, organizationID string, ids []string) ([]Endpoint, error)
 	// ListEndpoints pages through the organization's endpoints ordered by id, as ListModels.
 	ListEndpoints(ctx context.Context, organizationID string, page Page) ([]Endpoint, string, error)
+
+	// CreateModel stores m, which must not exist: *AlreadyExistsError (ErrAlreadyExists)
+	// otherwise, *ValidationError for an invalid model.
+	CreateModel(ctx context.Context, m Model) error
+	// UpdateModel reads the organization's model, calls fn with it and stores what fn
+	// returns, atomically: no other write to the model happens in between, so fn may check
+	// an etag. fn runs under the store's lock or row lock and must not call the store. fn's error is returned as is and nothing is written. The model's organization
+	// and name cannot change (*ValidationError). When the change carries a Transition it is
+	// recorded in the same transaction. It returns the model before and after.
+	// *NotFoundError when the model does not exist.
+	UpdateModel(ctx context.Context, organizationID, name string, fn func(current Model) (ModelChange, error)) (before, after Model, err error)
+	// DeleteModel removes the model if check, called with it atomically, returns nil, and
+	// returns what was removed. Its transitions stay. *NotFoundError when it does not exist.
+	DeleteModel(ctx context.Context, organizationID, name string, check func(current Model) error) (Model, error)
+	// ListTransitions pages through the transitions recorded for the organization's model
+	// name, oldest first. The model need not exist any more.
+	ListTransitions(ctx context.Context, organizationID, name string, page Page) ([]Transition, string, error)
+
+	// CreateEndpoint, UpdateEndpoint and DeleteEndpoint are CreateModel, UpdateModel and
+	// DeleteModel for endpoints.
+	CreateEndpoint(ctx context.Context, e Endpoint) error
+	UpdateEndpoint(ctx context.Context, organizationID, id string, fn func(current Endpoint) (Endpoint, error)) (before, after Endpoint, err error)
+	DeleteEndpoint(ctx context.Context, organizationID, id string, check func(current Endpoint) error) (Endpoint, error)
+
+	// CreateHostingRequest stores h, which must not exist (*AlreadyExistsError).
+	CreateHostingRequest(ctx context.Context, h HostingRequest) error
+	// GetHostingRequest returns a *NotFoundError when the organization has no such request.
+	GetHostingRequest(ctx context.Context, organizationID, id string) (HostingRequest, error)
+	// ListHostingRequests pages through the organization's requests that pass filter,
+	// ordered by id (which is creation order), as ListModels.
+	ListHostingRequests(ctx context.Context, organizationID string, filter HostingFilter, page Page) ([]HostingRequest, string, error)
+	// UpdateHostingRequest is UpdateModel for hosting requests.
+	UpdateHostingRequest(ctx context.Context, organizationID, id string, fn func(current HostingRequest) (HostingRequest, error)) (before, after HostingRequest, err error)
 }

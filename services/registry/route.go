@@ -22,11 +22,16 @@ type RouteError struct {
 	Failure RouteFailure
 	Model   string
 	State   LifecycleState
+	// Successor is the model's successor, when its card names one.
+	Successor string
 }
 
 func (e *RouteError) Error() string {
 	switch e.Failure {
 	case FailureRetired:
+		if e.Successor != "" {
+			return fmt.Sprintf("model %q is retired and can no longer be used; use %q instead", e.Model, e.Successor)
+		}
 		return fmt.Sprintf("model %q is retired and can no longer be used", e.Model)
 	case FailureNoEndpoint:
 		return fmt.Sprintf("model %q has no endpoint to serve it", e.Model)
@@ -90,7 +95,7 @@ func (b *routeBuilder) add(eps []Endpoint) {
 func CheckRoutable(m Model) error {
 	switch {
 	case m.LifecycleState == LifecycleRetired:
-		return &RouteError{Failure: FailureRetired, Model: m.Name, State: m.LifecycleState}
+		return &RouteError{Failure: FailureRetired, Model: m.Name, State: m.LifecycleState, Successor: m.Card.SuccessorModel}
 	case !m.LifecycleState.Routable():
 		return &RouteError{Failure: FailureNotRoutable, Model: m.Name, State: m.LifecycleState}
 	}

@@ -3,8 +3,12 @@ package registry
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net/http"
+	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -18,10 +22,39 @@ type Server struct {
 	registryv1.UnimplementedRegistryServiceServer
 	store Store
 	log   *slog.Logger
+	cfg   Config
 }
 
-// NewServer returns a server reading from store.
-func NewServer(store Store, log *slog.Logger) *Server { return &Server{store: store, log: log} }
+// Config holds the server's optional knobs; the zero value works.
+type Config struct {
+	// Now is the clock of recorded transitions and hosting requests; nil means time.Now.
+	Now func() time.Time
+	// HTTPClient calls vendors' catalogue APIs (ImportVendorModels); nil means a client with
+	// a 30-second timeout.
+	HTTPClient *http.Client
+	// Credentials resolves an endpoint's credential reference for ImportVendorModels; nil
+	// means EnvFileCredentials.
+	Credentials CredentialResolver
+}
+
+// NewServer returns a server on store with the default Config.
+func NewServer(store Store, log *slog.Logger) *Server {
+	return NewServerWithConfig(store, log, Config{})
+}
+
+// NewServerWithConfig returns a server on store.
+func NewServerWithConfig(store Store, log *slog.Logger, cfg Config) *Server {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	if cfg.Credentials == nil {
+		cfg.Credentials = EnvFileCredentials{}
+	}
+	return &Server{store: store, log: log, cfg: cfg}
+}
 
 // Register adds the service to r. All-in-one and mesh make the same call.
 func (s *Server) Register(r grpc.ServiceRegistrar) { registryv1.RegisterRegistryServiceServer(r, s) }
@@ -50,6 +83,9 @@ func (s *Server) ResolveRoute(ctx context.Context, req *registryv1.ResolveRouteR
 	}
 	for i, e := range route.Endpoints {
 		resp.Endpoints[i] = endpointToProto(e)
+	}
+	if d, ok := DeprecationOf(route.Model); ok {
+		resp.Deprecation = &registryv1.Deprecation{SuccessorModel: d.SuccessorModel, Message: d.Message}
 	}
 	return resp, nil
 }
@@ -118,7 +154,8 @@ func (s *Server) endpointsOf(ctx context.Context, m Model) ([]Endpoint, error) {
 	return eps, nil
 }
 
-// ListModels lists the organization's routable models, ordered by name.
+// ListModels lists the organization's models that pass the request's filter, ordered by
+// name; with no state filter, the routable ones.
 func (s *Server) ListModels(ctx context.Context, req *registryv1.ListModelsRequest) (*registryv1.ListModelsResponse, error) {
 	var vs []apierr.FieldViolation
 	if req.GetOrganizationId() == "" {
@@ -127,12 +164,23 @@ func (s *Server) ListModels(ctx context.Context, req *registryv1.ListModelsReque
 	if req.GetPageSize() < 0 {
 		vs = append(vs, apierr.FieldViolation{Field: "page_size", Description: "must not be negative"})
 	}
+	filter := ModelFilter{States: RoutableStates, Vendor: req.GetVendor(), UseCaseTag: req.GetUseCaseTag()}
+	if len(req.GetLifecycleStates()) > 0 {
+		filter.States = nil
+		for i, st := range req.GetLifecycleStates() {
+			d := LifecycleStateFromProto(st)
+			if d == "" {
+				vs = append(vs, apierr.FieldViolation{Field: fmt.Sprintf("lifecycle_states[%d]", i), Description: "must be a defined state"})
+			}
+			filter.States = append(filter.States, d)
+		}
+	}
 	if len(vs) > 0 {
 		return nil, apierr.InvalidArgument(vs...)
 	}
 	// Page.Limit applies the default (50) and the cap (1000), as AIP-158 asks.
 	page := Page{Size: int(req.GetPageSize()), Token: req.GetPageToken()}
-	models, next, err := s.store.ListModels(ctx, req.GetOrganizationId(), ModelFilter{States: RoutableStates}, page)
+	models, next, err := s.store.ListModels(ctx, req.GetOrganizationId(), filter, page)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -162,11 +210,24 @@ func (s *Server) GetEndpoint(ctx context.Context, req *registryv1.GetEndpointReq
 	return &registryv1.GetEndpointResponse{Endpoint: endpointToProto(e)}, nil
 }
 
-// Reasons of the registry's errors, beside the RouteFailure values.
+// Reasons of the registry's errors, beside the RouteFailure values and StateError reasons.
 const (
-	ReasonModelNotFound    = "MODEL_NOT_FOUND"
-	ReasonEndpointNotFound = "ENDPOINT_NOT_FOUND"
+	ReasonModelNotFound          = "MODEL_NOT_FOUND"
+	ReasonEndpointNotFound       = "ENDPOINT_NOT_FOUND"
+	ReasonHostingRequestNotFound = "HOSTING_REQUEST_NOT_FOUND"
+	ReasonAlreadyExists          = "ALREADY_EXISTS"
+	ReasonEtagMismatch           = "ETAG_MISMATCH"
+	ReasonInvalidTransition      = "INVALID_TRANSITION"
 )
+
+// withInfo returns a status with an ErrorInfo carrying reason and metadata.
+func withInfo(code codes.Code, reason, msg string, metadata map[string]string) error {
+	st, err := status.New(code, msg).WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: apierr.Domain, Metadata: metadata})
+	if err != nil {
+		return status.Error(code, msg)
+	}
+	return st.Err()
+}
 
 // toStatus turns a domain error into the gRPC status clients see. Errors it does not know
 // pass through unchanged: the last server interceptor turns them into INTERNAL with a
@@ -176,18 +237,37 @@ func toStatus(err error) error {
 		nf *NotFoundError
 		re *RouteError
 		ve *ValidationError
+		ae *AlreadyExistsError
+		te *TransitionError
+		se *StateError
 	)
 	switch {
 	case err == nil:
 		return nil
 	case errors.As(err, &nf):
 		reason := ReasonModelNotFound
-		if nf.Resource == ResourceEndpoint {
+		switch nf.Resource {
+		case ResourceEndpoint:
 			reason = ReasonEndpointNotFound
+		case ResourceHostingRequest:
+			reason = ReasonHostingRequestNotFound
 		}
 		return apierr.WithReason(codes.NotFound, reason, nf.Error())
 	case errors.As(err, &re):
-		return apierr.WithReason(codes.FailedPrecondition, string(re.Failure), re.Error())
+		md := map[string]string{"model": re.Model}
+		if re.Successor != "" {
+			md["successor_model"] = re.Successor
+		}
+		return withInfo(codes.FailedPrecondition, string(re.Failure), re.Error(), md)
+	case errors.As(err, &ae):
+		return apierr.WithReason(codes.AlreadyExists, ReasonAlreadyExists, ae.Error())
+	case errors.Is(err, ErrEtagMismatch):
+		return apierr.WithReason(codes.Aborted, ReasonEtagMismatch, err.Error()+": read it again and retry")
+	case errors.As(err, &te):
+		return withInfo(codes.FailedPrecondition, ReasonInvalidTransition, te.Error(),
+			map[string]string{"from": te.From, "to": te.To})
+	case errors.As(err, &se):
+		return apierr.WithReason(codes.FailedPrecondition, se.Reason, se.Message)
 	case errors.Is(err, ErrInvalidPageToken):
 		return apierr.Field("page_token", "is not a token this service issued")
 	case errors.As(err, &ve):

@@ -110,6 +110,10 @@ func (m Model) Validate() error {
 		}
 		seenModels[name] = true
 	}
+	m.Card.validate(&vs, m.Name)
+	if m.Card.MaxOutputTokens > 0 && m.ContextWindow > 0 && m.Card.MaxOutputTokens > m.ContextWindow {
+		vs.add("max_output_tokens", "must not exceed context_window")
+	}
 	return vs.err()
 }
 
@@ -186,6 +190,21 @@ func checkBaseURL(raw string) string {
 		return "must not carry user information; use credential_ref"
 	case u.RawQuery != "" || u.Fragment != "" || u.ForceQuery:
 		return "must not have a query or fragment"
+	}
+	return ""
+}
+
+func checkHTTPURL(raw string) string {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return "is not a URL"
+	case u.Scheme != "http" && u.Scheme != "https":
+		return "must be an absolute http or https URL"
+	case u.Hostname() == "":
+		return "must name a host"
+	case u.User != nil:
+		return "must not carry user information"
 	}
 	return ""
 }

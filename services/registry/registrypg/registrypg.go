@@ -4,6 +4,7 @@ package registrypg
 import (
 	"context"
 	"embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -41,10 +42,26 @@ var _ registry.Store = (*Store)(nil)
 type queries struct {
 	putModel, getModel, listModels, listModelsAfter                           string
 	putEndpoint, getEndpoint, getEndpoints, listEndpoints, listEndpointsAfter string
+
+	createModel, lockModel, updateModel, deleteModel, insertTransition, listTransitions  string
+	createEndpoint, lockEndpoint, updateEndpoint, deleteEndpoint                         string
+	createHosting, getHosting, lockHosting, updateHosting, listHosting, listHostingAfter string
 }
 
 const modelColumns = `organization_id, name, display_name, vendor, lifecycle_state, context_window,
-	input_price_per_million, output_price_per_million, endpoint_ids, fallback_models`
+	input_price_per_million, output_price_per_million, endpoint_ids, fallback_models, card`
+
+const hostingColumns = `organization_id, id, requester, model, requests_per_minute, tokens_per_minute,
+	region, justification, state, decided_by, decision_note, decide_time, updated_by, status_note,
+	create_time, update_time`
+
+// modelFilter is the WHERE clause of model lists: $2 the states (empty keeps all), $5 the
+// vendor and $6 the use-case tag ("" keeps all).
+const modelFilter = `organization_id = $1 AND (cardinality($2::text[]) = 0 OR lifecycle_state = ANY($2))
+	AND ($5::text = '' OR vendor = $5) AND ($6::text = '' OR card->'use_case_tags' @> jsonb_build_array($6::text))`
+
+// uniqueViolation is Postgres's SQLSTATE for a duplicate key.
+const uniqueViolation = "23505"
 
 const endpointColumns = `organization_id, id, provider, base_url, upstream_model, credential_ref, region,
 	weight, priority, api_version`
@@ -56,29 +73,70 @@ func New(pool *pgxpool.Pool, schema string) *Store {
 	// row versions.
 	return &Store{pool: pool, q: queries{
 		putModel: q(`INSERT INTO {schema}.models (` + modelColumns + `)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 			ON CONFLICT (organization_id, name) DO UPDATE SET
 				display_name = EXCLUDED.display_name, vendor = EXCLUDED.vendor,
 				lifecycle_state = EXCLUDED.lifecycle_state, context_window = EXCLUDED.context_window,
 				input_price_per_million = EXCLUDED.input_price_per_million,
 				output_price_per_million = EXCLUDED.output_price_per_million,
-				endpoint_ids = EXCLUDED.endpoint_ids, fallback_models = EXCLUDED.fallback_models
+				endpoint_ids = EXCLUDED.endpoint_ids, fallback_models = EXCLUDED.fallback_models,
+				card = EXCLUDED.card
 			WHERE (models.display_name, models.vendor, models.lifecycle_state, models.context_window,
 				models.input_price_per_million, models.output_price_per_million, models.endpoint_ids,
-				models.fallback_models)
+				models.fallback_models, models.card)
 				IS DISTINCT FROM (EXCLUDED.display_name, EXCLUDED.vendor, EXCLUDED.lifecycle_state,
 				EXCLUDED.context_window, EXCLUDED.input_price_per_million,
-				EXCLUDED.output_price_per_million, EXCLUDED.endpoint_ids, EXCLUDED.fallback_models)`),
+				EXCLUDED.output_price_per_million, EXCLUDED.endpoint_ids, EXCLUDED.fallback_models,
+				EXCLUDED.card)`),
+		createModel: q(`INSERT INTO {schema}.models (` + modelColumns + `)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`),
+		lockModel: q(`SELECT ` + modelColumns + ` FROM {schema}.models
+			WHERE organization_id = $1 AND name = $2 FOR UPDATE`),
+		updateModel: q(`UPDATE {schema}.models SET display_name = $3, vendor = $4, lifecycle_state = $5,
+				context_window = $6, input_price_per_million = $7, output_price_per_million = $8,
+				endpoint_ids = $9, fallback_models = $10, card = $11
+			WHERE organization_id = $1 AND name = $2`),
+		deleteModel: q(`DELETE FROM {schema}.models WHERE organization_id = $1 AND name = $2`),
+		insertTransition: q(`INSERT INTO {schema}.model_transitions
+				(organization_id, model, from_state, to_state, actor, evidence_note, create_time)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)`),
+		listTransitions: q(`SELECT seq, organization_id, model, from_state, to_state, actor, evidence_note, create_time
+			FROM {schema}.model_transitions
+			WHERE organization_id = $1 AND model = $2 AND seq > $3 ORDER BY seq LIMIT $4`),
+		createEndpoint: q(`INSERT INTO {schema}.endpoints (` + endpointColumns + `)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`),
+		lockEndpoint: q(`SELECT ` + endpointColumns + ` FROM {schema}.endpoints
+			WHERE organization_id = $1 AND id = $2 FOR UPDATE`),
+		updateEndpoint: q(`UPDATE {schema}.endpoints SET provider = $3, base_url = $4, upstream_model = $5,
+				credential_ref = $6, region = $7, weight = $8, priority = $9, api_version = $10
+			WHERE organization_id = $1 AND id = $2`),
+		deleteEndpoint: q(`DELETE FROM {schema}.endpoints WHERE organization_id = $1 AND id = $2`),
+		createHosting: q(`INSERT INTO {schema}.hosting_requests (` + hostingColumns + `)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`),
+		getHosting: q(`SELECT ` + hostingColumns + ` FROM {schema}.hosting_requests
+			WHERE organization_id = $1 AND id = $2`),
+		lockHosting: q(`SELECT ` + hostingColumns + ` FROM {schema}.hosting_requests
+			WHERE organization_id = $1 AND id = $2 FOR UPDATE`),
+		updateHosting: q(`UPDATE {schema}.hosting_requests SET requester = $3, model = $4,
+				requests_per_minute = $5, tokens_per_minute = $6, region = $7, justification = $8,
+				state = $9, decided_by = $10, decision_note = $11, decide_time = $12, updated_by = $13,
+				status_note = $14, create_time = $15, update_time = $16
+			WHERE organization_id = $1 AND id = $2`),
+		// $2 the states (empty keeps all), $3 the requester ("" keeps all).
+		listHosting: q(`SELECT ` + hostingColumns + ` FROM {schema}.hosting_requests
+			WHERE organization_id = $1 AND (cardinality($2::text[]) = 0 OR state = ANY($2))
+				AND ($3::text = '' OR requester = $3)
+			ORDER BY id LIMIT $4`),
+		listHostingAfter: q(`SELECT ` + hostingColumns + ` FROM {schema}.hosting_requests
+			WHERE organization_id = $1 AND (cardinality($2::text[]) = 0 OR state = ANY($2))
+				AND ($3::text = '' OR requester = $3) AND id > $5
+			ORDER BY id LIMIT $4`),
 		getModel: q(`SELECT ` + modelColumns + ` FROM {schema}.models
 			WHERE organization_id = $1 AND name = $2`),
-		// $2 is the filter's states; an empty array keeps every state.
 		listModels: q(`SELECT ` + modelColumns + ` FROM {schema}.models
-			WHERE organization_id = $1 AND (cardinality($2::text[]) = 0 OR lifecycle_state = ANY($2))
-			ORDER BY name LIMIT $3`),
+			WHERE ` + modelFilter + ` AND $4::text IS NULL ORDER BY name LIMIT $3`),
 		listModelsAfter: q(`SELECT ` + modelColumns + ` FROM {schema}.models
-			WHERE organization_id = $1 AND (cardinality($2::text[]) = 0 OR lifecycle_state = ANY($2))
-				AND name > $4
-			ORDER BY name LIMIT $3`),
+			WHERE ` + modelFilter + ` AND name > $4 ORDER BY name LIMIT $3`),
 		putEndpoint: q(`INSERT INTO {schema}.endpoints (` + endpointColumns + `)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 			ON CONFLICT (organization_id, id) DO UPDATE SET
@@ -104,16 +162,42 @@ func New(pool *pgxpool.Pool, schema string) *Store {
 }
 
 func scanModel(row pgx.CollectableRow) (registry.Model, error) {
-	var m registry.Model
+	var (
+		m    registry.Model
+		card []byte
+	)
 	err := row.Scan(&m.OrganizationID, &m.Name, &m.DisplayName, &m.Vendor, &m.LifecycleState,
-		&m.ContextWindow, &m.InputPricePerMillion, &m.OutputPricePerMillion, &m.EndpointIDs, &m.FallbackModels)
-	if len(m.EndpointIDs) == 0 {
-		m.EndpointIDs = nil
+		&m.ContextWindow, &m.InputPricePerMillion, &m.OutputPricePerMillion, &m.EndpointIDs, &m.FallbackModels, &card)
+	if err != nil {
+		return m, err
 	}
-	if len(m.FallbackModels) == 0 {
-		m.FallbackModels = nil
+	if err := json.Unmarshal(card, &m.Card); err != nil {
+		return m, fmt.Errorf("model %s: card: %w", m.Name, err)
 	}
-	return m, err
+	return m.Clone(), nil
+}
+
+// modelArgs are the values of modelColumns, in order.
+func modelArgs(m registry.Model) ([]any, error) {
+	// NOT NULL arrays: nil is stored as empty and read back as nil.
+	ids, fallbacks := m.EndpointIDs, m.FallbackModels
+	if ids == nil {
+		ids = []string{}
+	}
+	if fallbacks == nil {
+		fallbacks = []string{}
+	}
+	card, err := json.Marshal(m.Card)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: card: %w", m.Name, err)
+	}
+	return []any{m.OrganizationID, m.Name, m.DisplayName, m.Vendor, string(m.LifecycleState), m.ContextWindow,
+		m.InputPricePerMillion, m.OutputPricePerMillion, ids, fallbacks, string(card)}, nil
+}
+
+func endpointArgs(e registry.Endpoint) []any {
+	return []any{e.OrganizationID, e.ID, string(e.Provider), e.BaseURL, e.UpstreamModel, e.CredentialRef,
+		e.Region, e.Weight, e.Priority, e.APIVersion}
 }
 
 func scanEndpoint(row pgx.CollectableRow) (registry.Endpoint, error) {
@@ -128,17 +212,11 @@ func (s *Store) PutModel(ctx context.Context, m registry.Model) error {
 	if err := m.Validate(); err != nil {
 		return err
 	}
-	// NOT NULL arrays: nil is stored as empty and read back as nil.
-	ids, fallbacks := m.EndpointIDs, m.FallbackModels
-	if ids == nil {
-		ids = []string{}
-	}
-	if fallbacks == nil {
-		fallbacks = []string{}
-	}
-	_, err := s.pool.Exec(ctx, s.q.putModel, m.OrganizationID, m.Name, m.DisplayName, m.Vendor,
-		string(m.LifecycleState), m.ContextWindow, m.InputPricePerMillion, m.OutputPricePerMillion, ids, fallbacks)
+	args, err := modelArgs(m)
 	if err != nil {
+		return err
+	}
+	if _, err := s.pool.Exec(ctx, s.q.putModel, args...); err != nil {
 		return fmt.Errorf("put model %s: %w", m.Name, err)
 	}
 	return nil
@@ -169,11 +247,12 @@ func (s *Store) ListModels(ctx context.Context, org string, filter registry.Mode
 	}
 	limit := page.Limit()
 	// One row more than the page tells whether another page follows.
-	args := []any{org, states, limit + 1}
+	var afterArg *string // NULL for the first page
 	query := s.q.listModels
 	if page.Token != "" {
-		query, args = s.q.listModelsAfter, append(args, after)
+		query, afterArg = s.q.listModelsAfter, &after
 	}
+	args := []any{org, states, limit + 1, afterArg, filter.Vendor, filter.UseCaseTag}
 	rows, _ := s.pool.Query(ctx, query, args...)
 	models, err := pgx.CollectRows(rows, scanModel)
 	if err != nil {
@@ -188,9 +267,7 @@ func (s *Store) PutEndpoint(ctx context.Context, e registry.Endpoint) error {
 	if err := e.Validate(); err != nil {
 		return err
 	}
-	_, err := s.pool.Exec(ctx, s.q.putEndpoint, e.OrganizationID, e.ID, string(e.Provider), e.BaseURL,
-		e.UpstreamModel, e.CredentialRef, e.Region, e.Weight, e.Priority, e.APIVersion)
-	if err != nil {
+	if _, err := s.pool.Exec(ctx, s.q.putEndpoint, endpointArgs(e)...); err != nil {
 		return fmt.Errorf("put endpoint %s: %w", e.ID, err)
 	}
 	return nil

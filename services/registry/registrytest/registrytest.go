@@ -67,7 +67,7 @@ func TestStore(t *testing.T, newStore func(t *testing.T) registry.Store) {
 		{"CrossTenant", testCrossTenant},
 		{"Concurrent", testConcurrent},
 	}
-	for _, tt := range tests {
+	for _, tt := range append(tests, adminTests...) {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore(t)) })
 	}
 }

@@ -12,6 +12,8 @@ package registryv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -23,6 +25,65 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
+
+// Modality is a kind of input or output a model handles.
+type Modality int32
+
+const (
+	Modality_MODALITY_UNSPECIFIED Modality = 0
+	Modality_MODALITY_TEXT        Modality = 1
+	Modality_MODALITY_IMAGE       Modality = 2
+	Modality_MODALITY_AUDIO       Modality = 3
+	Modality_MODALITY_VIDEO       Modality = 4
+	Modality_MODALITY_EMBEDDING   Modality = 5
+)
+
+// Enum value maps for Modality.
+var (
+	Modality_name = map[int32]string{
+		0: "MODALITY_UNSPECIFIED",
+		1: "MODALITY_TEXT",
+		2: "MODALITY_IMAGE",
+		3: "MODALITY_AUDIO",
+		4: "MODALITY_VIDEO",
+		5: "MODALITY_EMBEDDING",
+	}
+	Modality_value = map[string]int32{
+		"MODALITY_UNSPECIFIED": 0,
+		"MODALITY_TEXT":        1,
+		"MODALITY_IMAGE":       2,
+		"MODALITY_AUDIO":       3,
+		"MODALITY_VIDEO":       4,
+		"MODALITY_EMBEDDING":   5,
+	}
+)
+
+func (x Modality) Enum() *Modality {
+	p := new(Modality)
+	*p = x
+	return p
+}
+
+func (x Modality) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Modality) Descriptor() protoreflect.EnumDescriptor {
+	return file_fmgate_registry_v1_registry_proto_enumTypes[0].Descriptor()
+}
+
+func (Modality) Type() protoreflect.EnumType {
+	return &file_fmgate_registry_v1_registry_proto_enumTypes[0]
+}
+
+func (x Modality) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Modality.Descriptor instead.
+func (Modality) EnumDescriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{0}
+}
 
 // LifecycleState is where a model stands in the approval process.
 type LifecycleState int32
@@ -67,11 +128,11 @@ func (x LifecycleState) String() string {
 }
 
 func (LifecycleState) Descriptor() protoreflect.EnumDescriptor {
-	return file_fmgate_registry_v1_registry_proto_enumTypes[0].Descriptor()
+	return file_fmgate_registry_v1_registry_proto_enumTypes[1].Descriptor()
 }
 
 func (LifecycleState) Type() protoreflect.EnumType {
-	return &file_fmgate_registry_v1_registry_proto_enumTypes[0]
+	return &file_fmgate_registry_v1_registry_proto_enumTypes[1]
 }
 
 func (x LifecycleState) Number() protoreflect.EnumNumber {
@@ -80,7 +141,7 @@ func (x LifecycleState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LifecycleState.Descriptor instead.
 func (LifecycleState) EnumDescriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{0}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{1}
 }
 
 // ProviderKind is the wire protocol an endpoint speaks.
@@ -129,11 +190,11 @@ func (x ProviderKind) String() string {
 }
 
 func (ProviderKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_fmgate_registry_v1_registry_proto_enumTypes[1].Descriptor()
+	return file_fmgate_registry_v1_registry_proto_enumTypes[2].Descriptor()
 }
 
 func (ProviderKind) Type() protoreflect.EnumType {
-	return &file_fmgate_registry_v1_registry_proto_enumTypes[1]
+	return &file_fmgate_registry_v1_registry_proto_enumTypes[2]
 }
 
 func (x ProviderKind) Number() protoreflect.EnumNumber {
@@ -142,7 +203,253 @@ func (x ProviderKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ProviderKind.Descriptor instead.
 func (ProviderKind) EnumDescriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{2}
+}
+
+// HostingState is where a dedicated-hosting request stands.
+type HostingState int32
+
+const (
+	HostingState_HOSTING_STATE_UNSPECIFIED  HostingState = 0
+	HostingState_HOSTING_STATE_SUBMITTED    HostingState = 1
+	HostingState_HOSTING_STATE_APPROVED     HostingState = 2
+	HostingState_HOSTING_STATE_REJECTED     HostingState = 3
+	HostingState_HOSTING_STATE_PROVISIONING HostingState = 4
+	HostingState_HOSTING_STATE_ACTIVE       HostingState = 5
+)
+
+// Enum value maps for HostingState.
+var (
+	HostingState_name = map[int32]string{
+		0: "HOSTING_STATE_UNSPECIFIED",
+		1: "HOSTING_STATE_SUBMITTED",
+		2: "HOSTING_STATE_APPROVED",
+		3: "HOSTING_STATE_REJECTED",
+		4: "HOSTING_STATE_PROVISIONING",
+		5: "HOSTING_STATE_ACTIVE",
+	}
+	HostingState_value = map[string]int32{
+		"HOSTING_STATE_UNSPECIFIED":  0,
+		"HOSTING_STATE_SUBMITTED":    1,
+		"HOSTING_STATE_APPROVED":     2,
+		"HOSTING_STATE_REJECTED":     3,
+		"HOSTING_STATE_PROVISIONING": 4,
+		"HOSTING_STATE_ACTIVE":       5,
+	}
+)
+
+func (x HostingState) Enum() *HostingState {
+	p := new(HostingState)
+	*p = x
+	return p
+}
+
+func (x HostingState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (HostingState) Descriptor() protoreflect.EnumDescriptor {
+	return file_fmgate_registry_v1_registry_proto_enumTypes[3].Descriptor()
+}
+
+func (HostingState) Type() protoreflect.EnumType {
+	return &file_fmgate_registry_v1_registry_proto_enumTypes[3]
+}
+
+func (x HostingState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use HostingState.Descriptor instead.
+func (HostingState) EnumDescriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{3}
+}
+
+// Capabilities are the features a model supports.
+type Capabilities struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Tools  bool                   `protobuf:"varint,1,opt,name=tools,proto3" json:"tools,omitempty"`
+	Vision bool                   `protobuf:"varint,2,opt,name=vision,proto3" json:"vision,omitempty"`
+	// Structured JSON output (JSON mode or JSON schema).
+	JsonOutput    bool `protobuf:"varint,3,opt,name=json_output,json=jsonOutput,proto3" json:"json_output,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Capabilities) Reset() {
+	*x = Capabilities{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Capabilities) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Capabilities) ProtoMessage() {}
+
+func (x *Capabilities) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Capabilities.ProtoReflect.Descriptor instead.
+func (*Capabilities) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *Capabilities) GetTools() bool {
+	if x != nil {
+		return x.Tools
+	}
+	return false
+}
+
+func (x *Capabilities) GetVision() bool {
+	if x != nil {
+		return x.Vision
+	}
+	return false
+}
+
+func (x *Capabilities) GetJsonOutput() bool {
+	if x != nil {
+		return x.JsonOutput
+	}
+	return false
+}
+
+// License is the licence or EULA a model is used under.
+type License struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Name    string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Url     string                 `protobuf:"bytes,2,opt,name=url,proto3" json:"url,omitempty"`
+	Version string                 `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	// Whether a team must accept it before using the model.
+	AcceptanceRequired bool `protobuf:"varint,4,opt,name=acceptance_required,json=acceptanceRequired,proto3" json:"acceptance_required,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *License) Reset() {
+	*x = License{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *License) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*License) ProtoMessage() {}
+
+func (x *License) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use License.ProtoReflect.Descriptor instead.
+func (*License) Descriptor() ([]byte, []int) {
 	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *License) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *License) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *License) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *License) GetAcceptanceRequired() bool {
+	if x != nil {
+		return x.AcceptanceRequired
+	}
+	return false
+}
+
+// DataHandling is what the vendor does with the data sent to the model.
+type DataHandling struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Days the vendor retains prompts and completions; unset when unknown, 0 for none.
+	RetentionDays *int32 `protobuf:"varint,1,opt,name=retention_days,json=retentionDays,proto3,oneof" json:"retention_days,omitempty"`
+	// Whether the vendor may train on the data.
+	UsedForTraining bool `protobuf:"varint,2,opt,name=used_for_training,json=usedForTraining,proto3" json:"used_for_training,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *DataHandling) Reset() {
+	*x = DataHandling{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DataHandling) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DataHandling) ProtoMessage() {}
+
+func (x *DataHandling) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DataHandling.ProtoReflect.Descriptor instead.
+func (*DataHandling) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *DataHandling) GetRetentionDays() int32 {
+	if x != nil && x.RetentionDays != nil {
+		return *x.RetentionDays
+	}
+	return 0
+}
+
+func (x *DataHandling) GetUsedForTraining() bool {
+	if x != nil {
+		return x.UsedForTraining
+	}
+	return false
 }
 
 // Model is a model of an organisation's catalogue.
@@ -162,13 +469,38 @@ type Model struct {
 	EndpointIds []string `protobuf:"bytes,9,rep,name=endpoint_ids,json=endpointIds,proto3" json:"endpoint_ids,omitempty"`
 	// Models to fall back to, in order, when every endpoint of this one fails.
 	FallbackModels []string `protobuf:"bytes,10,rep,name=fallback_models,json=fallbackModels,proto3" json:"fallback_models,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The model card.
+	Family           string        `protobuf:"bytes,11,opt,name=family,proto3" json:"family,omitempty"`
+	Version          string        `protobuf:"bytes,12,opt,name=version,proto3" json:"version,omitempty"`
+	InputModalities  []Modality    `protobuf:"varint,13,rep,packed,name=input_modalities,json=inputModalities,proto3,enum=fmgate.registry.v1.Modality" json:"input_modalities,omitempty"`
+	OutputModalities []Modality    `protobuf:"varint,14,rep,packed,name=output_modalities,json=outputModalities,proto3,enum=fmgate.registry.v1.Modality" json:"output_modalities,omitempty"`
+	MaxOutputTokens  int32         `protobuf:"varint,15,opt,name=max_output_tokens,json=maxOutputTokens,proto3" json:"max_output_tokens,omitempty"`
+	Capabilities     *Capabilities `protobuf:"bytes,16,opt,name=capabilities,proto3" json:"capabilities,omitempty"`
+	// Price in US dollars per image generated or read.
+	PricePerImage float64 `protobuf:"fixed64,17,opt,name=price_per_image,json=pricePerImage,proto3" json:"price_per_image,omitempty"`
+	// Regions where the vendor serves the model.
+	Regions      []string `protobuf:"bytes,18,rep,name=regions,proto3" json:"regions,omitempty"`
+	IntendedUses []string `protobuf:"bytes,19,rep,name=intended_uses,json=intendedUses,proto3" json:"intended_uses,omitempty"`
+	UseCaseTags  []string `protobuf:"bytes,20,rep,name=use_case_tags,json=useCaseTags,proto3" json:"use_case_tags,omitempty"`
+	Limitations  []string `protobuf:"bytes,21,rep,name=limitations,proto3" json:"limitations,omitempty"`
+	// Evaluation results by metric name, such as "mmlu" → 0.86.
+	EvaluationMetrics map[string]float64 `protobuf:"bytes,22,rep,name=evaluation_metrics,json=evaluationMetrics,proto3" json:"evaluation_metrics,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	License           *License           `protobuf:"bytes,23,opt,name=license,proto3" json:"license,omitempty"`
+	DataHandling      *DataHandling      `protobuf:"bytes,24,opt,name=data_handling,json=dataHandling,proto3" json:"data_handling,omitempty"`
+	// The model to use instead once this one is deprecated.
+	SuccessorModel string `protobuf:"bytes,25,opt,name=successor_model,json=successorModel,proto3" json:"successor_model,omitempty"`
+	// The vendor's own identifier of the model, as its catalogue lists it.
+	VendorModelId string `protobuf:"bytes,26,opt,name=vendor_model_id,json=vendorModelId,proto3" json:"vendor_model_id,omitempty"`
+	// Changes with every change of the model; send it back in UpdateModel and DeleteModel to
+	// make them fail (ABORTED) when someone changed the model since it was read.
+	Etag          string `protobuf:"bytes,27,opt,name=etag,proto3" json:"etag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Model) Reset() {
 	*x = Model{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[0]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -180,7 +512,7 @@ func (x *Model) String() string {
 func (*Model) ProtoMessage() {}
 
 func (x *Model) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[0]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -193,7 +525,7 @@ func (x *Model) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Model.ProtoReflect.Descriptor instead.
 func (*Model) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{0}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Model) GetOrganizationId() string {
@@ -266,6 +598,125 @@ func (x *Model) GetFallbackModels() []string {
 	return nil
 }
 
+func (x *Model) GetFamily() string {
+	if x != nil {
+		return x.Family
+	}
+	return ""
+}
+
+func (x *Model) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *Model) GetInputModalities() []Modality {
+	if x != nil {
+		return x.InputModalities
+	}
+	return nil
+}
+
+func (x *Model) GetOutputModalities() []Modality {
+	if x != nil {
+		return x.OutputModalities
+	}
+	return nil
+}
+
+func (x *Model) GetMaxOutputTokens() int32 {
+	if x != nil {
+		return x.MaxOutputTokens
+	}
+	return 0
+}
+
+func (x *Model) GetCapabilities() *Capabilities {
+	if x != nil {
+		return x.Capabilities
+	}
+	return nil
+}
+
+func (x *Model) GetPricePerImage() float64 {
+	if x != nil {
+		return x.PricePerImage
+	}
+	return 0
+}
+
+func (x *Model) GetRegions() []string {
+	if x != nil {
+		return x.Regions
+	}
+	return nil
+}
+
+func (x *Model) GetIntendedUses() []string {
+	if x != nil {
+		return x.IntendedUses
+	}
+	return nil
+}
+
+func (x *Model) GetUseCaseTags() []string {
+	if x != nil {
+		return x.UseCaseTags
+	}
+	return nil
+}
+
+func (x *Model) GetLimitations() []string {
+	if x != nil {
+		return x.Limitations
+	}
+	return nil
+}
+
+func (x *Model) GetEvaluationMetrics() map[string]float64 {
+	if x != nil {
+		return x.EvaluationMetrics
+	}
+	return nil
+}
+
+func (x *Model) GetLicense() *License {
+	if x != nil {
+		return x.License
+	}
+	return nil
+}
+
+func (x *Model) GetDataHandling() *DataHandling {
+	if x != nil {
+		return x.DataHandling
+	}
+	return nil
+}
+
+func (x *Model) GetSuccessorModel() string {
+	if x != nil {
+		return x.SuccessorModel
+	}
+	return ""
+}
+
+func (x *Model) GetVendorModelId() string {
+	if x != nil {
+		return x.VendorModelId
+	}
+	return ""
+}
+
+func (x *Model) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
 // Endpoint is one place a model is served.
 type Endpoint struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -285,14 +736,16 @@ type Endpoint struct {
 	// priority 0 has failed.
 	Priority int32 `protobuf:"varint,9,opt,name=priority,proto3" json:"priority,omitempty"`
 	// The vendor API version, where the vendor wants one (Azure OpenAI's api-version).
-	ApiVersion    string `protobuf:"bytes,10,opt,name=api_version,json=apiVersion,proto3" json:"api_version,omitempty"`
+	ApiVersion string `protobuf:"bytes,10,opt,name=api_version,json=apiVersion,proto3" json:"api_version,omitempty"`
+	// Changes with every change of the endpoint (see Model.etag).
+	Etag          string `protobuf:"bytes,11,opt,name=etag,proto3" json:"etag,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Endpoint) Reset() {
 	*x = Endpoint{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[1]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -304,7 +757,7 @@ func (x *Endpoint) String() string {
 func (*Endpoint) ProtoMessage() {}
 
 func (x *Endpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[1]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -317,7 +770,7 @@ func (x *Endpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Endpoint.ProtoReflect.Descriptor instead.
 func (*Endpoint) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{1}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Endpoint) GetOrganizationId() string {
@@ -390,6 +843,13 @@ func (x *Endpoint) GetApiVersion() string {
 	return ""
 }
 
+func (x *Endpoint) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
 // ResolveRouteRequest names a model of an organisation.
 type ResolveRouteRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -401,7 +861,7 @@ type ResolveRouteRequest struct {
 
 func (x *ResolveRouteRequest) Reset() {
 	*x = ResolveRouteRequest{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[2]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -413,7 +873,7 @@ func (x *ResolveRouteRequest) String() string {
 func (*ResolveRouteRequest) ProtoMessage() {}
 
 func (x *ResolveRouteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[2]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -426,7 +886,7 @@ func (x *ResolveRouteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveRouteRequest.ProtoReflect.Descriptor instead.
 func (*ResolveRouteRequest) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{2}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ResolveRouteRequest) GetOrganizationId() string {
@@ -454,13 +914,15 @@ type ResolveRouteResponse struct {
 	// the earlier ones failed. Tiers rise with each priority group and each fallback model, so
 	// a fallback model never shares a tier with the model it stands in for.
 	EndpointTiers []int32 `protobuf:"varint,3,rep,packed,name=endpoint_tiers,json=endpointTiers,proto3" json:"endpoint_tiers,omitempty"`
+	// Set when the model is deprecated: callers should be warned and moved to the successor.
+	Deprecation   *Deprecation `protobuf:"bytes,4,opt,name=deprecation,proto3" json:"deprecation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ResolveRouteResponse) Reset() {
 	*x = ResolveRouteResponse{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[3]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -472,7 +934,7 @@ func (x *ResolveRouteResponse) String() string {
 func (*ResolveRouteResponse) ProtoMessage() {}
 
 func (x *ResolveRouteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[3]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -485,7 +947,7 @@ func (x *ResolveRouteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResolveRouteResponse.ProtoReflect.Descriptor instead.
 func (*ResolveRouteResponse) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{3}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ResolveRouteResponse) GetModel() *Model {
@@ -509,19 +971,87 @@ func (x *ResolveRouteResponse) GetEndpointTiers() []int32 {
 	return nil
 }
 
-// ListModelsRequest pages through an organisation's routable models.
+func (x *ResolveRouteResponse) GetDeprecation() *Deprecation {
+	if x != nil {
+		return x.Deprecation
+	}
+	return nil
+}
+
+// Deprecation tells callers of a deprecated model what to use instead.
+type Deprecation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The successor model's name; empty when none is named.
+	SuccessorModel string `protobuf:"bytes,1,opt,name=successor_model,json=successorModel,proto3" json:"successor_model,omitempty"`
+	Message        string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Deprecation) Reset() {
+	*x = Deprecation{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Deprecation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Deprecation) ProtoMessage() {}
+
+func (x *Deprecation) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Deprecation.ProtoReflect.Descriptor instead.
+func (*Deprecation) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Deprecation) GetSuccessorModel() string {
+	if x != nil {
+		return x.SuccessorModel
+	}
+	return ""
+}
+
+func (x *Deprecation) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// ListModelsRequest pages through an organisation's models.
 type ListModelsRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
 	PageSize       int32                  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
 	PageToken      string                 `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Keeps models in these states. Empty keeps the routable ones (APPROVED and DEPRECATED), so
+	// that callers that predate the filter see what they always saw.
+	LifecycleStates []LifecycleState `protobuf:"varint,4,rep,packed,name=lifecycle_states,json=lifecycleStates,proto3,enum=fmgate.registry.v1.LifecycleState" json:"lifecycle_states,omitempty"`
+	// Keeps models of this vendor, when set.
+	Vendor string `protobuf:"bytes,5,opt,name=vendor,proto3" json:"vendor,omitempty"`
+	// Keeps models carrying this use-case tag, when set.
+	UseCaseTag    string `protobuf:"bytes,6,opt,name=use_case_tag,json=useCaseTag,proto3" json:"use_case_tag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListModelsRequest) Reset() {
 	*x = ListModelsRequest{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[4]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -533,7 +1063,7 @@ func (x *ListModelsRequest) String() string {
 func (*ListModelsRequest) ProtoMessage() {}
 
 func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[4]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -546,7 +1076,7 @@ func (x *ListModelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsRequest.ProtoReflect.Descriptor instead.
 func (*ListModelsRequest) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{4}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListModelsRequest) GetOrganizationId() string {
@@ -570,6 +1100,27 @@ func (x *ListModelsRequest) GetPageToken() string {
 	return ""
 }
 
+func (x *ListModelsRequest) GetLifecycleStates() []LifecycleState {
+	if x != nil {
+		return x.LifecycleStates
+	}
+	return nil
+}
+
+func (x *ListModelsRequest) GetVendor() string {
+	if x != nil {
+		return x.Vendor
+	}
+	return ""
+}
+
+func (x *ListModelsRequest) GetUseCaseTag() string {
+	if x != nil {
+		return x.UseCaseTag
+	}
+	return ""
+}
+
 // ListModelsResponse is one page of models, ordered by name.
 type ListModelsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -581,7 +1132,7 @@ type ListModelsResponse struct {
 
 func (x *ListModelsResponse) Reset() {
 	*x = ListModelsResponse{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[5]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -593,7 +1144,7 @@ func (x *ListModelsResponse) String() string {
 func (*ListModelsResponse) ProtoMessage() {}
 
 func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[5]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -606,7 +1157,7 @@ func (x *ListModelsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelsResponse.ProtoReflect.Descriptor instead.
 func (*ListModelsResponse) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{5}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListModelsResponse) GetModels() []*Model {
@@ -634,7 +1185,7 @@ type GetEndpointRequest struct {
 
 func (x *GetEndpointRequest) Reset() {
 	*x = GetEndpointRequest{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[6]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -646,7 +1197,7 @@ func (x *GetEndpointRequest) String() string {
 func (*GetEndpointRequest) ProtoMessage() {}
 
 func (x *GetEndpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[6]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -659,7 +1210,7 @@ func (x *GetEndpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEndpointRequest.ProtoReflect.Descriptor instead.
 func (*GetEndpointRequest) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{6}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetEndpointRequest) GetOrganizationId() string {
@@ -686,7 +1237,7 @@ type GetEndpointResponse struct {
 
 func (x *GetEndpointResponse) Reset() {
 	*x = GetEndpointResponse{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[7]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -698,7 +1249,7 @@ func (x *GetEndpointResponse) String() string {
 func (*GetEndpointResponse) ProtoMessage() {}
 
 func (x *GetEndpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[7]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -711,7 +1262,7 @@ func (x *GetEndpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetEndpointResponse.ProtoReflect.Descriptor instead.
 func (*GetEndpointResponse) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{7}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetEndpointResponse) GetEndpoint() *Endpoint {
@@ -721,11 +1272,2412 @@ func (x *GetEndpointResponse) GetEndpoint() *Endpoint {
 	return nil
 }
 
+// CreateModelRequest adds model to its organisation.
+type CreateModelRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// organization_id and name are required; lifecycle_state must be unset or PROPOSED; etag
+	// is ignored.
+	Model         *Model `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateModelRequest) Reset() {
+	*x = CreateModelRequest{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateModelRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateModelRequest) ProtoMessage() {}
+
+func (x *CreateModelRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateModelRequest.ProtoReflect.Descriptor instead.
+func (*CreateModelRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *CreateModelRequest) GetModel() *Model {
+	if x != nil {
+		return x.Model
+	}
+	return nil
+}
+
+// CreateModelResponse is the model as stored (before is never set).
+type CreateModelResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Before        *Model                 `protobuf:"bytes,1,opt,name=before,proto3" json:"before,omitempty"`
+	After         *Model                 `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateModelResponse) Reset() {
+	*x = CreateModelResponse{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateModelResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateModelResponse) ProtoMessage() {}
+
+func (x *CreateModelResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateModelResponse.ProtoReflect.Descriptor instead.
+func (*CreateModelResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *CreateModelResponse) GetBefore() *Model {
+	if x != nil {
+		return x.Before
+	}
+	return nil
+}
+
+func (x *CreateModelResponse) GetAfter() *Model {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+// GetModelRequest names a model of an organisation.
+type GetModelRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	Name           string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *GetModelRequest) Reset() {
+	*x = GetModelRequest{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetModelRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetModelRequest) ProtoMessage() {}
+
+func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetModelRequest.ProtoReflect.Descriptor instead.
+func (*GetModelRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *GetModelRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *GetModelRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// GetModelResponse is the model.
+type GetModelResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Model         *Model                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetModelResponse) Reset() {
+	*x = GetModelResponse{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetModelResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetModelResponse) ProtoMessage() {}
+
+func (x *GetModelResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetModelResponse.ProtoReflect.Descriptor instead.
+func (*GetModelResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *GetModelResponse) GetModel() *Model {
+	if x != nil {
+		return x.Model
+	}
+	return nil
+}
+
+// UpdateModelRequest changes the model named by model.organization_id and model.name.
+type UpdateModelRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Model *Model                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	// Fields of model to change, by proto name ("context_window", "license.url"). Empty
+	// changes every field but organization_id, name, lifecycle_state and etag.
+	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateModelRequest) Reset() {
+	*x = UpdateModelRequest{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateModelRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateModelRequest) ProtoMessage() {}
+
+func (x *UpdateModelRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateModelRequest.ProtoReflect.Descriptor instead.
+func (*UpdateModelRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *UpdateModelRequest) GetModel() *Model {
+	if x != nil {
+		return x.Model
+	}
+	return nil
+}
+
+func (x *UpdateModelRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
+	}
+	return nil
+}
+
+// UpdateModelResponse is the model before and after the change.
+type UpdateModelResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Before        *Model                 `protobuf:"bytes,1,opt,name=before,proto3" json:"before,omitempty"`
+	After         *Model                 `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateModelResponse) Reset() {
+	*x = UpdateModelResponse{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateModelResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateModelResponse) ProtoMessage() {}
+
+func (x *UpdateModelResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateModelResponse.ProtoReflect.Descriptor instead.
+func (*UpdateModelResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *UpdateModelResponse) GetBefore() *Model {
+	if x != nil {
+		return x.Before
+	}
+	return nil
+}
+
+func (x *UpdateModelResponse) GetAfter() *Model {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+// DeleteModelRequest names the model to delete.
+type DeleteModelRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	Name           string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// When set, the delete fails (ABORTED) unless it matches the stored model's.
+	Etag          string `protobuf:"bytes,3,opt,name=etag,proto3" json:"etag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteModelRequest) Reset() {
+	*x = DeleteModelRequest{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteModelRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteModelRequest) ProtoMessage() {}
+
+func (x *DeleteModelRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteModelRequest.ProtoReflect.Descriptor instead.
+func (*DeleteModelRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *DeleteModelRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *DeleteModelRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DeleteModelRequest) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
+// DeleteModelResponse is the deleted model (after is never set).
+type DeleteModelResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Before        *Model                 `protobuf:"bytes,1,opt,name=before,proto3" json:"before,omitempty"`
+	After         *Model                 `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteModelResponse) Reset() {
+	*x = DeleteModelResponse{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteModelResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteModelResponse) ProtoMessage() {}
+
+func (x *DeleteModelResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteModelResponse.ProtoReflect.Descriptor instead.
+func (*DeleteModelResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *DeleteModelResponse) GetBefore() *Model {
+	if x != nil {
+		return x.Before
+	}
+	return nil
+}
+
+func (x *DeleteModelResponse) GetAfter() *Model {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+// TransitionModelRequest moves a model to another lifecycle state.
+type TransitionModelRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	Name           string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	ToState        LifecycleState         `protobuf:"varint,3,opt,name=to_state,json=toState,proto3,enum=fmgate.registry.v1.LifecycleState" json:"to_state,omitempty"`
+	// Why the transition is made: evaluation results, ticket, approval reference. Required.
+	EvidenceNote string `protobuf:"bytes,4,opt,name=evidence_note,json=evidenceNote,proto3" json:"evidence_note,omitempty"`
+	// Who makes the transition (the admin's subject). Required.
+	Actor string `protobuf:"bytes,5,opt,name=actor,proto3" json:"actor,omitempty"`
+	// When set, the transition fails (ABORTED) unless it matches the stored model's.
+	Etag          string `protobuf:"bytes,6,opt,name=etag,proto3" json:"etag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransitionModelRequest) Reset() {
+	*x = TransitionModelRequest{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransitionModelRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransitionModelRequest) ProtoMessage() {}
+
+func (x *TransitionModelRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransitionModelRequest.ProtoReflect.Descriptor instead.
+func (*TransitionModelRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *TransitionModelRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *TransitionModelRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TransitionModelRequest) GetToState() LifecycleState {
+	if x != nil {
+		return x.ToState
+	}
+	return LifecycleState_LIFECYCLE_STATE_UNSPECIFIED
+}
+
+func (x *TransitionModelRequest) GetEvidenceNote() string {
+	if x != nil {
+		return x.EvidenceNote
+	}
+	return ""
+}
+
+func (x *TransitionModelRequest) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *TransitionModelRequest) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
+// TransitionModelResponse is the model before and after, and the recorded transition.
+type TransitionModelResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Before        *Model                 `protobuf:"bytes,1,opt,name=before,proto3" json:"before,omitempty"`
+	After         *Model                 `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	Transition    *ModelTransition       `protobuf:"bytes,3,opt,name=transition,proto3" json:"transition,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransitionModelResponse) Reset() {
+	*x = TransitionModelResponse{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransitionModelResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransitionModelResponse) ProtoMessage() {}
+
+func (x *TransitionModelResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransitionModelResponse.ProtoReflect.Descriptor instead.
+func (*TransitionModelResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *TransitionModelResponse) GetBefore() *Model {
+	if x != nil {
+		return x.Before
+	}
+	return nil
+}
+
+func (x *TransitionModelResponse) GetAfter() *Model {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+func (x *TransitionModelResponse) GetTransition() *ModelTransition {
+	if x != nil {
+		return x.Transition
+	}
+	return nil
+}
+
+// ModelTransition is one recorded lifecycle transition.
+type ModelTransition struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	Model          string                 `protobuf:"bytes,2,opt,name=model,proto3" json:"model,omitempty"`
+	FromState      LifecycleState         `protobuf:"varint,3,opt,name=from_state,json=fromState,proto3,enum=fmgate.registry.v1.LifecycleState" json:"from_state,omitempty"`
+	ToState        LifecycleState         `protobuf:"varint,4,opt,name=to_state,json=toState,proto3,enum=fmgate.registry.v1.LifecycleState" json:"to_state,omitempty"`
+	Actor          string                 `protobuf:"bytes,5,opt,name=actor,proto3" json:"actor,omitempty"`
+	EvidenceNote   string                 `protobuf:"bytes,6,opt,name=evidence_note,json=evidenceNote,proto3" json:"evidence_note,omitempty"`
+	CreateTime     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ModelTransition) Reset() {
+	*x = ModelTransition{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelTransition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelTransition) ProtoMessage() {}
+
+func (x *ModelTransition) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelTransition.ProtoReflect.Descriptor instead.
+func (*ModelTransition) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ModelTransition) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *ModelTransition) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *ModelTransition) GetFromState() LifecycleState {
+	if x != nil {
+		return x.FromState
+	}
+	return LifecycleState_LIFECYCLE_STATE_UNSPECIFIED
+}
+
+func (x *ModelTransition) GetToState() LifecycleState {
+	if x != nil {
+		return x.ToState
+	}
+	return LifecycleState_LIFECYCLE_STATE_UNSPECIFIED
+}
+
+func (x *ModelTransition) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *ModelTransition) GetEvidenceNote() string {
+	if x != nil {
+		return x.EvidenceNote
+	}
+	return ""
+}
+
+func (x *ModelTransition) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+// ListModelTransitionsRequest pages through one model's history.
+type ListModelTransitionsRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	Name           string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	PageSize       int32                  `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken      string                 `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ListModelTransitionsRequest) Reset() {
+	*x = ListModelTransitionsRequest{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListModelTransitionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListModelTransitionsRequest) ProtoMessage() {}
+
+func (x *ListModelTransitionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListModelTransitionsRequest.ProtoReflect.Descriptor instead.
+func (*ListModelTransitionsRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ListModelTransitionsRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *ListModelTransitionsRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ListModelTransitionsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListModelTransitionsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListModelTransitionsResponse is one page of transitions, oldest first.
+type ListModelTransitionsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Transitions   []*ModelTransition     `protobuf:"bytes,1,rep,name=transitions,proto3" json:"transitions,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListModelTransitionsResponse) Reset() {
+	*x = ListModelTransitionsResponse{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListModelTransitionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListModelTransitionsResponse) ProtoMessage() {}
+
+func (x *ListModelTransitionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListModelTransitionsResponse.ProtoReflect.Descriptor instead.
+func (*ListModelTransitionsResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ListModelTransitionsResponse) GetTransitions() []*ModelTransition {
+	if x != nil {
+		return x.Transitions
+	}
+	return nil
+}
+
+func (x *ListModelTransitionsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// CreateEndpointRequest adds endpoint to its organisation.
+type CreateEndpointRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Endpoint      *Endpoint              `protobuf:"bytes,1,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateEndpointRequest) Reset() {
+	*x = CreateEndpointRequest{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateEndpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateEndpointRequest) ProtoMessage() {}
+
+func (x *CreateEndpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateEndpointRequest.ProtoReflect.Descriptor instead.
+func (*CreateEndpointRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *CreateEndpointRequest) GetEndpoint() *Endpoint {
+	if x != nil {
+		return x.Endpoint
+	}
+	return nil
+}
+
+// CreateEndpointResponse is the endpoint as stored (before is never set).
+type CreateEndpointResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Before        *Endpoint              `protobuf:"bytes,1,opt,name=before,proto3" json:"before,omitempty"`
+	After         *Endpoint              `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateEndpointResponse) Reset() {
+	*x = CreateEndpointResponse{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateEndpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateEndpointResponse) ProtoMessage() {}
+
+func (x *CreateEndpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateEndpointResponse.ProtoReflect.Descriptor instead.
+func (*CreateEndpointResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *CreateEndpointResponse) GetBefore() *Endpoint {
+	if x != nil {
+		return x.Before
+	}
+	return nil
+}
+
+func (x *CreateEndpointResponse) GetAfter() *Endpoint {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+// ListEndpointsRequest pages through an organisation's endpoints.
+type ListEndpointsRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	PageSize       int32                  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken      string                 `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ListEndpointsRequest) Reset() {
+	*x = ListEndpointsRequest{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListEndpointsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListEndpointsRequest) ProtoMessage() {}
+
+func (x *ListEndpointsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListEndpointsRequest.ProtoReflect.Descriptor instead.
+func (*ListEndpointsRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ListEndpointsRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *ListEndpointsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListEndpointsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListEndpointsResponse is one page of endpoints, ordered by id.
+type ListEndpointsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Endpoints     []*Endpoint            `protobuf:"bytes,1,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListEndpointsResponse) Reset() {
+	*x = ListEndpointsResponse{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListEndpointsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListEndpointsResponse) ProtoMessage() {}
+
+func (x *ListEndpointsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListEndpointsResponse.ProtoReflect.Descriptor instead.
+func (*ListEndpointsResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ListEndpointsResponse) GetEndpoints() []*Endpoint {
+	if x != nil {
+		return x.Endpoints
+	}
+	return nil
+}
+
+func (x *ListEndpointsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// UpdateEndpointRequest changes the endpoint named by endpoint.organization_id and endpoint.id.
+type UpdateEndpointRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Endpoint *Endpoint              `protobuf:"bytes,1,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	// Fields to change, by proto name; empty changes every field but organization_id, id and etag.
+	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateEndpointRequest) Reset() {
+	*x = UpdateEndpointRequest{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateEndpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateEndpointRequest) ProtoMessage() {}
+
+func (x *UpdateEndpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateEndpointRequest.ProtoReflect.Descriptor instead.
+func (*UpdateEndpointRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *UpdateEndpointRequest) GetEndpoint() *Endpoint {
+	if x != nil {
+		return x.Endpoint
+	}
+	return nil
+}
+
+func (x *UpdateEndpointRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
+	}
+	return nil
+}
+
+// UpdateEndpointResponse is the endpoint before and after the change.
+type UpdateEndpointResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Before        *Endpoint              `protobuf:"bytes,1,opt,name=before,proto3" json:"before,omitempty"`
+	After         *Endpoint              `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateEndpointResponse) Reset() {
+	*x = UpdateEndpointResponse{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateEndpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateEndpointResponse) ProtoMessage() {}
+
+func (x *UpdateEndpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateEndpointResponse.ProtoReflect.Descriptor instead.
+func (*UpdateEndpointResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *UpdateEndpointResponse) GetBefore() *Endpoint {
+	if x != nil {
+		return x.Before
+	}
+	return nil
+}
+
+func (x *UpdateEndpointResponse) GetAfter() *Endpoint {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+// DeleteEndpointRequest names the endpoint to delete.
+type DeleteEndpointRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	Id             string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	Etag           string                 `protobuf:"bytes,3,opt,name=etag,proto3" json:"etag,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *DeleteEndpointRequest) Reset() {
+	*x = DeleteEndpointRequest{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteEndpointRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteEndpointRequest) ProtoMessage() {}
+
+func (x *DeleteEndpointRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteEndpointRequest.ProtoReflect.Descriptor instead.
+func (*DeleteEndpointRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *DeleteEndpointRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *DeleteEndpointRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *DeleteEndpointRequest) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
+// DeleteEndpointResponse is the deleted endpoint (after is never set).
+type DeleteEndpointResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Before        *Endpoint              `protobuf:"bytes,1,opt,name=before,proto3" json:"before,omitempty"`
+	After         *Endpoint              `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteEndpointResponse) Reset() {
+	*x = DeleteEndpointResponse{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteEndpointResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteEndpointResponse) ProtoMessage() {}
+
+func (x *DeleteEndpointResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteEndpointResponse.ProtoReflect.Descriptor instead.
+func (*DeleteEndpointResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *DeleteEndpointResponse) GetBefore() *Endpoint {
+	if x != nil {
+		return x.Before
+	}
+	return nil
+}
+
+func (x *DeleteEndpointResponse) GetAfter() *Endpoint {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+// ImportVendorModelsRequest names the endpoint whose vendor catalogue to import.
+type ImportVendorModelsRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	EndpointId     string                 `protobuf:"bytes,2,opt,name=endpoint_id,json=endpointId,proto3" json:"endpoint_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ImportVendorModelsRequest) Reset() {
+	*x = ImportVendorModelsRequest{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportVendorModelsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportVendorModelsRequest) ProtoMessage() {}
+
+func (x *ImportVendorModelsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportVendorModelsRequest.ProtoReflect.Descriptor instead.
+func (*ImportVendorModelsRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ImportVendorModelsRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *ImportVendorModelsRequest) GetEndpointId() string {
+	if x != nil {
+		return x.EndpointId
+	}
+	return ""
+}
+
+// ImportVendorModelsResponse says what the import did.
+type ImportVendorModelsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The models created, PROPOSED.
+	Created []*Model `protobuf:"bytes,1,rep,name=created,proto3" json:"created,omitempty"`
+	// Names of vendor models the organisation already had; they are left unchanged.
+	Existing []string `protobuf:"bytes,2,rep,name=existing,proto3" json:"existing,omitempty"`
+	// Vendor model ids that cannot be model names, with the reason, left out.
+	Skipped       []*SkippedVendorModel `protobuf:"bytes,3,rep,name=skipped,proto3" json:"skipped,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportVendorModelsResponse) Reset() {
+	*x = ImportVendorModelsResponse{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportVendorModelsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportVendorModelsResponse) ProtoMessage() {}
+
+func (x *ImportVendorModelsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportVendorModelsResponse.ProtoReflect.Descriptor instead.
+func (*ImportVendorModelsResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *ImportVendorModelsResponse) GetCreated() []*Model {
+	if x != nil {
+		return x.Created
+	}
+	return nil
+}
+
+func (x *ImportVendorModelsResponse) GetExisting() []string {
+	if x != nil {
+		return x.Existing
+	}
+	return nil
+}
+
+func (x *ImportVendorModelsResponse) GetSkipped() []*SkippedVendorModel {
+	if x != nil {
+		return x.Skipped
+	}
+	return nil
+}
+
+// SkippedVendorModel is a vendor model an import left out.
+type SkippedVendorModel struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	VendorModelId string                 `protobuf:"bytes,1,opt,name=vendor_model_id,json=vendorModelId,proto3" json:"vendor_model_id,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SkippedVendorModel) Reset() {
+	*x = SkippedVendorModel{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SkippedVendorModel) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SkippedVendorModel) ProtoMessage() {}
+
+func (x *SkippedVendorModel) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SkippedVendorModel.ProtoReflect.Descriptor instead.
+func (*SkippedVendorModel) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *SkippedVendorModel) GetVendorModelId() string {
+	if x != nil {
+		return x.VendorModelId
+	}
+	return ""
+}
+
+func (x *SkippedVendorModel) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// HostingRequest asks for a model to be hosted for the organisation alone.
+type HostingRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	// Assigned by the registry; ids sort in creation order.
+	Id string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// Who asked (the requester's subject).
+	Requester string `protobuf:"bytes,3,opt,name=requester,proto3" json:"requester,omitempty"`
+	// The model to host: a registry model name or a vendor model id.
+	Model             string       `protobuf:"bytes,4,opt,name=model,proto3" json:"model,omitempty"`
+	RequestsPerMinute int32        `protobuf:"varint,5,opt,name=requests_per_minute,json=requestsPerMinute,proto3" json:"requests_per_minute,omitempty"`
+	TokensPerMinute   int64        `protobuf:"varint,6,opt,name=tokens_per_minute,json=tokensPerMinute,proto3" json:"tokens_per_minute,omitempty"`
+	Region            string       `protobuf:"bytes,7,opt,name=region,proto3" json:"region,omitempty"`
+	Justification     string       `protobuf:"bytes,8,opt,name=justification,proto3" json:"justification,omitempty"`
+	State             HostingState `protobuf:"varint,9,opt,name=state,proto3,enum=fmgate.registry.v1.HostingState" json:"state,omitempty"`
+	// The admin who approved or rejected it, and their note.
+	DecidedBy    string                 `protobuf:"bytes,10,opt,name=decided_by,json=decidedBy,proto3" json:"decided_by,omitempty"`
+	DecisionNote string                 `protobuf:"bytes,11,opt,name=decision_note,json=decisionNote,proto3" json:"decision_note,omitempty"`
+	DecideTime   *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=decide_time,json=decideTime,proto3" json:"decide_time,omitempty"`
+	CreateTime   *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	UpdateTime   *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// Who made the last state change (provisioning and activation included), and their note.
+	UpdatedBy     string `protobuf:"bytes,15,opt,name=updated_by,json=updatedBy,proto3" json:"updated_by,omitempty"`
+	Etag          string `protobuf:"bytes,16,opt,name=etag,proto3" json:"etag,omitempty"`
+	StatusNote    string `protobuf:"bytes,17,opt,name=status_note,json=statusNote,proto3" json:"status_note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HostingRequest) Reset() {
+	*x = HostingRequest{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HostingRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HostingRequest) ProtoMessage() {}
+
+func (x *HostingRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HostingRequest.ProtoReflect.Descriptor instead.
+func (*HostingRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *HostingRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *HostingRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *HostingRequest) GetRequester() string {
+	if x != nil {
+		return x.Requester
+	}
+	return ""
+}
+
+func (x *HostingRequest) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *HostingRequest) GetRequestsPerMinute() int32 {
+	if x != nil {
+		return x.RequestsPerMinute
+	}
+	return 0
+}
+
+func (x *HostingRequest) GetTokensPerMinute() int64 {
+	if x != nil {
+		return x.TokensPerMinute
+	}
+	return 0
+}
+
+func (x *HostingRequest) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *HostingRequest) GetJustification() string {
+	if x != nil {
+		return x.Justification
+	}
+	return ""
+}
+
+func (x *HostingRequest) GetState() HostingState {
+	if x != nil {
+		return x.State
+	}
+	return HostingState_HOSTING_STATE_UNSPECIFIED
+}
+
+func (x *HostingRequest) GetDecidedBy() string {
+	if x != nil {
+		return x.DecidedBy
+	}
+	return ""
+}
+
+func (x *HostingRequest) GetDecisionNote() string {
+	if x != nil {
+		return x.DecisionNote
+	}
+	return ""
+}
+
+func (x *HostingRequest) GetDecideTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DecideTime
+	}
+	return nil
+}
+
+func (x *HostingRequest) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *HostingRequest) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
+func (x *HostingRequest) GetUpdatedBy() string {
+	if x != nil {
+		return x.UpdatedBy
+	}
+	return ""
+}
+
+func (x *HostingRequest) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
+func (x *HostingRequest) GetStatusNote() string {
+	if x != nil {
+		return x.StatusNote
+	}
+	return ""
+}
+
+// CreateHostingRequestRequest submits a hosting request.
+type CreateHostingRequestRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// organization_id, requester, model, region, justification and a positive load are
+	// required; id, state, decision and times are assigned.
+	HostingRequest *HostingRequest `protobuf:"bytes,1,opt,name=hosting_request,json=hostingRequest,proto3" json:"hosting_request,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *CreateHostingRequestRequest) Reset() {
+	*x = CreateHostingRequestRequest{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateHostingRequestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateHostingRequestRequest) ProtoMessage() {}
+
+func (x *CreateHostingRequestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateHostingRequestRequest.ProtoReflect.Descriptor instead.
+func (*CreateHostingRequestRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *CreateHostingRequestRequest) GetHostingRequest() *HostingRequest {
+	if x != nil {
+		return x.HostingRequest
+	}
+	return nil
+}
+
+// CreateHostingRequestResponse is the request as stored (before is never set).
+type CreateHostingRequestResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Before        *HostingRequest        `protobuf:"bytes,1,opt,name=before,proto3" json:"before,omitempty"`
+	After         *HostingRequest        `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateHostingRequestResponse) Reset() {
+	*x = CreateHostingRequestResponse{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateHostingRequestResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateHostingRequestResponse) ProtoMessage() {}
+
+func (x *CreateHostingRequestResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateHostingRequestResponse.ProtoReflect.Descriptor instead.
+func (*CreateHostingRequestResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *CreateHostingRequestResponse) GetBefore() *HostingRequest {
+	if x != nil {
+		return x.Before
+	}
+	return nil
+}
+
+func (x *CreateHostingRequestResponse) GetAfter() *HostingRequest {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+// GetHostingRequestRequest names a hosting request.
+type GetHostingRequestRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	Id             string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *GetHostingRequestRequest) Reset() {
+	*x = GetHostingRequestRequest{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetHostingRequestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetHostingRequestRequest) ProtoMessage() {}
+
+func (x *GetHostingRequestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetHostingRequestRequest.ProtoReflect.Descriptor instead.
+func (*GetHostingRequestRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *GetHostingRequestRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *GetHostingRequestRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// GetHostingRequestResponse is the hosting request.
+type GetHostingRequestResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	HostingRequest *HostingRequest        `protobuf:"bytes,1,opt,name=hosting_request,json=hostingRequest,proto3" json:"hosting_request,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *GetHostingRequestResponse) Reset() {
+	*x = GetHostingRequestResponse{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetHostingRequestResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetHostingRequestResponse) ProtoMessage() {}
+
+func (x *GetHostingRequestResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetHostingRequestResponse.ProtoReflect.Descriptor instead.
+func (*GetHostingRequestResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *GetHostingRequestResponse) GetHostingRequest() *HostingRequest {
+	if x != nil {
+		return x.HostingRequest
+	}
+	return nil
+}
+
+// ListHostingRequestsRequest pages through an organisation's hosting requests.
+type ListHostingRequestsRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	PageSize       int32                  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken      string                 `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Keeps requests in these states; empty keeps all.
+	States []HostingState `protobuf:"varint,4,rep,packed,name=states,proto3,enum=fmgate.registry.v1.HostingState" json:"states,omitempty"`
+	// Keeps one requester's requests, when set.
+	Requester     string `protobuf:"bytes,5,opt,name=requester,proto3" json:"requester,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListHostingRequestsRequest) Reset() {
+	*x = ListHostingRequestsRequest{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListHostingRequestsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListHostingRequestsRequest) ProtoMessage() {}
+
+func (x *ListHostingRequestsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListHostingRequestsRequest.ProtoReflect.Descriptor instead.
+func (*ListHostingRequestsRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *ListHostingRequestsRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *ListHostingRequestsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListHostingRequestsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListHostingRequestsRequest) GetStates() []HostingState {
+	if x != nil {
+		return x.States
+	}
+	return nil
+}
+
+func (x *ListHostingRequestsRequest) GetRequester() string {
+	if x != nil {
+		return x.Requester
+	}
+	return ""
+}
+
+// ListHostingRequestsResponse is one page, oldest first.
+type ListHostingRequestsResponse struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	HostingRequests []*HostingRequest      `protobuf:"bytes,1,rep,name=hosting_requests,json=hostingRequests,proto3" json:"hosting_requests,omitempty"`
+	NextPageToken   string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ListHostingRequestsResponse) Reset() {
+	*x = ListHostingRequestsResponse{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListHostingRequestsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListHostingRequestsResponse) ProtoMessage() {}
+
+func (x *ListHostingRequestsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListHostingRequestsResponse.ProtoReflect.Descriptor instead.
+func (*ListHostingRequestsResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *ListHostingRequestsResponse) GetHostingRequests() []*HostingRequest {
+	if x != nil {
+		return x.HostingRequests
+	}
+	return nil
+}
+
+func (x *ListHostingRequestsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// ApproveHostingRequestRequest approves a submitted request.
+type ApproveHostingRequestRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	Id             string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// The deciding admin's subject. Required.
+	DecidedBy     string `protobuf:"bytes,3,opt,name=decided_by,json=decidedBy,proto3" json:"decided_by,omitempty"`
+	Note          string `protobuf:"bytes,4,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveHostingRequestRequest) Reset() {
+	*x = ApproveHostingRequestRequest{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveHostingRequestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveHostingRequestRequest) ProtoMessage() {}
+
+func (x *ApproveHostingRequestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveHostingRequestRequest.ProtoReflect.Descriptor instead.
+func (*ApproveHostingRequestRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *ApproveHostingRequestRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *ApproveHostingRequestRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ApproveHostingRequestRequest) GetDecidedBy() string {
+	if x != nil {
+		return x.DecidedBy
+	}
+	return ""
+}
+
+func (x *ApproveHostingRequestRequest) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+// ApproveHostingRequestResponse is the request before and after.
+type ApproveHostingRequestResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Before        *HostingRequest        `protobuf:"bytes,1,opt,name=before,proto3" json:"before,omitempty"`
+	After         *HostingRequest        `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApproveHostingRequestResponse) Reset() {
+	*x = ApproveHostingRequestResponse{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApproveHostingRequestResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApproveHostingRequestResponse) ProtoMessage() {}
+
+func (x *ApproveHostingRequestResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApproveHostingRequestResponse.ProtoReflect.Descriptor instead.
+func (*ApproveHostingRequestResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *ApproveHostingRequestResponse) GetBefore() *HostingRequest {
+	if x != nil {
+		return x.Before
+	}
+	return nil
+}
+
+func (x *ApproveHostingRequestResponse) GetAfter() *HostingRequest {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+// RejectHostingRequestRequest rejects a submitted request.
+type RejectHostingRequestRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	Id             string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	DecidedBy      string                 `protobuf:"bytes,3,opt,name=decided_by,json=decidedBy,proto3" json:"decided_by,omitempty"`
+	// Why; required, the requester reads it.
+	Note          string `protobuf:"bytes,4,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RejectHostingRequestRequest) Reset() {
+	*x = RejectHostingRequestRequest{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RejectHostingRequestRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RejectHostingRequestRequest) ProtoMessage() {}
+
+func (x *RejectHostingRequestRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RejectHostingRequestRequest.ProtoReflect.Descriptor instead.
+func (*RejectHostingRequestRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *RejectHostingRequestRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *RejectHostingRequestRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RejectHostingRequestRequest) GetDecidedBy() string {
+	if x != nil {
+		return x.DecidedBy
+	}
+	return ""
+}
+
+func (x *RejectHostingRequestRequest) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+// RejectHostingRequestResponse is the request before and after.
+type RejectHostingRequestResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Before        *HostingRequest        `protobuf:"bytes,1,opt,name=before,proto3" json:"before,omitempty"`
+	After         *HostingRequest        `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RejectHostingRequestResponse) Reset() {
+	*x = RejectHostingRequestResponse{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RejectHostingRequestResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RejectHostingRequestResponse) ProtoMessage() {}
+
+func (x *RejectHostingRequestResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RejectHostingRequestResponse.ProtoReflect.Descriptor instead.
+func (*RejectHostingRequestResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *RejectHostingRequestResponse) GetBefore() *HostingRequest {
+	if x != nil {
+		return x.Before
+	}
+	return nil
+}
+
+func (x *RejectHostingRequestResponse) GetAfter() *HostingRequest {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+// MarkHostingRequestProvisioningRequest moves an approved request to provisioning.
+type MarkHostingRequestProvisioningRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	Id             string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	Actor          string                 `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	Note           string                 `protobuf:"bytes,4,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *MarkHostingRequestProvisioningRequest) Reset() {
+	*x = MarkHostingRequestProvisioningRequest{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkHostingRequestProvisioningRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkHostingRequestProvisioningRequest) ProtoMessage() {}
+
+func (x *MarkHostingRequestProvisioningRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkHostingRequestProvisioningRequest.ProtoReflect.Descriptor instead.
+func (*MarkHostingRequestProvisioningRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *MarkHostingRequestProvisioningRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *MarkHostingRequestProvisioningRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *MarkHostingRequestProvisioningRequest) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *MarkHostingRequestProvisioningRequest) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+// MarkHostingRequestProvisioningResponse is the request before and after.
+type MarkHostingRequestProvisioningResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Before        *HostingRequest        `protobuf:"bytes,1,opt,name=before,proto3" json:"before,omitempty"`
+	After         *HostingRequest        `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkHostingRequestProvisioningResponse) Reset() {
+	*x = MarkHostingRequestProvisioningResponse{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkHostingRequestProvisioningResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkHostingRequestProvisioningResponse) ProtoMessage() {}
+
+func (x *MarkHostingRequestProvisioningResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkHostingRequestProvisioningResponse.ProtoReflect.Descriptor instead.
+func (*MarkHostingRequestProvisioningResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *MarkHostingRequestProvisioningResponse) GetBefore() *HostingRequest {
+	if x != nil {
+		return x.Before
+	}
+	return nil
+}
+
+func (x *MarkHostingRequestProvisioningResponse) GetAfter() *HostingRequest {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+// MarkHostingRequestActiveRequest moves a provisioning request to active.
+type MarkHostingRequestActiveRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	Id             string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	Actor          string                 `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	Note           string                 `protobuf:"bytes,4,opt,name=note,proto3" json:"note,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *MarkHostingRequestActiveRequest) Reset() {
+	*x = MarkHostingRequestActiveRequest{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkHostingRequestActiveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkHostingRequestActiveRequest) ProtoMessage() {}
+
+func (x *MarkHostingRequestActiveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkHostingRequestActiveRequest.ProtoReflect.Descriptor instead.
+func (*MarkHostingRequestActiveRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *MarkHostingRequestActiveRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *MarkHostingRequestActiveRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *MarkHostingRequestActiveRequest) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *MarkHostingRequestActiveRequest) GetNote() string {
+	if x != nil {
+		return x.Note
+	}
+	return ""
+}
+
+// MarkHostingRequestActiveResponse is the request before and after.
+type MarkHostingRequestActiveResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Before        *HostingRequest        `protobuf:"bytes,1,opt,name=before,proto3" json:"before,omitempty"`
+	After         *HostingRequest        `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MarkHostingRequestActiveResponse) Reset() {
+	*x = MarkHostingRequestActiveResponse{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MarkHostingRequestActiveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MarkHostingRequestActiveResponse) ProtoMessage() {}
+
+func (x *MarkHostingRequestActiveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MarkHostingRequestActiveResponse.ProtoReflect.Descriptor instead.
+func (*MarkHostingRequestActiveResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *MarkHostingRequestActiveResponse) GetBefore() *HostingRequest {
+	if x != nil {
+		return x.Before
+	}
+	return nil
+}
+
+func (x *MarkHostingRequestActiveResponse) GetAfter() *HostingRequest {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
 var File_fmgate_registry_v1_registry_proto protoreflect.FileDescriptor
 
 const file_fmgate_registry_v1_registry_proto_rawDesc = "" +
 	"\n" +
-	"!fmgate/registry/v1/registry.proto\x12\x12fmgate.registry.v1\"\xaf\x03\n" +
+	"!fmgate/registry/v1/registry.proto\x12\x12fmgate.registry.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"]\n" +
+	"\fCapabilities\x12\x14\n" +
+	"\x05tools\x18\x01 \x01(\bR\x05tools\x12\x16\n" +
+	"\x06vision\x18\x02 \x01(\bR\x06vision\x12\x1f\n" +
+	"\vjson_output\x18\x03 \x01(\bR\n" +
+	"jsonOutput\"z\n" +
+	"\aLicense\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03url\x18\x02 \x01(\tR\x03url\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\tR\aversion\x12/\n" +
+	"\x13acceptance_required\x18\x04 \x01(\bR\x12acceptanceRequired\"y\n" +
+	"\fDataHandling\x12*\n" +
+	"\x0eretention_days\x18\x01 \x01(\x05H\x00R\rretentionDays\x88\x01\x01\x12*\n" +
+	"\x11used_for_training\x18\x02 \x01(\bR\x0fusedForTrainingB\x11\n" +
+	"\x0f_retention_days\"\x9e\n" +
+	"\n" +
 	"\x05Model\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12!\n" +
@@ -737,7 +3689,27 @@ const file_fmgate_registry_v1_registry_proto_rawDesc = "" +
 	"\x18output_price_per_million\x18\b \x01(\x01R\x15outputPricePerMillion\x12!\n" +
 	"\fendpoint_ids\x18\t \x03(\tR\vendpointIds\x12'\n" +
 	"\x0ffallback_models\x18\n" +
-	" \x03(\tR\x0efallbackModels\"\xd7\x02\n" +
+	" \x03(\tR\x0efallbackModels\x12\x16\n" +
+	"\x06family\x18\v \x01(\tR\x06family\x12\x18\n" +
+	"\aversion\x18\f \x01(\tR\aversion\x12G\n" +
+	"\x10input_modalities\x18\r \x03(\x0e2\x1c.fmgate.registry.v1.ModalityR\x0finputModalities\x12I\n" +
+	"\x11output_modalities\x18\x0e \x03(\x0e2\x1c.fmgate.registry.v1.ModalityR\x10outputModalities\x12*\n" +
+	"\x11max_output_tokens\x18\x0f \x01(\x05R\x0fmaxOutputTokens\x12D\n" +
+	"\fcapabilities\x18\x10 \x01(\v2 .fmgate.registry.v1.CapabilitiesR\fcapabilities\x12&\n" +
+	"\x0fprice_per_image\x18\x11 \x01(\x01R\rpricePerImage\x12\x18\n" +
+	"\aregions\x18\x12 \x03(\tR\aregions\x12#\n" +
+	"\rintended_uses\x18\x13 \x03(\tR\fintendedUses\x12\"\n" +
+	"\ruse_case_tags\x18\x14 \x03(\tR\vuseCaseTags\x12 \n" +
+	"\vlimitations\x18\x15 \x03(\tR\vlimitations\x12_\n" +
+	"\x12evaluation_metrics\x18\x16 \x03(\v20.fmgate.registry.v1.Model.EvaluationMetricsEntryR\x11evaluationMetrics\x125\n" +
+	"\alicense\x18\x17 \x01(\v2\x1b.fmgate.registry.v1.LicenseR\alicense\x12E\n" +
+	"\rdata_handling\x18\x18 \x01(\v2 .fmgate.registry.v1.DataHandlingR\fdataHandling\x12'\n" +
+	"\x0fsuccessor_model\x18\x19 \x01(\tR\x0esuccessorModel\x12&\n" +
+	"\x0fvendor_model_id\x18\x1a \x01(\tR\rvendorModelId\x12\x12\n" +
+	"\x04etag\x18\x1b \x01(\tR\x04etag\x1aD\n" +
+	"\x16EvaluationMetricsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xeb\x02\n" +
 	"\bEndpoint\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12<\n" +
@@ -750,19 +3722,28 @@ const file_fmgate_registry_v1_registry_proto_rawDesc = "" +
 	"\bpriority\x18\t \x01(\x05R\bpriority\x12\x1f\n" +
 	"\vapi_version\x18\n" +
 	" \x01(\tR\n" +
-	"apiVersion\"T\n" +
+	"apiVersion\x12\x12\n" +
+	"\x04etag\x18\v \x01(\tR\x04etag\"T\n" +
 	"\x13ResolveRouteRequest\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x14\n" +
-	"\x05model\x18\x02 \x01(\tR\x05model\"\xaa\x01\n" +
+	"\x05model\x18\x02 \x01(\tR\x05model\"\xed\x01\n" +
 	"\x14ResolveRouteResponse\x12/\n" +
 	"\x05model\x18\x01 \x01(\v2\x19.fmgate.registry.v1.ModelR\x05model\x12:\n" +
 	"\tendpoints\x18\x02 \x03(\v2\x1c.fmgate.registry.v1.EndpointR\tendpoints\x12%\n" +
-	"\x0eendpoint_tiers\x18\x03 \x03(\x05R\rendpointTiers\"x\n" +
+	"\x0eendpoint_tiers\x18\x03 \x03(\x05R\rendpointTiers\x12A\n" +
+	"\vdeprecation\x18\x04 \x01(\v2\x1f.fmgate.registry.v1.DeprecationR\vdeprecation\"P\n" +
+	"\vDeprecation\x12'\n" +
+	"\x0fsuccessor_model\x18\x01 \x01(\tR\x0esuccessorModel\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"\x81\x02\n" +
 	"\x11ListModelsRequest\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x03 \x01(\tR\tpageToken\"o\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\x12M\n" +
+	"\x10lifecycle_states\x18\x04 \x03(\x0e2\".fmgate.registry.v1.LifecycleStateR\x0flifecycleStates\x12\x16\n" +
+	"\x06vendor\x18\x05 \x01(\tR\x06vendor\x12 \n" +
+	"\fuse_case_tag\x18\x06 \x01(\tR\n" +
+	"useCaseTag\"o\n" +
 	"\x12ListModelsResponse\x121\n" +
 	"\x06models\x18\x01 \x03(\v2\x19.fmgate.registry.v1.ModelR\x06models\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"M\n" +
@@ -770,7 +3751,187 @@ const file_fmgate_registry_v1_registry_proto_rawDesc = "" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\"O\n" +
 	"\x13GetEndpointResponse\x128\n" +
-	"\bendpoint\x18\x01 \x01(\v2\x1c.fmgate.registry.v1.EndpointR\bendpoint*\xca\x01\n" +
+	"\bendpoint\x18\x01 \x01(\v2\x1c.fmgate.registry.v1.EndpointR\bendpoint\"E\n" +
+	"\x12CreateModelRequest\x12/\n" +
+	"\x05model\x18\x01 \x01(\v2\x19.fmgate.registry.v1.ModelR\x05model\"y\n" +
+	"\x13CreateModelResponse\x121\n" +
+	"\x06before\x18\x01 \x01(\v2\x19.fmgate.registry.v1.ModelR\x06before\x12/\n" +
+	"\x05after\x18\x02 \x01(\v2\x19.fmgate.registry.v1.ModelR\x05after\"N\n" +
+	"\x0fGetModelRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\"C\n" +
+	"\x10GetModelResponse\x12/\n" +
+	"\x05model\x18\x01 \x01(\v2\x19.fmgate.registry.v1.ModelR\x05model\"\x82\x01\n" +
+	"\x12UpdateModelRequest\x12/\n" +
+	"\x05model\x18\x01 \x01(\v2\x19.fmgate.registry.v1.ModelR\x05model\x12;\n" +
+	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
+	"updateMask\"y\n" +
+	"\x13UpdateModelResponse\x121\n" +
+	"\x06before\x18\x01 \x01(\v2\x19.fmgate.registry.v1.ModelR\x06before\x12/\n" +
+	"\x05after\x18\x02 \x01(\v2\x19.fmgate.registry.v1.ModelR\x05after\"e\n" +
+	"\x12DeleteModelRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
+	"\x04etag\x18\x03 \x01(\tR\x04etag\"y\n" +
+	"\x13DeleteModelResponse\x121\n" +
+	"\x06before\x18\x01 \x01(\v2\x19.fmgate.registry.v1.ModelR\x06before\x12/\n" +
+	"\x05after\x18\x02 \x01(\v2\x19.fmgate.registry.v1.ModelR\x05after\"\xe3\x01\n" +
+	"\x16TransitionModelRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12=\n" +
+	"\bto_state\x18\x03 \x01(\x0e2\".fmgate.registry.v1.LifecycleStateR\atoState\x12#\n" +
+	"\revidence_note\x18\x04 \x01(\tR\fevidenceNote\x12\x14\n" +
+	"\x05actor\x18\x05 \x01(\tR\x05actor\x12\x12\n" +
+	"\x04etag\x18\x06 \x01(\tR\x04etag\"\xc2\x01\n" +
+	"\x17TransitionModelResponse\x121\n" +
+	"\x06before\x18\x01 \x01(\v2\x19.fmgate.registry.v1.ModelR\x06before\x12/\n" +
+	"\x05after\x18\x02 \x01(\v2\x19.fmgate.registry.v1.ModelR\x05after\x12C\n" +
+	"\n" +
+	"transition\x18\x03 \x01(\v2#.fmgate.registry.v1.ModelTransitionR\n" +
+	"transition\"\xca\x02\n" +
+	"\x0fModelTransition\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x14\n" +
+	"\x05model\x18\x02 \x01(\tR\x05model\x12A\n" +
+	"\n" +
+	"from_state\x18\x03 \x01(\x0e2\".fmgate.registry.v1.LifecycleStateR\tfromState\x12=\n" +
+	"\bto_state\x18\x04 \x01(\x0e2\".fmgate.registry.v1.LifecycleStateR\atoState\x12\x14\n" +
+	"\x05actor\x18\x05 \x01(\tR\x05actor\x12#\n" +
+	"\revidence_note\x18\x06 \x01(\tR\fevidenceNote\x12;\n" +
+	"\vcreate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\"\x96\x01\n" +
+	"\x1bListModelTransitionsRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\"\x8d\x01\n" +
+	"\x1cListModelTransitionsResponse\x12E\n" +
+	"\vtransitions\x18\x01 \x03(\v2#.fmgate.registry.v1.ModelTransitionR\vtransitions\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"Q\n" +
+	"\x15CreateEndpointRequest\x128\n" +
+	"\bendpoint\x18\x01 \x01(\v2\x1c.fmgate.registry.v1.EndpointR\bendpoint\"\x82\x01\n" +
+	"\x16CreateEndpointResponse\x124\n" +
+	"\x06before\x18\x01 \x01(\v2\x1c.fmgate.registry.v1.EndpointR\x06before\x122\n" +
+	"\x05after\x18\x02 \x01(\v2\x1c.fmgate.registry.v1.EndpointR\x05after\"{\n" +
+	"\x14ListEndpointsRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"{\n" +
+	"\x15ListEndpointsResponse\x12:\n" +
+	"\tendpoints\x18\x01 \x03(\v2\x1c.fmgate.registry.v1.EndpointR\tendpoints\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8e\x01\n" +
+	"\x15UpdateEndpointRequest\x128\n" +
+	"\bendpoint\x18\x01 \x01(\v2\x1c.fmgate.registry.v1.EndpointR\bendpoint\x12;\n" +
+	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
+	"updateMask\"\x82\x01\n" +
+	"\x16UpdateEndpointResponse\x124\n" +
+	"\x06before\x18\x01 \x01(\v2\x1c.fmgate.registry.v1.EndpointR\x06before\x122\n" +
+	"\x05after\x18\x02 \x01(\v2\x1c.fmgate.registry.v1.EndpointR\x05after\"d\n" +
+	"\x15DeleteEndpointRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x12\n" +
+	"\x04etag\x18\x03 \x01(\tR\x04etag\"\x82\x01\n" +
+	"\x16DeleteEndpointResponse\x124\n" +
+	"\x06before\x18\x01 \x01(\v2\x1c.fmgate.registry.v1.EndpointR\x06before\x122\n" +
+	"\x05after\x18\x02 \x01(\v2\x1c.fmgate.registry.v1.EndpointR\x05after\"e\n" +
+	"\x19ImportVendorModelsRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x1f\n" +
+	"\vendpoint_id\x18\x02 \x01(\tR\n" +
+	"endpointId\"\xaf\x01\n" +
+	"\x1aImportVendorModelsResponse\x123\n" +
+	"\acreated\x18\x01 \x03(\v2\x19.fmgate.registry.v1.ModelR\acreated\x12\x1a\n" +
+	"\bexisting\x18\x02 \x03(\tR\bexisting\x12@\n" +
+	"\askipped\x18\x03 \x03(\v2&.fmgate.registry.v1.SkippedVendorModelR\askipped\"T\n" +
+	"\x12SkippedVendorModel\x12&\n" +
+	"\x0fvendor_model_id\x18\x01 \x01(\tR\rvendorModelId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x9e\x05\n" +
+	"\x0eHostingRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x1c\n" +
+	"\trequester\x18\x03 \x01(\tR\trequester\x12\x14\n" +
+	"\x05model\x18\x04 \x01(\tR\x05model\x12.\n" +
+	"\x13requests_per_minute\x18\x05 \x01(\x05R\x11requestsPerMinute\x12*\n" +
+	"\x11tokens_per_minute\x18\x06 \x01(\x03R\x0ftokensPerMinute\x12\x16\n" +
+	"\x06region\x18\a \x01(\tR\x06region\x12$\n" +
+	"\rjustification\x18\b \x01(\tR\rjustification\x126\n" +
+	"\x05state\x18\t \x01(\x0e2 .fmgate.registry.v1.HostingStateR\x05state\x12\x1d\n" +
+	"\n" +
+	"decided_by\x18\n" +
+	" \x01(\tR\tdecidedBy\x12#\n" +
+	"\rdecision_note\x18\v \x01(\tR\fdecisionNote\x12;\n" +
+	"\vdecide_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"decideTime\x12;\n" +
+	"\vcreate_time\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12;\n" +
+	"\vupdate_time\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime\x12\x1d\n" +
+	"\n" +
+	"updated_by\x18\x0f \x01(\tR\tupdatedBy\x12\x12\n" +
+	"\x04etag\x18\x10 \x01(\tR\x04etag\x12\x1f\n" +
+	"\vstatus_note\x18\x11 \x01(\tR\n" +
+	"statusNote\"j\n" +
+	"\x1bCreateHostingRequestRequest\x12K\n" +
+	"\x0fhosting_request\x18\x01 \x01(\v2\".fmgate.registry.v1.HostingRequestR\x0ehostingRequest\"\x94\x01\n" +
+	"\x1cCreateHostingRequestResponse\x12:\n" +
+	"\x06before\x18\x01 \x01(\v2\".fmgate.registry.v1.HostingRequestR\x06before\x128\n" +
+	"\x05after\x18\x02 \x01(\v2\".fmgate.registry.v1.HostingRequestR\x05after\"S\n" +
+	"\x18GetHostingRequestRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\"h\n" +
+	"\x19GetHostingRequestResponse\x12K\n" +
+	"\x0fhosting_request\x18\x01 \x01(\v2\".fmgate.registry.v1.HostingRequestR\x0ehostingRequest\"\xd9\x01\n" +
+	"\x1aListHostingRequestsRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\x128\n" +
+	"\x06states\x18\x04 \x03(\x0e2 .fmgate.registry.v1.HostingStateR\x06states\x12\x1c\n" +
+	"\trequester\x18\x05 \x01(\tR\trequester\"\x94\x01\n" +
+	"\x1bListHostingRequestsResponse\x12M\n" +
+	"\x10hosting_requests\x18\x01 \x03(\v2\".fmgate.registry.v1.HostingRequestR\x0fhostingRequests\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8a\x01\n" +
+	"\x1cApproveHostingRequestRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x1d\n" +
+	"\n" +
+	"decided_by\x18\x03 \x01(\tR\tdecidedBy\x12\x12\n" +
+	"\x04note\x18\x04 \x01(\tR\x04note\"\x95\x01\n" +
+	"\x1dApproveHostingRequestResponse\x12:\n" +
+	"\x06before\x18\x01 \x01(\v2\".fmgate.registry.v1.HostingRequestR\x06before\x128\n" +
+	"\x05after\x18\x02 \x01(\v2\".fmgate.registry.v1.HostingRequestR\x05after\"\x89\x01\n" +
+	"\x1bRejectHostingRequestRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x1d\n" +
+	"\n" +
+	"decided_by\x18\x03 \x01(\tR\tdecidedBy\x12\x12\n" +
+	"\x04note\x18\x04 \x01(\tR\x04note\"\x94\x01\n" +
+	"\x1cRejectHostingRequestResponse\x12:\n" +
+	"\x06before\x18\x01 \x01(\v2\".fmgate.registry.v1.HostingRequestR\x06before\x128\n" +
+	"\x05after\x18\x02 \x01(\v2\".fmgate.registry.v1.HostingRequestR\x05after\"\x8a\x01\n" +
+	"%MarkHostingRequestProvisioningRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x14\n" +
+	"\x05actor\x18\x03 \x01(\tR\x05actor\x12\x12\n" +
+	"\x04note\x18\x04 \x01(\tR\x04note\"\x9e\x01\n" +
+	"&MarkHostingRequestProvisioningResponse\x12:\n" +
+	"\x06before\x18\x01 \x01(\v2\".fmgate.registry.v1.HostingRequestR\x06before\x128\n" +
+	"\x05after\x18\x02 \x01(\v2\".fmgate.registry.v1.HostingRequestR\x05after\"\x84\x01\n" +
+	"\x1fMarkHostingRequestActiveRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x14\n" +
+	"\x05actor\x18\x03 \x01(\tR\x05actor\x12\x12\n" +
+	"\x04note\x18\x04 \x01(\tR\x04note\"\x98\x01\n" +
+	" MarkHostingRequestActiveResponse\x12:\n" +
+	"\x06before\x18\x01 \x01(\v2\".fmgate.registry.v1.HostingRequestR\x06before\x128\n" +
+	"\x05after\x18\x02 \x01(\v2\".fmgate.registry.v1.HostingRequestR\x05after*\x8b\x01\n" +
+	"\bModality\x12\x18\n" +
+	"\x14MODALITY_UNSPECIFIED\x10\x00\x12\x11\n" +
+	"\rMODALITY_TEXT\x10\x01\x12\x12\n" +
+	"\x0eMODALITY_IMAGE\x10\x02\x12\x12\n" +
+	"\x0eMODALITY_AUDIO\x10\x03\x12\x12\n" +
+	"\x0eMODALITY_VIDEO\x10\x04\x12\x16\n" +
+	"\x12MODALITY_EMBEDDING\x10\x05*\xca\x01\n" +
 	"\x0eLifecycleState\x12\x1f\n" +
 	"\x1bLIFECYCLE_STATE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18LIFECYCLE_STATE_PROPOSED\x10\x01\x12\x1e\n" +
@@ -785,12 +3946,37 @@ const file_fmgate_registry_v1_registry_proto_rawDesc = "" +
 	"\x1aPROVIDER_KIND_AZURE_OPENAI\x10\x03\x12\x1b\n" +
 	"\x17PROVIDER_KIND_ANTHROPIC\x10\x04\x12\x19\n" +
 	"\x15PROVIDER_KIND_BEDROCK\x10\x05\x12\x18\n" +
-	"\x14PROVIDER_KIND_GEMINI\x10\x062\xb7\x02\n" +
+	"\x14PROVIDER_KIND_GEMINI\x10\x06*\xbc\x01\n" +
+	"\fHostingState\x12\x1d\n" +
+	"\x19HOSTING_STATE_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17HOSTING_STATE_SUBMITTED\x10\x01\x12\x1a\n" +
+	"\x16HOSTING_STATE_APPROVED\x10\x02\x12\x1a\n" +
+	"\x16HOSTING_STATE_REJECTED\x10\x03\x12\x1e\n" +
+	"\x1aHOSTING_STATE_PROVISIONING\x10\x04\x12\x18\n" +
+	"\x14HOSTING_STATE_ACTIVE\x10\x052\xcf\x12\n" +
 	"\x0fRegistryService\x12c\n" +
 	"\fResolveRoute\x12'.fmgate.registry.v1.ResolveRouteRequest\x1a(.fmgate.registry.v1.ResolveRouteResponse\"\x00\x12]\n" +
 	"\n" +
 	"ListModels\x12%.fmgate.registry.v1.ListModelsRequest\x1a&.fmgate.registry.v1.ListModelsResponse\"\x00\x12`\n" +
-	"\vGetEndpoint\x12&.fmgate.registry.v1.GetEndpointRequest\x1a'.fmgate.registry.v1.GetEndpointResponse\"\x00B\xcd\x01\n" +
+	"\vGetEndpoint\x12&.fmgate.registry.v1.GetEndpointRequest\x1a'.fmgate.registry.v1.GetEndpointResponse\"\x00\x12`\n" +
+	"\vCreateModel\x12&.fmgate.registry.v1.CreateModelRequest\x1a'.fmgate.registry.v1.CreateModelResponse\"\x00\x12W\n" +
+	"\bGetModel\x12#.fmgate.registry.v1.GetModelRequest\x1a$.fmgate.registry.v1.GetModelResponse\"\x00\x12`\n" +
+	"\vUpdateModel\x12&.fmgate.registry.v1.UpdateModelRequest\x1a'.fmgate.registry.v1.UpdateModelResponse\"\x00\x12`\n" +
+	"\vDeleteModel\x12&.fmgate.registry.v1.DeleteModelRequest\x1a'.fmgate.registry.v1.DeleteModelResponse\"\x00\x12l\n" +
+	"\x0fTransitionModel\x12*.fmgate.registry.v1.TransitionModelRequest\x1a+.fmgate.registry.v1.TransitionModelResponse\"\x00\x12{\n" +
+	"\x14ListModelTransitions\x12/.fmgate.registry.v1.ListModelTransitionsRequest\x1a0.fmgate.registry.v1.ListModelTransitionsResponse\"\x00\x12i\n" +
+	"\x0eCreateEndpoint\x12).fmgate.registry.v1.CreateEndpointRequest\x1a*.fmgate.registry.v1.CreateEndpointResponse\"\x00\x12f\n" +
+	"\rListEndpoints\x12(.fmgate.registry.v1.ListEndpointsRequest\x1a).fmgate.registry.v1.ListEndpointsResponse\"\x00\x12i\n" +
+	"\x0eUpdateEndpoint\x12).fmgate.registry.v1.UpdateEndpointRequest\x1a*.fmgate.registry.v1.UpdateEndpointResponse\"\x00\x12i\n" +
+	"\x0eDeleteEndpoint\x12).fmgate.registry.v1.DeleteEndpointRequest\x1a*.fmgate.registry.v1.DeleteEndpointResponse\"\x00\x12u\n" +
+	"\x12ImportVendorModels\x12-.fmgate.registry.v1.ImportVendorModelsRequest\x1a..fmgate.registry.v1.ImportVendorModelsResponse\"\x00\x12{\n" +
+	"\x14CreateHostingRequest\x12/.fmgate.registry.v1.CreateHostingRequestRequest\x1a0.fmgate.registry.v1.CreateHostingRequestResponse\"\x00\x12r\n" +
+	"\x11GetHostingRequest\x12,.fmgate.registry.v1.GetHostingRequestRequest\x1a-.fmgate.registry.v1.GetHostingRequestResponse\"\x00\x12x\n" +
+	"\x13ListHostingRequests\x12..fmgate.registry.v1.ListHostingRequestsRequest\x1a/.fmgate.registry.v1.ListHostingRequestsResponse\"\x00\x12~\n" +
+	"\x15ApproveHostingRequest\x120.fmgate.registry.v1.ApproveHostingRequestRequest\x1a1.fmgate.registry.v1.ApproveHostingRequestResponse\"\x00\x12{\n" +
+	"\x14RejectHostingRequest\x12/.fmgate.registry.v1.RejectHostingRequestRequest\x1a0.fmgate.registry.v1.RejectHostingRequestResponse\"\x00\x12\x99\x01\n" +
+	"\x1eMarkHostingRequestProvisioning\x129.fmgate.registry.v1.MarkHostingRequestProvisioningRequest\x1a:.fmgate.registry.v1.MarkHostingRequestProvisioningResponse\"\x00\x12\x87\x01\n" +
+	"\x18MarkHostingRequestActive\x123.fmgate.registry.v1.MarkHostingRequestActiveRequest\x1a4.fmgate.registry.v1.MarkHostingRequestActiveResponse\"\x00B\xcd\x01\n" +
 	"\x16com.fmgate.registry.v1B\rRegistryProtoP\x01Z:github.com/fmgate/fmgate/gen/fmgate/registry/v1;registryv1\xa2\x02\x03FRX\xaa\x02\x12Fmgate.Registry.V1\xca\x02\x12Fmgate\\Registry\\V1\xe2\x02\x1eFmgate\\Registry\\V1\\GPBMetadata\xea\x02\x14Fmgate::Registry::V1b\x06proto3"
 
 var (
@@ -805,38 +3991,178 @@ func file_fmgate_registry_v1_registry_proto_rawDescGZIP() []byte {
 	return file_fmgate_registry_v1_registry_proto_rawDescData
 }
 
-var file_fmgate_registry_v1_registry_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_fmgate_registry_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_fmgate_registry_v1_registry_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_fmgate_registry_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
 var file_fmgate_registry_v1_registry_proto_goTypes = []any{
-	(LifecycleState)(0),          // 0: fmgate.registry.v1.LifecycleState
-	(ProviderKind)(0),            // 1: fmgate.registry.v1.ProviderKind
-	(*Model)(nil),                // 2: fmgate.registry.v1.Model
-	(*Endpoint)(nil),             // 3: fmgate.registry.v1.Endpoint
-	(*ResolveRouteRequest)(nil),  // 4: fmgate.registry.v1.ResolveRouteRequest
-	(*ResolveRouteResponse)(nil), // 5: fmgate.registry.v1.ResolveRouteResponse
-	(*ListModelsRequest)(nil),    // 6: fmgate.registry.v1.ListModelsRequest
-	(*ListModelsResponse)(nil),   // 7: fmgate.registry.v1.ListModelsResponse
-	(*GetEndpointRequest)(nil),   // 8: fmgate.registry.v1.GetEndpointRequest
-	(*GetEndpointResponse)(nil),  // 9: fmgate.registry.v1.GetEndpointResponse
+	(Modality)(0),                                  // 0: fmgate.registry.v1.Modality
+	(LifecycleState)(0),                            // 1: fmgate.registry.v1.LifecycleState
+	(ProviderKind)(0),                              // 2: fmgate.registry.v1.ProviderKind
+	(HostingState)(0),                              // 3: fmgate.registry.v1.HostingState
+	(*Capabilities)(nil),                           // 4: fmgate.registry.v1.Capabilities
+	(*License)(nil),                                // 5: fmgate.registry.v1.License
+	(*DataHandling)(nil),                           // 6: fmgate.registry.v1.DataHandling
+	(*Model)(nil),                                  // 7: fmgate.registry.v1.Model
+	(*Endpoint)(nil),                               // 8: fmgate.registry.v1.Endpoint
+	(*ResolveRouteRequest)(nil),                    // 9: fmgate.registry.v1.ResolveRouteRequest
+	(*ResolveRouteResponse)(nil),                   // 10: fmgate.registry.v1.ResolveRouteResponse
+	(*Deprecation)(nil),                            // 11: fmgate.registry.v1.Deprecation
+	(*ListModelsRequest)(nil),                      // 12: fmgate.registry.v1.ListModelsRequest
+	(*ListModelsResponse)(nil),                     // 13: fmgate.registry.v1.ListModelsResponse
+	(*GetEndpointRequest)(nil),                     // 14: fmgate.registry.v1.GetEndpointRequest
+	(*GetEndpointResponse)(nil),                    // 15: fmgate.registry.v1.GetEndpointResponse
+	(*CreateModelRequest)(nil),                     // 16: fmgate.registry.v1.CreateModelRequest
+	(*CreateModelResponse)(nil),                    // 17: fmgate.registry.v1.CreateModelResponse
+	(*GetModelRequest)(nil),                        // 18: fmgate.registry.v1.GetModelRequest
+	(*GetModelResponse)(nil),                       // 19: fmgate.registry.v1.GetModelResponse
+	(*UpdateModelRequest)(nil),                     // 20: fmgate.registry.v1.UpdateModelRequest
+	(*UpdateModelResponse)(nil),                    // 21: fmgate.registry.v1.UpdateModelResponse
+	(*DeleteModelRequest)(nil),                     // 22: fmgate.registry.v1.DeleteModelRequest
+	(*DeleteModelResponse)(nil),                    // 23: fmgate.registry.v1.DeleteModelResponse
+	(*TransitionModelRequest)(nil),                 // 24: fmgate.registry.v1.TransitionModelRequest
+	(*TransitionModelResponse)(nil),                // 25: fmgate.registry.v1.TransitionModelResponse
+	(*ModelTransition)(nil),                        // 26: fmgate.registry.v1.ModelTransition
+	(*ListModelTransitionsRequest)(nil),            // 27: fmgate.registry.v1.ListModelTransitionsRequest
+	(*ListModelTransitionsResponse)(nil),           // 28: fmgate.registry.v1.ListModelTransitionsResponse
+	(*CreateEndpointRequest)(nil),                  // 29: fmgate.registry.v1.CreateEndpointRequest
+	(*CreateEndpointResponse)(nil),                 // 30: fmgate.registry.v1.CreateEndpointResponse
+	(*ListEndpointsRequest)(nil),                   // 31: fmgate.registry.v1.ListEndpointsRequest
+	(*ListEndpointsResponse)(nil),                  // 32: fmgate.registry.v1.ListEndpointsResponse
+	(*UpdateEndpointRequest)(nil),                  // 33: fmgate.registry.v1.UpdateEndpointRequest
+	(*UpdateEndpointResponse)(nil),                 // 34: fmgate.registry.v1.UpdateEndpointResponse
+	(*DeleteEndpointRequest)(nil),                  // 35: fmgate.registry.v1.DeleteEndpointRequest
+	(*DeleteEndpointResponse)(nil),                 // 36: fmgate.registry.v1.DeleteEndpointResponse
+	(*ImportVendorModelsRequest)(nil),              // 37: fmgate.registry.v1.ImportVendorModelsRequest
+	(*ImportVendorModelsResponse)(nil),             // 38: fmgate.registry.v1.ImportVendorModelsResponse
+	(*SkippedVendorModel)(nil),                     // 39: fmgate.registry.v1.SkippedVendorModel
+	(*HostingRequest)(nil),                         // 40: fmgate.registry.v1.HostingRequest
+	(*CreateHostingRequestRequest)(nil),            // 41: fmgate.registry.v1.CreateHostingRequestRequest
+	(*CreateHostingRequestResponse)(nil),           // 42: fmgate.registry.v1.CreateHostingRequestResponse
+	(*GetHostingRequestRequest)(nil),               // 43: fmgate.registry.v1.GetHostingRequestRequest
+	(*GetHostingRequestResponse)(nil),              // 44: fmgate.registry.v1.GetHostingRequestResponse
+	(*ListHostingRequestsRequest)(nil),             // 45: fmgate.registry.v1.ListHostingRequestsRequest
+	(*ListHostingRequestsResponse)(nil),            // 46: fmgate.registry.v1.ListHostingRequestsResponse
+	(*ApproveHostingRequestRequest)(nil),           // 47: fmgate.registry.v1.ApproveHostingRequestRequest
+	(*ApproveHostingRequestResponse)(nil),          // 48: fmgate.registry.v1.ApproveHostingRequestResponse
+	(*RejectHostingRequestRequest)(nil),            // 49: fmgate.registry.v1.RejectHostingRequestRequest
+	(*RejectHostingRequestResponse)(nil),           // 50: fmgate.registry.v1.RejectHostingRequestResponse
+	(*MarkHostingRequestProvisioningRequest)(nil),  // 51: fmgate.registry.v1.MarkHostingRequestProvisioningRequest
+	(*MarkHostingRequestProvisioningResponse)(nil), // 52: fmgate.registry.v1.MarkHostingRequestProvisioningResponse
+	(*MarkHostingRequestActiveRequest)(nil),        // 53: fmgate.registry.v1.MarkHostingRequestActiveRequest
+	(*MarkHostingRequestActiveResponse)(nil),       // 54: fmgate.registry.v1.MarkHostingRequestActiveResponse
+	nil,                                            // 55: fmgate.registry.v1.Model.EvaluationMetricsEntry
+	(*fieldmaskpb.FieldMask)(nil),                  // 56: google.protobuf.FieldMask
+	(*timestamppb.Timestamp)(nil),                  // 57: google.protobuf.Timestamp
 }
 var file_fmgate_registry_v1_registry_proto_depIdxs = []int32{
-	0, // 0: fmgate.registry.v1.Model.lifecycle_state:type_name -> fmgate.registry.v1.LifecycleState
-	1, // 1: fmgate.registry.v1.Endpoint.provider:type_name -> fmgate.registry.v1.ProviderKind
-	2, // 2: fmgate.registry.v1.ResolveRouteResponse.model:type_name -> fmgate.registry.v1.Model
-	3, // 3: fmgate.registry.v1.ResolveRouteResponse.endpoints:type_name -> fmgate.registry.v1.Endpoint
-	2, // 4: fmgate.registry.v1.ListModelsResponse.models:type_name -> fmgate.registry.v1.Model
-	3, // 5: fmgate.registry.v1.GetEndpointResponse.endpoint:type_name -> fmgate.registry.v1.Endpoint
-	4, // 6: fmgate.registry.v1.RegistryService.ResolveRoute:input_type -> fmgate.registry.v1.ResolveRouteRequest
-	6, // 7: fmgate.registry.v1.RegistryService.ListModels:input_type -> fmgate.registry.v1.ListModelsRequest
-	8, // 8: fmgate.registry.v1.RegistryService.GetEndpoint:input_type -> fmgate.registry.v1.GetEndpointRequest
-	5, // 9: fmgate.registry.v1.RegistryService.ResolveRoute:output_type -> fmgate.registry.v1.ResolveRouteResponse
-	7, // 10: fmgate.registry.v1.RegistryService.ListModels:output_type -> fmgate.registry.v1.ListModelsResponse
-	9, // 11: fmgate.registry.v1.RegistryService.GetEndpoint:output_type -> fmgate.registry.v1.GetEndpointResponse
-	9, // [9:12] is the sub-list for method output_type
-	6, // [6:9] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	1,  // 0: fmgate.registry.v1.Model.lifecycle_state:type_name -> fmgate.registry.v1.LifecycleState
+	0,  // 1: fmgate.registry.v1.Model.input_modalities:type_name -> fmgate.registry.v1.Modality
+	0,  // 2: fmgate.registry.v1.Model.output_modalities:type_name -> fmgate.registry.v1.Modality
+	4,  // 3: fmgate.registry.v1.Model.capabilities:type_name -> fmgate.registry.v1.Capabilities
+	55, // 4: fmgate.registry.v1.Model.evaluation_metrics:type_name -> fmgate.registry.v1.Model.EvaluationMetricsEntry
+	5,  // 5: fmgate.registry.v1.Model.license:type_name -> fmgate.registry.v1.License
+	6,  // 6: fmgate.registry.v1.Model.data_handling:type_name -> fmgate.registry.v1.DataHandling
+	2,  // 7: fmgate.registry.v1.Endpoint.provider:type_name -> fmgate.registry.v1.ProviderKind
+	7,  // 8: fmgate.registry.v1.ResolveRouteResponse.model:type_name -> fmgate.registry.v1.Model
+	8,  // 9: fmgate.registry.v1.ResolveRouteResponse.endpoints:type_name -> fmgate.registry.v1.Endpoint
+	11, // 10: fmgate.registry.v1.ResolveRouteResponse.deprecation:type_name -> fmgate.registry.v1.Deprecation
+	1,  // 11: fmgate.registry.v1.ListModelsRequest.lifecycle_states:type_name -> fmgate.registry.v1.LifecycleState
+	7,  // 12: fmgate.registry.v1.ListModelsResponse.models:type_name -> fmgate.registry.v1.Model
+	8,  // 13: fmgate.registry.v1.GetEndpointResponse.endpoint:type_name -> fmgate.registry.v1.Endpoint
+	7,  // 14: fmgate.registry.v1.CreateModelRequest.model:type_name -> fmgate.registry.v1.Model
+	7,  // 15: fmgate.registry.v1.CreateModelResponse.before:type_name -> fmgate.registry.v1.Model
+	7,  // 16: fmgate.registry.v1.CreateModelResponse.after:type_name -> fmgate.registry.v1.Model
+	7,  // 17: fmgate.registry.v1.GetModelResponse.model:type_name -> fmgate.registry.v1.Model
+	7,  // 18: fmgate.registry.v1.UpdateModelRequest.model:type_name -> fmgate.registry.v1.Model
+	56, // 19: fmgate.registry.v1.UpdateModelRequest.update_mask:type_name -> google.protobuf.FieldMask
+	7,  // 20: fmgate.registry.v1.UpdateModelResponse.before:type_name -> fmgate.registry.v1.Model
+	7,  // 21: fmgate.registry.v1.UpdateModelResponse.after:type_name -> fmgate.registry.v1.Model
+	7,  // 22: fmgate.registry.v1.DeleteModelResponse.before:type_name -> fmgate.registry.v1.Model
+	7,  // 23: fmgate.registry.v1.DeleteModelResponse.after:type_name -> fmgate.registry.v1.Model
+	1,  // 24: fmgate.registry.v1.TransitionModelRequest.to_state:type_name -> fmgate.registry.v1.LifecycleState
+	7,  // 25: fmgate.registry.v1.TransitionModelResponse.before:type_name -> fmgate.registry.v1.Model
+	7,  // 26: fmgate.registry.v1.TransitionModelResponse.after:type_name -> fmgate.registry.v1.Model
+	26, // 27: fmgate.registry.v1.TransitionModelResponse.transition:type_name -> fmgate.registry.v1.ModelTransition
+	1,  // 28: fmgate.registry.v1.ModelTransition.from_state:type_name -> fmgate.registry.v1.LifecycleState
+	1,  // 29: fmgate.registry.v1.ModelTransition.to_state:type_name -> fmgate.registry.v1.LifecycleState
+	57, // 30: fmgate.registry.v1.ModelTransition.create_time:type_name -> google.protobuf.Timestamp
+	26, // 31: fmgate.registry.v1.ListModelTransitionsResponse.transitions:type_name -> fmgate.registry.v1.ModelTransition
+	8,  // 32: fmgate.registry.v1.CreateEndpointRequest.endpoint:type_name -> fmgate.registry.v1.Endpoint
+	8,  // 33: fmgate.registry.v1.CreateEndpointResponse.before:type_name -> fmgate.registry.v1.Endpoint
+	8,  // 34: fmgate.registry.v1.CreateEndpointResponse.after:type_name -> fmgate.registry.v1.Endpoint
+	8,  // 35: fmgate.registry.v1.ListEndpointsResponse.endpoints:type_name -> fmgate.registry.v1.Endpoint
+	8,  // 36: fmgate.registry.v1.UpdateEndpointRequest.endpoint:type_name -> fmgate.registry.v1.Endpoint
+	56, // 37: fmgate.registry.v1.UpdateEndpointRequest.update_mask:type_name -> google.protobuf.FieldMask
+	8,  // 38: fmgate.registry.v1.UpdateEndpointResponse.before:type_name -> fmgate.registry.v1.Endpoint
+	8,  // 39: fmgate.registry.v1.UpdateEndpointResponse.after:type_name -> fmgate.registry.v1.Endpoint
+	8,  // 40: fmgate.registry.v1.DeleteEndpointResponse.before:type_name -> fmgate.registry.v1.Endpoint
+	8,  // 41: fmgate.registry.v1.DeleteEndpointResponse.after:type_name -> fmgate.registry.v1.Endpoint
+	7,  // 42: fmgate.registry.v1.ImportVendorModelsResponse.created:type_name -> fmgate.registry.v1.Model
+	39, // 43: fmgate.registry.v1.ImportVendorModelsResponse.skipped:type_name -> fmgate.registry.v1.SkippedVendorModel
+	3,  // 44: fmgate.registry.v1.HostingRequest.state:type_name -> fmgate.registry.v1.HostingState
+	57, // 45: fmgate.registry.v1.HostingRequest.decide_time:type_name -> google.protobuf.Timestamp
+	57, // 46: fmgate.registry.v1.HostingRequest.create_time:type_name -> google.protobuf.Timestamp
+	57, // 47: fmgate.registry.v1.HostingRequest.update_time:type_name -> google.protobuf.Timestamp
+	40, // 48: fmgate.registry.v1.CreateHostingRequestRequest.hosting_request:type_name -> fmgate.registry.v1.HostingRequest
+	40, // 49: fmgate.registry.v1.CreateHostingRequestResponse.before:type_name -> fmgate.registry.v1.HostingRequest
+	40, // 50: fmgate.registry.v1.CreateHostingRequestResponse.after:type_name -> fmgate.registry.v1.HostingRequest
+	40, // 51: fmgate.registry.v1.GetHostingRequestResponse.hosting_request:type_name -> fmgate.registry.v1.HostingRequest
+	3,  // 52: fmgate.registry.v1.ListHostingRequestsRequest.states:type_name -> fmgate.registry.v1.HostingState
+	40, // 53: fmgate.registry.v1.ListHostingRequestsResponse.hosting_requests:type_name -> fmgate.registry.v1.HostingRequest
+	40, // 54: fmgate.registry.v1.ApproveHostingRequestResponse.before:type_name -> fmgate.registry.v1.HostingRequest
+	40, // 55: fmgate.registry.v1.ApproveHostingRequestResponse.after:type_name -> fmgate.registry.v1.HostingRequest
+	40, // 56: fmgate.registry.v1.RejectHostingRequestResponse.before:type_name -> fmgate.registry.v1.HostingRequest
+	40, // 57: fmgate.registry.v1.RejectHostingRequestResponse.after:type_name -> fmgate.registry.v1.HostingRequest
+	40, // 58: fmgate.registry.v1.MarkHostingRequestProvisioningResponse.before:type_name -> fmgate.registry.v1.HostingRequest
+	40, // 59: fmgate.registry.v1.MarkHostingRequestProvisioningResponse.after:type_name -> fmgate.registry.v1.HostingRequest
+	40, // 60: fmgate.registry.v1.MarkHostingRequestActiveResponse.before:type_name -> fmgate.registry.v1.HostingRequest
+	40, // 61: fmgate.registry.v1.MarkHostingRequestActiveResponse.after:type_name -> fmgate.registry.v1.HostingRequest
+	9,  // 62: fmgate.registry.v1.RegistryService.ResolveRoute:input_type -> fmgate.registry.v1.ResolveRouteRequest
+	12, // 63: fmgate.registry.v1.RegistryService.ListModels:input_type -> fmgate.registry.v1.ListModelsRequest
+	14, // 64: fmgate.registry.v1.RegistryService.GetEndpoint:input_type -> fmgate.registry.v1.GetEndpointRequest
+	16, // 65: fmgate.registry.v1.RegistryService.CreateModel:input_type -> fmgate.registry.v1.CreateModelRequest
+	18, // 66: fmgate.registry.v1.RegistryService.GetModel:input_type -> fmgate.registry.v1.GetModelRequest
+	20, // 67: fmgate.registry.v1.RegistryService.UpdateModel:input_type -> fmgate.registry.v1.UpdateModelRequest
+	22, // 68: fmgate.registry.v1.RegistryService.DeleteModel:input_type -> fmgate.registry.v1.DeleteModelRequest
+	24, // 69: fmgate.registry.v1.RegistryService.TransitionModel:input_type -> fmgate.registry.v1.TransitionModelRequest
+	27, // 70: fmgate.registry.v1.RegistryService.ListModelTransitions:input_type -> fmgate.registry.v1.ListModelTransitionsRequest
+	29, // 71: fmgate.registry.v1.RegistryService.CreateEndpoint:input_type -> fmgate.registry.v1.CreateEndpointRequest
+	31, // 72: fmgate.registry.v1.RegistryService.ListEndpoints:input_type -> fmgate.registry.v1.ListEndpointsRequest
+	33, // 73: fmgate.registry.v1.RegistryService.UpdateEndpoint:input_type -> fmgate.registry.v1.UpdateEndpointRequest
+	35, // 74: fmgate.registry.v1.RegistryService.DeleteEndpoint:input_type -> fmgate.registry.v1.DeleteEndpointRequest
+	37, // 75: fmgate.registry.v1.RegistryService.ImportVendorModels:input_type -> fmgate.registry.v1.ImportVendorModelsRequest
+	41, // 76: fmgate.registry.v1.RegistryService.CreateHostingRequest:input_type -> fmgate.registry.v1.CreateHostingRequestRequest
+	43, // 77: fmgate.registry.v1.RegistryService.GetHostingRequest:input_type -> fmgate.registry.v1.GetHostingRequestRequest
+	45, // 78: fmgate.registry.v1.RegistryService.ListHostingRequests:input_type -> fmgate.registry.v1.ListHostingRequestsRequest
+	47, // 79: fmgate.registry.v1.RegistryService.ApproveHostingRequest:input_type -> fmgate.registry.v1.ApproveHostingRequestRequest
+	49, // 80: fmgate.registry.v1.RegistryService.RejectHostingRequest:input_type -> fmgate.registry.v1.RejectHostingRequestRequest
+	51, // 81: fmgate.registry.v1.RegistryService.MarkHostingRequestProvisioning:input_type -> fmgate.registry.v1.MarkHostingRequestProvisioningRequest
+	53, // 82: fmgate.registry.v1.RegistryService.MarkHostingRequestActive:input_type -> fmgate.registry.v1.MarkHostingRequestActiveRequest
+	10, // 83: fmgate.registry.v1.RegistryService.ResolveRoute:output_type -> fmgate.registry.v1.ResolveRouteResponse
+	13, // 84: fmgate.registry.v1.RegistryService.ListModels:output_type -> fmgate.registry.v1.ListModelsResponse
+	15, // 85: fmgate.registry.v1.RegistryService.GetEndpoint:output_type -> fmgate.registry.v1.GetEndpointResponse
+	17, // 86: fmgate.registry.v1.RegistryService.CreateModel:output_type -> fmgate.registry.v1.CreateModelResponse
+	19, // 87: fmgate.registry.v1.RegistryService.GetModel:output_type -> fmgate.registry.v1.GetModelResponse
+	21, // 88: fmgate.registry.v1.RegistryService.UpdateModel:output_type -> fmgate.registry.v1.UpdateModelResponse
+	23, // 89: fmgate.registry.v1.RegistryService.DeleteModel:output_type -> fmgate.registry.v1.DeleteModelResponse
+	25, // 90: fmgate.registry.v1.RegistryService.TransitionModel:output_type -> fmgate.registry.v1.TransitionModelResponse
+	28, // 91: fmgate.registry.v1.RegistryService.ListModelTransitions:output_type -> fmgate.registry.v1.ListModelTransitionsResponse
+	30, // 92: fmgate.registry.v1.RegistryService.CreateEndpoint:output_type -> fmgate.registry.v1.CreateEndpointResponse
+	32, // 93: fmgate.registry.v1.RegistryService.ListEndpoints:output_type -> fmgate.registry.v1.ListEndpointsResponse
+	34, // 94: fmgate.registry.v1.RegistryService.UpdateEndpoint:output_type -> fmgate.registry.v1.UpdateEndpointResponse
+	36, // 95: fmgate.registry.v1.RegistryService.DeleteEndpoint:output_type -> fmgate.registry.v1.DeleteEndpointResponse
+	38, // 96: fmgate.registry.v1.RegistryService.ImportVendorModels:output_type -> fmgate.registry.v1.ImportVendorModelsResponse
+	42, // 97: fmgate.registry.v1.RegistryService.CreateHostingRequest:output_type -> fmgate.registry.v1.CreateHostingRequestResponse
+	44, // 98: fmgate.registry.v1.RegistryService.GetHostingRequest:output_type -> fmgate.registry.v1.GetHostingRequestResponse
+	46, // 99: fmgate.registry.v1.RegistryService.ListHostingRequests:output_type -> fmgate.registry.v1.ListHostingRequestsResponse
+	48, // 100: fmgate.registry.v1.RegistryService.ApproveHostingRequest:output_type -> fmgate.registry.v1.ApproveHostingRequestResponse
+	50, // 101: fmgate.registry.v1.RegistryService.RejectHostingRequest:output_type -> fmgate.registry.v1.RejectHostingRequestResponse
+	52, // 102: fmgate.registry.v1.RegistryService.MarkHostingRequestProvisioning:output_type -> fmgate.registry.v1.MarkHostingRequestProvisioningResponse
+	54, // 103: fmgate.registry.v1.RegistryService.MarkHostingRequestActive:output_type -> fmgate.registry.v1.MarkHostingRequestActiveResponse
+	83, // [83:104] is the sub-list for method output_type
+	62, // [62:83] is the sub-list for method input_type
+	62, // [62:62] is the sub-list for extension type_name
+	62, // [62:62] is the sub-list for extension extendee
+	0,  // [0:62] is the sub-list for field type_name
 }
 
 func init() { file_fmgate_registry_v1_registry_proto_init() }
@@ -844,13 +4170,14 @@ func file_fmgate_registry_v1_registry_proto_init() {
 	if File_fmgate_registry_v1_registry_proto != nil {
 		return
 	}
+	file_fmgate_registry_v1_registry_proto_msgTypes[2].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fmgate_registry_v1_registry_proto_rawDesc), len(file_fmgate_registry_v1_registry_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   8,
+			NumEnums:      4,
+			NumMessages:   52,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,16 +22,38 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	RegistryService_ResolveRoute_FullMethodName = "/fmgate.registry.v1.RegistryService/ResolveRoute"
-	RegistryService_ListModels_FullMethodName   = "/fmgate.registry.v1.RegistryService/ListModels"
-	RegistryService_GetEndpoint_FullMethodName  = "/fmgate.registry.v1.RegistryService/GetEndpoint"
+	RegistryService_ResolveRoute_FullMethodName                   = "/fmgate.registry.v1.RegistryService/ResolveRoute"
+	RegistryService_ListModels_FullMethodName                     = "/fmgate.registry.v1.RegistryService/ListModels"
+	RegistryService_GetEndpoint_FullMethodName                    = "/fmgate.registry.v1.RegistryService/GetEndpoint"
+	RegistryService_CreateModel_FullMethodName                    = "/fmgate.registry.v1.RegistryService/CreateModel"
+	RegistryService_GetModel_FullMethodName                       = "/fmgate.registry.v1.RegistryService/GetModel"
+	RegistryService_UpdateModel_FullMethodName                    = "/fmgate.registry.v1.RegistryService/UpdateModel"
+	RegistryService_DeleteModel_FullMethodName                    = "/fmgate.registry.v1.RegistryService/DeleteModel"
+	RegistryService_TransitionModel_FullMethodName                = "/fmgate.registry.v1.RegistryService/TransitionModel"
+	RegistryService_ListModelTransitions_FullMethodName           = "/fmgate.registry.v1.RegistryService/ListModelTransitions"
+	RegistryService_CreateEndpoint_FullMethodName                 = "/fmgate.registry.v1.RegistryService/CreateEndpoint"
+	RegistryService_ListEndpoints_FullMethodName                  = "/fmgate.registry.v1.RegistryService/ListEndpoints"
+	RegistryService_UpdateEndpoint_FullMethodName                 = "/fmgate.registry.v1.RegistryService/UpdateEndpoint"
+	RegistryService_DeleteEndpoint_FullMethodName                 = "/fmgate.registry.v1.RegistryService/DeleteEndpoint"
+	RegistryService_ImportVendorModels_FullMethodName             = "/fmgate.registry.v1.RegistryService/ImportVendorModels"
+	RegistryService_CreateHostingRequest_FullMethodName           = "/fmgate.registry.v1.RegistryService/CreateHostingRequest"
+	RegistryService_GetHostingRequest_FullMethodName              = "/fmgate.registry.v1.RegistryService/GetHostingRequest"
+	RegistryService_ListHostingRequests_FullMethodName            = "/fmgate.registry.v1.RegistryService/ListHostingRequests"
+	RegistryService_ApproveHostingRequest_FullMethodName          = "/fmgate.registry.v1.RegistryService/ApproveHostingRequest"
+	RegistryService_RejectHostingRequest_FullMethodName           = "/fmgate.registry.v1.RegistryService/RejectHostingRequest"
+	RegistryService_MarkHostingRequestProvisioning_FullMethodName = "/fmgate.registry.v1.RegistryService/MarkHostingRequestProvisioning"
+	RegistryService_MarkHostingRequestActive_FullMethodName       = "/fmgate.registry.v1.RegistryService/MarkHostingRequestActive"
 )
 
 // RegistryServiceClient is the client API for RegistryService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// RegistryService resolves model names to the endpoints that serve them.
+// RegistryService resolves model names to the endpoints that serve them, and administers the
+// models (cards and lifecycle), endpoints and dedicated-hosting requests of every
+// organisation. Every request names its organisation; no RPC reads or writes another's
+// records. Mutating RPCs answer with the record before and after the change, for the audit
+// trail. The admin layer in front of these RPCs authenticates and authorises the caller.
 type RegistryServiceClient interface {
 	// ResolveRoute returns the model and its endpoints in the order dispatch should try them.
 	// NOT_FOUND when the organisation has no such model; FAILED_PRECONDITION when the model
@@ -41,6 +63,46 @@ type RegistryServiceClient interface {
 	ListModels(ctx context.Context, in *ListModelsRequest, opts ...grpc.CallOption) (*ListModelsResponse, error)
 	// GetEndpoint returns one endpoint of an organisation.
 	GetEndpoint(ctx context.Context, in *GetEndpointRequest, opts ...grpc.CallOption) (*GetEndpointResponse, error)
+	// CreateModel adds a model, always in state PROPOSED. ALREADY_EXISTS when the name is taken.
+	CreateModel(ctx context.Context, in *CreateModelRequest, opts ...grpc.CallOption) (*CreateModelResponse, error)
+	// GetModel returns a model in any lifecycle state.
+	GetModel(ctx context.Context, in *GetModelRequest, opts ...grpc.CallOption) (*GetModelResponse, error)
+	// UpdateModel changes the fields named by update_mask. ABORTED when model.etag is set and
+	// differs from the stored model's. The lifecycle state changes only through TransitionModel.
+	UpdateModel(ctx context.Context, in *UpdateModelRequest, opts ...grpc.CallOption) (*UpdateModelResponse, error)
+	// DeleteModel removes a model that is proposed or retired (FAILED_PRECONDITION otherwise).
+	// Its transition history is kept.
+	DeleteModel(ctx context.Context, in *DeleteModelRequest, opts ...grpc.CallOption) (*DeleteModelResponse, error)
+	// TransitionModel moves a model along its lifecycle and records who, when and why.
+	// FAILED_PRECONDITION (reason INVALID_TRANSITION) for a transition the lifecycle forbids.
+	TransitionModel(ctx context.Context, in *TransitionModelRequest, opts ...grpc.CallOption) (*TransitionModelResponse, error)
+	// ListModelTransitions pages through a model's lifecycle history, oldest first.
+	ListModelTransitions(ctx context.Context, in *ListModelTransitionsRequest, opts ...grpc.CallOption) (*ListModelTransitionsResponse, error)
+	// CreateEndpoint adds an endpoint. ALREADY_EXISTS when the id is taken.
+	CreateEndpoint(ctx context.Context, in *CreateEndpointRequest, opts ...grpc.CallOption) (*CreateEndpointResponse, error)
+	// ListEndpoints pages through an organisation's endpoints, ordered by id.
+	ListEndpoints(ctx context.Context, in *ListEndpointsRequest, opts ...grpc.CallOption) (*ListEndpointsResponse, error)
+	// UpdateEndpoint changes the fields named by update_mask; ABORTED on an etag mismatch.
+	UpdateEndpoint(ctx context.Context, in *UpdateEndpointRequest, opts ...grpc.CallOption) (*UpdateEndpointResponse, error)
+	// DeleteEndpoint removes an endpoint; ABORTED on an etag mismatch. Models naming it skip it.
+	DeleteEndpoint(ctx context.Context, in *DeleteEndpointRequest, opts ...grpc.CallOption) (*DeleteEndpointResponse, error)
+	// ImportVendorModels lists the models the vendor offers through an endpoint and creates,
+	// as PROPOSED, each one the organisation does not have yet. Idempotent.
+	ImportVendorModels(ctx context.Context, in *ImportVendorModelsRequest, opts ...grpc.CallOption) (*ImportVendorModelsResponse, error)
+	// CreateHostingRequest records a request for dedicated hosting of a model, SUBMITTED.
+	CreateHostingRequest(ctx context.Context, in *CreateHostingRequestRequest, opts ...grpc.CallOption) (*CreateHostingRequestResponse, error)
+	// GetHostingRequest returns one hosting request.
+	GetHostingRequest(ctx context.Context, in *GetHostingRequestRequest, opts ...grpc.CallOption) (*GetHostingRequestResponse, error)
+	// ListHostingRequests pages through an organisation's hosting requests, oldest first.
+	ListHostingRequests(ctx context.Context, in *ListHostingRequestsRequest, opts ...grpc.CallOption) (*ListHostingRequestsResponse, error)
+	// ApproveHostingRequest approves a SUBMITTED request.
+	ApproveHostingRequest(ctx context.Context, in *ApproveHostingRequestRequest, opts ...grpc.CallOption) (*ApproveHostingRequestResponse, error)
+	// RejectHostingRequest rejects a SUBMITTED request.
+	RejectHostingRequest(ctx context.Context, in *RejectHostingRequestRequest, opts ...grpc.CallOption) (*RejectHostingRequestResponse, error)
+	// MarkHostingRequestProvisioning records that an APPROVED request is being provisioned.
+	MarkHostingRequestProvisioning(ctx context.Context, in *MarkHostingRequestProvisioningRequest, opts ...grpc.CallOption) (*MarkHostingRequestProvisioningResponse, error)
+	// MarkHostingRequestActive records that a PROVISIONING request's hosting serves.
+	MarkHostingRequestActive(ctx context.Context, in *MarkHostingRequestActiveRequest, opts ...grpc.CallOption) (*MarkHostingRequestActiveResponse, error)
 }
 
 type registryServiceClient struct {
@@ -81,11 +143,195 @@ func (c *registryServiceClient) GetEndpoint(ctx context.Context, in *GetEndpoint
 	return out, nil
 }
 
+func (c *registryServiceClient) CreateModel(ctx context.Context, in *CreateModelRequest, opts ...grpc.CallOption) (*CreateModelResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateModelResponse)
+	err := c.cc.Invoke(ctx, RegistryService_CreateModel_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) GetModel(ctx context.Context, in *GetModelRequest, opts ...grpc.CallOption) (*GetModelResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetModelResponse)
+	err := c.cc.Invoke(ctx, RegistryService_GetModel_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) UpdateModel(ctx context.Context, in *UpdateModelRequest, opts ...grpc.CallOption) (*UpdateModelResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateModelResponse)
+	err := c.cc.Invoke(ctx, RegistryService_UpdateModel_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) DeleteModel(ctx context.Context, in *DeleteModelRequest, opts ...grpc.CallOption) (*DeleteModelResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteModelResponse)
+	err := c.cc.Invoke(ctx, RegistryService_DeleteModel_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) TransitionModel(ctx context.Context, in *TransitionModelRequest, opts ...grpc.CallOption) (*TransitionModelResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TransitionModelResponse)
+	err := c.cc.Invoke(ctx, RegistryService_TransitionModel_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) ListModelTransitions(ctx context.Context, in *ListModelTransitionsRequest, opts ...grpc.CallOption) (*ListModelTransitionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListModelTransitionsResponse)
+	err := c.cc.Invoke(ctx, RegistryService_ListModelTransitions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) CreateEndpoint(ctx context.Context, in *CreateEndpointRequest, opts ...grpc.CallOption) (*CreateEndpointResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateEndpointResponse)
+	err := c.cc.Invoke(ctx, RegistryService_CreateEndpoint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) ListEndpoints(ctx context.Context, in *ListEndpointsRequest, opts ...grpc.CallOption) (*ListEndpointsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListEndpointsResponse)
+	err := c.cc.Invoke(ctx, RegistryService_ListEndpoints_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) UpdateEndpoint(ctx context.Context, in *UpdateEndpointRequest, opts ...grpc.CallOption) (*UpdateEndpointResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateEndpointResponse)
+	err := c.cc.Invoke(ctx, RegistryService_UpdateEndpoint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) DeleteEndpoint(ctx context.Context, in *DeleteEndpointRequest, opts ...grpc.CallOption) (*DeleteEndpointResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteEndpointResponse)
+	err := c.cc.Invoke(ctx, RegistryService_DeleteEndpoint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) ImportVendorModels(ctx context.Context, in *ImportVendorModelsRequest, opts ...grpc.CallOption) (*ImportVendorModelsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ImportVendorModelsResponse)
+	err := c.cc.Invoke(ctx, RegistryService_ImportVendorModels_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) CreateHostingRequest(ctx context.Context, in *CreateHostingRequestRequest, opts ...grpc.CallOption) (*CreateHostingRequestResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateHostingRequestResponse)
+	err := c.cc.Invoke(ctx, RegistryService_CreateHostingRequest_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) GetHostingRequest(ctx context.Context, in *GetHostingRequestRequest, opts ...grpc.CallOption) (*GetHostingRequestResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetHostingRequestResponse)
+	err := c.cc.Invoke(ctx, RegistryService_GetHostingRequest_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) ListHostingRequests(ctx context.Context, in *ListHostingRequestsRequest, opts ...grpc.CallOption) (*ListHostingRequestsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListHostingRequestsResponse)
+	err := c.cc.Invoke(ctx, RegistryService_ListHostingRequests_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) ApproveHostingRequest(ctx context.Context, in *ApproveHostingRequestRequest, opts ...grpc.CallOption) (*ApproveHostingRequestResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApproveHostingRequestResponse)
+	err := c.cc.Invoke(ctx, RegistryService_ApproveHostingRequest_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) RejectHostingRequest(ctx context.Context, in *RejectHostingRequestRequest, opts ...grpc.CallOption) (*RejectHostingRequestResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RejectHostingRequestResponse)
+	err := c.cc.Invoke(ctx, RegistryService_RejectHostingRequest_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) MarkHostingRequestProvisioning(ctx context.Context, in *MarkHostingRequestProvisioningRequest, opts ...grpc.CallOption) (*MarkHostingRequestProvisioningResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MarkHostingRequestProvisioningResponse)
+	err := c.cc.Invoke(ctx, RegistryService_MarkHostingRequestProvisioning_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) MarkHostingRequestActive(ctx context.Context, in *MarkHostingRequestActiveRequest, opts ...grpc.CallOption) (*MarkHostingRequestActiveResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MarkHostingRequestActiveResponse)
+	err := c.cc.Invoke(ctx, RegistryService_MarkHostingRequestActive_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RegistryServiceServer is the server API for RegistryService service.
 // All implementations must embed UnimplementedRegistryServiceServer
 // for forward compatibility.
 //
-// RegistryService resolves model names to the endpoints that serve them.
+// RegistryService resolves model names to the endpoints that serve them, and administers the
+// models (cards and lifecycle), endpoints and dedicated-hosting requests of every
+// organisation. Every request names its organisation; no RPC reads or writes another's
+// records. Mutating RPCs answer with the record before and after the change, for the audit
+// trail. The admin layer in front of these RPCs authenticates and authorises the caller.
 type RegistryServiceServer interface {
 	// ResolveRoute returns the model and its endpoints in the order dispatch should try them.
 	// NOT_FOUND when the organisation has no such model; FAILED_PRECONDITION when the model
@@ -95,6 +341,46 @@ type RegistryServiceServer interface {
 	ListModels(context.Context, *ListModelsRequest) (*ListModelsResponse, error)
 	// GetEndpoint returns one endpoint of an organisation.
 	GetEndpoint(context.Context, *GetEndpointRequest) (*GetEndpointResponse, error)
+	// CreateModel adds a model, always in state PROPOSED. ALREADY_EXISTS when the name is taken.
+	CreateModel(context.Context, *CreateModelRequest) (*CreateModelResponse, error)
+	// GetModel returns a model in any lifecycle state.
+	GetModel(context.Context, *GetModelRequest) (*GetModelResponse, error)
+	// UpdateModel changes the fields named by update_mask. ABORTED when model.etag is set and
+	// differs from the stored model's. The lifecycle state changes only through TransitionModel.
+	UpdateModel(context.Context, *UpdateModelRequest) (*UpdateModelResponse, error)
+	// DeleteModel removes a model that is proposed or retired (FAILED_PRECONDITION otherwise).
+	// Its transition history is kept.
+	DeleteModel(context.Context, *DeleteModelRequest) (*DeleteModelResponse, error)
+	// TransitionModel moves a model along its lifecycle and records who, when and why.
+	// FAILED_PRECONDITION (reason INVALID_TRANSITION) for a transition the lifecycle forbids.
+	TransitionModel(context.Context, *TransitionModelRequest) (*TransitionModelResponse, error)
+	// ListModelTransitions pages through a model's lifecycle history, oldest first.
+	ListModelTransitions(context.Context, *ListModelTransitionsRequest) (*ListModelTransitionsResponse, error)
+	// CreateEndpoint adds an endpoint. ALREADY_EXISTS when the id is taken.
+	CreateEndpoint(context.Context, *CreateEndpointRequest) (*CreateEndpointResponse, error)
+	// ListEndpoints pages through an organisation's endpoints, ordered by id.
+	ListEndpoints(context.Context, *ListEndpointsRequest) (*ListEndpointsResponse, error)
+	// UpdateEndpoint changes the fields named by update_mask; ABORTED on an etag mismatch.
+	UpdateEndpoint(context.Context, *UpdateEndpointRequest) (*UpdateEndpointResponse, error)
+	// DeleteEndpoint removes an endpoint; ABORTED on an etag mismatch. Models naming it skip it.
+	DeleteEndpoint(context.Context, *DeleteEndpointRequest) (*DeleteEndpointResponse, error)
+	// ImportVendorModels lists the models the vendor offers through an endpoint and creates,
+	// as PROPOSED, each one the organisation does not have yet. Idempotent.
+	ImportVendorModels(context.Context, *ImportVendorModelsRequest) (*ImportVendorModelsResponse, error)
+	// CreateHostingRequest records a request for dedicated hosting of a model, SUBMITTED.
+	CreateHostingRequest(context.Context, *CreateHostingRequestRequest) (*CreateHostingRequestResponse, error)
+	// GetHostingRequest returns one hosting request.
+	GetHostingRequest(context.Context, *GetHostingRequestRequest) (*GetHostingRequestResponse, error)
+	// ListHostingRequests pages through an organisation's hosting requests, oldest first.
+	ListHostingRequests(context.Context, *ListHostingRequestsRequest) (*ListHostingRequestsResponse, error)
+	// ApproveHostingRequest approves a SUBMITTED request.
+	ApproveHostingRequest(context.Context, *ApproveHostingRequestRequest) (*ApproveHostingRequestResponse, error)
+	// RejectHostingRequest rejects a SUBMITTED request.
+	RejectHostingRequest(context.Context, *RejectHostingRequestRequest) (*RejectHostingRequestResponse, error)
+	// MarkHostingRequestProvisioning records that an APPROVED request is being provisioned.
+	MarkHostingRequestProvisioning(context.Context, *MarkHostingRequestProvisioningRequest) (*MarkHostingRequestProvisioningResponse, error)
+	// MarkHostingRequestActive records that a PROVISIONING request's hosting serves.
+	MarkHostingRequestActive(context.Context, *MarkHostingRequestActiveRequest) (*MarkHostingRequestActiveResponse, error)
 	mustEmbedUnimplementedRegistryServiceServer()
 }
 
@@ -113,6 +399,60 @@ func (UnimplementedRegistryServiceServer) ListModels(context.Context, *ListModel
 }
 func (UnimplementedRegistryServiceServer) GetEndpoint(context.Context, *GetEndpointRequest) (*GetEndpointResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetEndpoint not implemented")
+}
+func (UnimplementedRegistryServiceServer) CreateModel(context.Context, *CreateModelRequest) (*CreateModelResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateModel not implemented")
+}
+func (UnimplementedRegistryServiceServer) GetModel(context.Context, *GetModelRequest) (*GetModelResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetModel not implemented")
+}
+func (UnimplementedRegistryServiceServer) UpdateModel(context.Context, *UpdateModelRequest) (*UpdateModelResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateModel not implemented")
+}
+func (UnimplementedRegistryServiceServer) DeleteModel(context.Context, *DeleteModelRequest) (*DeleteModelResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteModel not implemented")
+}
+func (UnimplementedRegistryServiceServer) TransitionModel(context.Context, *TransitionModelRequest) (*TransitionModelResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TransitionModel not implemented")
+}
+func (UnimplementedRegistryServiceServer) ListModelTransitions(context.Context, *ListModelTransitionsRequest) (*ListModelTransitionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListModelTransitions not implemented")
+}
+func (UnimplementedRegistryServiceServer) CreateEndpoint(context.Context, *CreateEndpointRequest) (*CreateEndpointResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateEndpoint not implemented")
+}
+func (UnimplementedRegistryServiceServer) ListEndpoints(context.Context, *ListEndpointsRequest) (*ListEndpointsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListEndpoints not implemented")
+}
+func (UnimplementedRegistryServiceServer) UpdateEndpoint(context.Context, *UpdateEndpointRequest) (*UpdateEndpointResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateEndpoint not implemented")
+}
+func (UnimplementedRegistryServiceServer) DeleteEndpoint(context.Context, *DeleteEndpointRequest) (*DeleteEndpointResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteEndpoint not implemented")
+}
+func (UnimplementedRegistryServiceServer) ImportVendorModels(context.Context, *ImportVendorModelsRequest) (*ImportVendorModelsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ImportVendorModels not implemented")
+}
+func (UnimplementedRegistryServiceServer) CreateHostingRequest(context.Context, *CreateHostingRequestRequest) (*CreateHostingRequestResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateHostingRequest not implemented")
+}
+func (UnimplementedRegistryServiceServer) GetHostingRequest(context.Context, *GetHostingRequestRequest) (*GetHostingRequestResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetHostingRequest not implemented")
+}
+func (UnimplementedRegistryServiceServer) ListHostingRequests(context.Context, *ListHostingRequestsRequest) (*ListHostingRequestsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListHostingRequests not implemented")
+}
+func (UnimplementedRegistryServiceServer) ApproveHostingRequest(context.Context, *ApproveHostingRequestRequest) (*ApproveHostingRequestResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ApproveHostingRequest not implemented")
+}
+func (UnimplementedRegistryServiceServer) RejectHostingRequest(context.Context, *RejectHostingRequestRequest) (*RejectHostingRequestResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RejectHostingRequest not implemented")
+}
+func (UnimplementedRegistryServiceServer) MarkHostingRequestProvisioning(context.Context, *MarkHostingRequestProvisioningRequest) (*MarkHostingRequestProvisioningResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MarkHostingRequestProvisioning not implemented")
+}
+func (UnimplementedRegistryServiceServer) MarkHostingRequestActive(context.Context, *MarkHostingRequestActiveRequest) (*MarkHostingRequestActiveResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MarkHostingRequestActive not implemented")
 }
 func (UnimplementedRegistryServiceServer) mustEmbedUnimplementedRegistryServiceServer() {}
 func (UnimplementedRegistryServiceServer) testEmbeddedByValue()                         {}
@@ -189,6 +529,330 @@ func _RegistryService_GetEndpoint_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RegistryService_CreateModel_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateModelRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).CreateModel(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_CreateModel_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).CreateModel(ctx, req.(*CreateModelRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_GetModel_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetModelRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).GetModel(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_GetModel_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).GetModel(ctx, req.(*GetModelRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_UpdateModel_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateModelRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).UpdateModel(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_UpdateModel_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).UpdateModel(ctx, req.(*UpdateModelRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_DeleteModel_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteModelRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).DeleteModel(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_DeleteModel_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).DeleteModel(ctx, req.(*DeleteModelRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_TransitionModel_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TransitionModelRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).TransitionModel(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_TransitionModel_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).TransitionModel(ctx, req.(*TransitionModelRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_ListModelTransitions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListModelTransitionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).ListModelTransitions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_ListModelTransitions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).ListModelTransitions(ctx, req.(*ListModelTransitionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_CreateEndpoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateEndpointRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).CreateEndpoint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_CreateEndpoint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).CreateEndpoint(ctx, req.(*CreateEndpointRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_ListEndpoints_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListEndpointsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).ListEndpoints(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_ListEndpoints_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).ListEndpoints(ctx, req.(*ListEndpointsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_UpdateEndpoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateEndpointRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).UpdateEndpoint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_UpdateEndpoint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).UpdateEndpoint(ctx, req.(*UpdateEndpointRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_DeleteEndpoint_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteEndpointRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).DeleteEndpoint(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_DeleteEndpoint_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).DeleteEndpoint(ctx, req.(*DeleteEndpointRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_ImportVendorModels_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ImportVendorModelsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).ImportVendorModels(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_ImportVendorModels_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).ImportVendorModels(ctx, req.(*ImportVendorModelsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_CreateHostingRequest_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateHostingRequestRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).CreateHostingRequest(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_CreateHostingRequest_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).CreateHostingRequest(ctx, req.(*CreateHostingRequestRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_GetHostingRequest_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetHostingRequestRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).GetHostingRequest(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_GetHostingRequest_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).GetHostingRequest(ctx, req.(*GetHostingRequestRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_ListHostingRequests_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListHostingRequestsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).ListHostingRequests(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_ListHostingRequests_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).ListHostingRequests(ctx, req.(*ListHostingRequestsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_ApproveHostingRequest_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApproveHostingRequestRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).ApproveHostingRequest(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_ApproveHostingRequest_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).ApproveHostingRequest(ctx, req.(*ApproveHostingRequestRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_RejectHostingRequest_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RejectHostingRequestRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).RejectHostingRequest(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_RejectHostingRequest_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).RejectHostingRequest(ctx, req.(*RejectHostingRequestRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_MarkHostingRequestProvisioning_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MarkHostingRequestProvisioningRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).MarkHostingRequestProvisioning(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_MarkHostingRequestProvisioning_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).MarkHostingRequestProvisioning(ctx, req.(*MarkHostingRequestProvisioningRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_MarkHostingRequestActive_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MarkHostingRequestActiveRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).MarkHostingRequestActive(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_MarkHostingRequestActive_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).MarkHostingRequestActive(ctx, req.(*MarkHostingRequestActiveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RegistryService_ServiceDesc is the grpc.ServiceDesc for RegistryService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -207,6 +871,78 @@ var RegistryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetEndpoint",
 			Handler:    _RegistryService_GetEndpoint_Handler,
+		},
+		{
+			MethodName: "CreateModel",
+			Handler:    _RegistryService_CreateModel_Handler,
+		},
+		{
+			MethodName: "GetModel",
+			Handler:    _RegistryService_GetModel_Handler,
+		},
+		{
+			MethodName: "UpdateModel",
+			Handler:    _RegistryService_UpdateModel_Handler,
+		},
+		{
+			MethodName: "DeleteModel",
+			Handler:    _RegistryService_DeleteModel_Handler,
+		},
+		{
+			MethodName: "TransitionModel",
+			Handler:    _RegistryService_TransitionModel_Handler,
+		},
+		{
+			MethodName: "ListModelTransitions",
+			Handler:    _RegistryService_ListModelTransitions_Handler,
+		},
+		{
+			MethodName: "CreateEndpoint",
+			Handler:    _RegistryService_CreateEndpoint_Handler,
+		},
+		{
+			MethodName: "ListEndpoints",
+			Handler:    _RegistryService_ListEndpoints_Handler,
+		},
+		{
+			MethodName: "UpdateEndpoint",
+			Handler:    _RegistryService_UpdateEndpoint_Handler,
+		},
+		{
+			MethodName: "DeleteEndpoint",
+			Handler:    _RegistryService_DeleteEndpoint_Handler,
+		},
+		{
+			MethodName: "ImportVendorModels",
+			Handler:    _RegistryService_ImportVendorModels_Handler,
+		},
+		{
+			MethodName: "CreateHostingRequest",
+			Handler:    _RegistryService_CreateHostingRequest_Handler,
+		},
+		{
+			MethodName: "GetHostingRequest",
+			Handler:    _RegistryService_GetHostingRequest_Handler,
+		},
+		{
+			MethodName: "ListHostingRequests",
+			Handler:    _RegistryService_ListHostingRequests_Handler,
+		},
+		{
+			MethodName: "ApproveHostingRequest",
+			Handler:    _RegistryService_ApproveHostingRequest_Handler,
+		},
+		{
+			MethodName: "RejectHostingRequest",
+			Handler:    _RegistryService_RejectHostingRequest_Handler,
+		},
+		{
+			MethodName: "MarkHostingRequestProvisioning",
+			Handler:    _RegistryService_MarkHostingRequestProvisioning_Handler,
+		},
+		{
+			MethodName: "MarkHostingRequestActive",
+			Handler:    _RegistryService_MarkHostingRequestActive_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
