@@ -249,7 +249,7 @@ func TestFaultsWithoutFallback(t *testing.T) {
 		{model: "no-429", httpStatus: http.StatusTooManyRequests, code: "rate_limit_exceeded", grpcCode: codes.ResourceExhausted, message: "rate"},
 	}
 	for _, d := range dialects {
-		cases = append(cases, failure{model: "bad-credential-" + d, httpStatus: http.StatusServiceUnavailable, code: "service_unavailable",
+		cases = append(cases, failure{model: "bad-credential-" + d, httpStatus: http.StatusServiceUnavailable, code: "endpoint_credential_rejected",
 			grpcCode: codes.Unavailable, reason: "ENDPOINT_CREDENTIAL_REJECTED", message: "credential rejected"})
 	}
 	for _, tc := range cases {

@@ -31,7 +31,7 @@ const usage = `fmgate: a governed gateway to foundation models.
 
 Usage:
   fmgate serve     [flags]   run services (all by default; see --services)
-  fmgate migrate   [flags]   apply the Postgres migrations of the registry, identity and policy services
+  fmgate migrate   [flags]   apply the Postgres migrations (registry, identity, policy, dispatch, audit)
   fmgate simulate  [flags]   run the provider simulator
   fmgate audit     <cmd> [flags]   list, export (JSON lines) or verify the audit trail
   fmgate version             print the version

@@ -11,8 +11,10 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/fmgate/fmgate/internal/audit/auditpg"
 	"github.com/fmgate/fmgate/internal/config"
 	"github.com/fmgate/fmgate/internal/pg"
+	"github.com/fmgate/fmgate/services/dispatch/dispatchpg"
 	"github.com/fmgate/fmgate/services/identity/identitypg"
 	"github.com/fmgate/fmgate/services/policy/policypg"
 	"github.com/fmgate/fmgate/services/registry/registrypg"
@@ -27,13 +29,15 @@ var migrations = []struct {
 	{"registry", registrypg.DefaultSchema, registrypg.Migrate},
 	{"identity", identitypg.DefaultSchema, identitypg.Migrate},
 	{"policy", policypg.DefaultSchema, policypg.Migrate},
+	{"dispatch", dispatchpg.DefaultSchema, dispatchpg.Migrate},
+	{"audit", auditpg.DefaultSchema, auditpg.Migrate},
 }
 
 func migrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("fmgate migrate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	url := fs.String("postgres.url", "", "Postgres URL (required)")
-	services := fs.String("services", "all", "services whose schemas to migrate: all, or a comma-separated list of registry, identity, policy")
+	services := fs.String("services", "all", "services whose schemas to migrate: all, or a comma-separated list of registry, identity, policy, dispatch")
 	if err := config.Parse(fs, args, nil); err != nil {
 		return err
 	}

@@ -31,6 +31,7 @@ import (
 	"github.com/fmgate/fmgate/internal/logging"
 	"github.com/fmgate/fmgate/internal/pg"
 	"github.com/fmgate/fmgate/internal/resources"
+	"github.com/fmgate/fmgate/internal/seal"
 	"github.com/fmgate/fmgate/internal/simulator"
 	"github.com/fmgate/fmgate/internal/telemetry"
 	"github.com/fmgate/fmgate/services/edge"
@@ -73,6 +74,9 @@ type serveConfig struct {
 	shutdownDelay time.Duration
 	shutdownGrace time.Duration
 	dispatch      dispatchConfig
+	// credentialsMasterKey seals vendor credentials in dispatch's store (base64, 32 bytes).
+	// It is a secret: never logged.
+	credentialsMasterKey string
 }
 
 // dispatchConfig holds the vendor-call limits of the dispatch service.
@@ -95,7 +99,7 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 		}
 		c.peers[svc] = fs.String(svc+".addr", "", "address (host:port) of the "+svc+" service when it runs in another process")
 	}
-	fs.StringVar(&c.postgresURL, "postgres.url", "", "Postgres URL for the registry, identity and policy stores (default: in memory)")
+	fs.StringVar(&c.postgresURL, "postgres.url", "", "Postgres URL for the registry, identity and policy stores and dispatch's credential store (default: in memory)")
 	fs.StringVar(&c.redisURL, "redis.url", "", "Redis URL for quota counters (default: in process)")
 	fs.StringVar(&c.resources, "resources", "", "resource file to seed at start (default: the built-in demo, served by the simulator)")
 	fs.StringVar(&c.simulatorAddr, "simulator.addr", "127.0.0.1:0", "listen address of the demo's in-process provider simulator (demo only)")
@@ -107,6 +111,7 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.dispatch.streamIdleTimeout, "dispatch.stream-idle-timeout", 60*time.Second, "longest wait between a stream's chunks")
 	fs.DurationVar(&c.dispatch.connectTimeout, "dispatch.connect-timeout", 5*time.Second, "longest wait to connect to a vendor")
 	fs.IntVar(&c.dispatch.maxAttempts, "dispatch.max-attempts-per-endpoint", 2, "attempts on one endpoint (retries on transient failures) before falling back to the next")
+	fs.StringVar(&c.credentialsMasterKey, "credentials.master-key", "", "base64 AES-256 key sealing the vendor credentials dispatch stores (store:NAME references, the resources' credentials); a secret: prefer the environment variable")
 }
 
 // local returns the services this process runs, in start order.
@@ -149,6 +154,11 @@ func (c *serveConfig) validate() ([]string, error) {
 	if d.maxAttempts < 1 {
 		errs = append(errs, errors.New("--dispatch.max-attempts-per-endpoint must be at least 1"))
 	}
+	if c.credentialsMasterKey != "" {
+		if _, err := seal.ParseKey(c.credentialsMasterKey); err != nil {
+			errs = append(errs, fmt.Errorf("--credentials.master-key: %w", err))
+		}
+	}
 	return local, errors.Join(errs...)
 }
 
@@ -175,7 +185,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer slog.SetDefault(previous)
 	log.Info("starting fmgate", "version", version, "services", strings.Join(local, ","),
 		"grpc_addr", cfg.grpcAddr, "http_addr", cfg.httpAddr,
-		"postgres_url", config.Redact(cfg.postgresURL), "redis_url", config.Redact(cfg.redisURL), "resources", cfg.resources)
+		"postgres_url", config.Redact(cfg.postgresURL), "redis_url", config.Redact(cfg.redisURL), "resources", cfg.resources,
+		"credentials_master_key", redactSecret(cfg.credentialsMasterKey))
 
 	global := local[0]
 	if slices.Contains(local, "edge") {
@@ -230,7 +241,10 @@ func (p *process) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if p.cfg.postgresURL != "" && (p.runs("registry") || p.runs("identity") || p.runs("policy")) {
+	if err := p.checkCredentials(res); err != nil {
+		return err
+	}
+	if p.cfg.postgresURL != "" && (p.runs("registry") || p.runs("identity") || p.runs("policy") || p.storesCredentials()) {
 		if p.pool, err = pg.Connect(ctx, p.cfg.postgresURL); err != nil {
 			return err
 		}
@@ -401,4 +415,13 @@ func (p *process) loadResources(ctx context.Context) (*resources.File, func(stri
 		return lookupEnv(name)
 	}
 	return resources.Demo(simURL, DemoKeyEnv), lookup, nil
+}
+
+// redactSecret stands for a secret in the effective configuration: whether it is set, never
+// what it is.
+func redactSecret(s string) string {
+	if s == "" {
+		return ""
+	}
+	return "[REDACTED]"
 }

@@ -3,8 +3,11 @@ package main
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -16,7 +19,10 @@ import (
 	quotav1 "github.com/fmgate/fmgate/gen/fmgate/quota/v1"
 	registryv1 "github.com/fmgate/fmgate/gen/fmgate/registry/v1"
 	"github.com/fmgate/fmgate/internal/resources"
+	"github.com/fmgate/fmgate/internal/seal"
 	"github.com/fmgate/fmgate/services/dispatch"
+	"github.com/fmgate/fmgate/services/dispatch/dispatchmem"
+	"github.com/fmgate/fmgate/services/dispatch/dispatchpg"
 	"github.com/fmgate/fmgate/services/edge"
 	"github.com/fmgate/fmgate/services/identity"
 	"github.com/fmgate/fmgate/services/identity/identitymem"
@@ -94,10 +100,14 @@ func (p *process) startService(ctx context.Context, svc string, res *resources.F
 		if err != nil {
 			return err
 		}
+		creds, err := p.credentialResolver(ctx, res, lookup, log)
+		if err != nil {
+			return err
+		}
 		d := p.cfg.dispatch
 		srv := dispatch.NewServer(registryv1.NewRegistryServiceClient(conn), log, dispatch.Config{
 			Timeout: d.timeout, FirstTokenTimeout: d.firstTokenTimeout, StreamIdleTimeout: d.streamIdleTimeout,
-			ConnectTimeout: d.connectTimeout, MaxAttemptsPerEndpoint: d.maxAttempts,
+			ConnectTimeout: d.connectTimeout, MaxAttemptsPerEndpoint: d.maxAttempts, Credentials: creds,
 		})
 		p.closers = append(p.closers, srv.Close)
 		srv.Register(p.srv)
@@ -123,6 +133,76 @@ func (p *process) startService(ctx context.Context, svc string, res *resources.F
 		p.edge.Register(p.srv)
 	default:
 		return fmt.Errorf("unknown service %q", svc)
+	}
+	return nil
+}
+
+// storesCredentials reports whether this process keeps vendor credentials in dispatch's
+// credential store: it runs dispatch and has the master key that seals them.
+func (p *process) storesCredentials() bool {
+	return p.runs("dispatch") && p.cfg.credentialsMasterKey != ""
+}
+
+// checkCredentials reports, all at once, what the resources ask of the credential store that
+// the configuration cannot give: without the master key a process running dispatch can
+// neither seal the resources' credentials nor open the store:NAME references of endpoints.
+func (p *process) checkCredentials(res *resources.File) error {
+	if !p.runs("dispatch") || p.cfg.credentialsMasterKey != "" {
+		return nil
+	}
+	const need = "needs --credentials.master-key (or FMGATE_CREDENTIALS_MASTER_KEY)"
+	var errs []error
+	for _, c := range res.Credentials {
+		errs = append(errs, fmt.Errorf("credential %s/%s %s to be stored", c.Organization, c.Name, need))
+	}
+	for _, e := range res.Endpoints {
+		if strings.HasPrefix(e.CredentialRef, dispatch.StorePrefix) {
+			errs = append(errs, fmt.Errorf("endpoint %s/%s: credential_ref %q %s", e.Organization, e.ID, e.CredentialRef, need))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// credentialResolver returns what dispatch resolves credential references with: with a
+// master key, the credential store (Postgres when configured, else memory) seeded with the
+// resources' credentials, and the environment and files; without, the environment and files
+// only.
+func (p *process) credentialResolver(ctx context.Context, res *resources.File, lookup func(string) (string, bool), log *slog.Logger) (dispatch.CredentialResolver, error) {
+	if !p.storesCredentials() {
+		return dispatch.EnvFileResolver{}, nil
+	}
+	key, err := seal.ParseKey(p.cfg.credentialsMasterKey)
+	if err != nil {
+		return nil, fmt.Errorf("--credentials.master-key: %w", err)
+	}
+	box, err := seal.New(key)
+	if err != nil {
+		return nil, fmt.Errorf("--credentials.master-key: %w", err)
+	}
+	var store dispatch.CredentialStore = dispatchmem.New()
+	if p.pool != nil {
+		store = dispatchpg.New(p.pool, dispatchpg.DefaultSchema)
+	}
+	if err := seedCredentials(ctx, store, box, res, lookup, log); err != nil {
+		return nil, err
+	}
+	return dispatch.StoreResolver{Store: store, Box: box}, nil
+}
+
+// seedCredentials seals each credential of the resources into store. A value already stored
+// is left as it is, so seeding at every start changes nothing.
+func seedCredentials(ctx context.Context, store dispatch.CredentialStore, box *seal.Box, res *resources.File, lookup func(string) (string, bool), log *slog.Logger) error {
+	now := time.Now()
+	for _, c := range res.Credentials {
+		value, ok := lookup(c.ValueEnv)
+		if !ok || value == "" {
+			return fmt.Errorf("seed credential %s/%s: %s is not set", c.Organization, c.Name, c.ValueEnv)
+		}
+		changed, err := dispatch.SealCredential(ctx, store, box, c.Organization, c.Name, dispatch.NewCredential(value), now)
+		if err != nil {
+			return fmt.Errorf("seed credential %s/%s: %w", c.Organization, c.Name, err)
+		}
+		log.InfoContext(ctx, "credential seeded", "organization", c.Organization, "name", c.Name, "changed", changed)
 	}
 	return nil
 }

@@ -1,5 +1,5 @@
 // Package resources reads declarative resource files: the models, endpoints, API keys,
-// policies and limits an fmgate deployment starts with. Each service seeds the part it owns,
+// policies, limits and vendor credentials an fmgate deployment starts with. Each service seeds the part it owns,
 // idempotently, so applying the same file at every start changes nothing.
 package resources
 
@@ -22,6 +22,8 @@ type File struct {
 	APIKeys   []APIKey   `yaml:"api_keys"`
 	Policies  []Policy   `yaml:"policies"`
 	Limits    []Limit    `yaml:"limits"`
+	// Credentials are sealed into dispatch's credential store at start.
+	Credentials []Credential `yaml:"credentials"`
 }
 
 // Model is a model of an organisation's catalogue.
@@ -70,6 +72,16 @@ type APIKey struct {
 	SecretEnv    string            `yaml:"secret_env"`
 	SHA256       string            `yaml:"sha256"`
 	ExpireTime   time.Time         `yaml:"expire_time"`
+}
+
+// Credential is a vendor credential of an organisation, which dispatch keeps sealed
+// (encrypted under the master key) in its store and endpoints of that organisation name as
+// "store:NAME". The value is never in the file: ValueEnv names the environment variable
+// holding it.
+type Credential struct {
+	Organization string `yaml:"organization"`
+	Name         string `yaml:"name"`
+	ValueEnv     string `yaml:"value_env"`
 }
 
 // Policy is an access policy.
@@ -166,6 +178,12 @@ func (f *File) Validate() error {
 			errs = append(errs, fmt.Errorf("policies[%d]: organization and id are required", i))
 		}
 		dup("policy", p.Organization+"/"+p.ID)
+	}
+	for i, c := range f.Credentials {
+		if c.Organization == "" || c.Name == "" || c.ValueEnv == "" {
+			errs = append(errs, fmt.Errorf("credentials[%d]: organization, name and value_env are required", i))
+		}
+		dup("credential", c.Organization+"/"+c.Name)
 	}
 	for i, l := range f.Limits {
 		if l.Name == "" {

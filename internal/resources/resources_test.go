@@ -33,6 +33,10 @@ limits:
     kind: requests
     amount: 10
     window: 1m
+credentials:
+  - organization: acme
+    name: openai-key
+    value_env: ACME_OPENAI_KEY
 `))
 	require.NoError(t, err)
 	assert.Equal(t, []string{"e1"}, f.Models[0].Endpoints)
@@ -40,6 +44,7 @@ limits:
 	assert.Equal(t, Endpoint{Organization: "acme", ID: "e1", Provider: "azure_openai", Weight: 3, Priority: 1,
 		APIVersion: "2024-10-21"}, f.Endpoints[0])
 	assert.Equal(t, "1m0s", f.Limits[0].Window.String())
+	assert.Equal(t, []Credential{{Organization: "acme", Name: "openai-key", ValueEnv: "ACME_OPENAI_KEY"}}, f.Credentials)
 }
 
 func TestParseRejects(t *testing.T) {
@@ -48,10 +53,16 @@ func TestParseRejects(t *testing.T) {
 		"duplicate model":    "models:\n  - {organization: a, name: m}\n  - {organization: a, name: m}\n",
 		"key without secret": "api_keys:\n  - {organization: a, id: k}\n",
 		"bad hash":           "api_keys:\n  - {organization: a, id: k, sha256: abc}\n",
+		// A credential's value has no place in the file, only the variable that holds it.
+		"credential value":        "credentials:\n  - {organization: a, name: k, value: sk-secret}\n",
+		"credential without env":  "credentials:\n  - {organization: a, name: k}\n",
+		"credential without name": "credentials:\n  - {organization: a, value_env: K}\n",
+		"duplicate credential":    "credentials:\n  - {organization: a, name: k, value_env: K}\n  - {organization: a, name: k, value_env: L}\n",
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := Parse([]byte(doc))
-			assert.Error(t, err)
+			require.Error(t, err)
+			assert.NotContains(t, err.Error(), "sk-secret")
 		})
 	}
 }

@@ -13,11 +13,12 @@ import (
 // the reference, never the secret.
 var ErrCredentialUnavailable = errors.New("credential unavailable")
 
-// CredentialResolver turns an endpoint's credential reference into the secret it names.
-// Implementations are safe for concurrent use; errors wrap ErrCredentialUnavailable and never
-// contain the secret.
+// CredentialResolver turns an endpoint's credential reference into the secret it names:
+// "env:NAME", "file:/path", "store:NAME" (a credential of org, the endpoint's organisation,
+// in the credential store; see StoreResolver), or "" for none. Implementations are safe for
+// concurrent use; errors wrap ErrCredentialUnavailable and never contain the secret.
 type CredentialResolver interface {
-	Resolve(ctx context.Context, ref string) (Credential, error)
+	Resolve(ctx context.Context, org, ref string) (Credential, error)
 }
 
 // Credential is a vendor secret. It prints and logs as "[REDACTED]", so that it cannot leak
@@ -54,11 +55,13 @@ func (c Credential) redact(s string) string {
 
 // EnvFileResolver resolves "env:NAME" from the process environment and "file:/path" from a
 // file (surrounding space trimmed, as mounted Kubernetes secrets often end with a newline).
-// The empty reference means the endpoint needs no credential.
+// The empty reference means the endpoint needs no credential. It has no credential store, so
+// it refuses "store:NAME" (StoreResolver resolves those).
 type EnvFileResolver struct{}
 
-// Resolve implements CredentialResolver.
-func (EnvFileResolver) Resolve(_ context.Context, ref string) (Credential, error) {
+// Resolve implements CredentialResolver. The organisation plays no part: the environment and
+// the files are the deployment's, not a tenant's.
+func (EnvFileResolver) Resolve(_ context.Context, _, ref string) (Credential, error) {
 	switch {
 	case ref == "":
 		return Credential{}, nil
@@ -81,8 +84,10 @@ func (EnvFileResolver) Resolve(_ context.Context, ref string) (Credential, error
 			return Credential{}, fmt.Errorf("%w: file %q is empty", ErrCredentialUnavailable, path)
 		}
 		return NewCredential(v), nil
+	case strings.HasPrefix(ref, StorePrefix):
+		return Credential{}, errNoStore
 	default:
 		// Not echoed: a misconfigured reference may be the secret itself.
-		return Credential{}, fmt.Errorf("%w: unsupported reference (want env:NAME or file:/path)", ErrCredentialUnavailable)
+		return Credential{}, fmt.Errorf("%w: unsupported reference (want env:NAME, file:/path or store:NAME)", ErrCredentialUnavailable)
 	}
 }

@@ -180,7 +180,7 @@ func (c *endpointCache) resolve(ctx context.Context, org, id string) (*endpoint,
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, misconfigured("base_url is not an http(s) URL")
 	}
-	cred, err := c.creds.Resolve(ctx, reg.GetCredentialRef())
+	cred, err := c.creds.Resolve(ctx, org, reg.GetCredentialRef())
 	if err != nil {
 		return nil, misconfigured(err.Error())
 	}

@@ -25,12 +25,12 @@ func TestEnvFileResolver(t *testing.T) {
 	for _, tc := range []struct{ ref, want string }{
 		{"", ""}, {"env:FMGATE_DISPATCH_UNIT_KEY", "sk-env"}, {"file:" + path, "sk-file"},
 	} {
-		c, err := EnvFileResolver{}.Resolve(t.Context(), tc.ref)
+		c, err := EnvFileResolver{}.Resolve(t.Context(), "acme", tc.ref)
 		require.NoError(t, err, tc.ref)
 		assert.Equal(t, tc.want, c.Reveal())
 	}
-	for _, ref := range []string{"env:FMGATE_DISPATCH_UNIT_UNSET", "env:", "file:" + empty, "file:/does/not/exist", "sk-raw-secret", "vault:x"} {
-		_, err := EnvFileResolver{}.Resolve(t.Context(), ref)
+	for _, ref := range []string{"env:FMGATE_DISPATCH_UNIT_UNSET", "env:", "file:" + empty, "file:/does/not/exist", "sk-raw-secret", "vault:x", "store:openai-key"} {
+		_, err := EnvFileResolver{}.Resolve(t.Context(), "acme", ref)
 		require.ErrorIs(t, err, ErrCredentialUnavailable, ref)
 		assert.NotContains(t, err.Error(), "sk-raw-secret")
 	}

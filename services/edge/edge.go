@@ -331,7 +331,9 @@ func (s *Server) admitFor(ctx context.Context, p *identityv1.Principal, model st
 	if err != nil {
 		return nil, err
 	}
-	decision, err := s.d.Policy.Evaluate(ctx, &policyv1.EvaluateRequest{Principal: p, Model: model, Request: facts})
+	decision, err := s.d.Policy.Evaluate(ctx, &policyv1.EvaluateRequest{
+		Principal: p, Model: model, Request: facts, ModelFacts: modelFacts(route), Endpoints: endpointFacts(route),
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -342,6 +344,8 @@ func (s *Server) admitFor(ctx context.Context, p *identityv1.Principal, model st
 		}
 		return nil, apierr.WithReason(codes.PermissionDenied, "MODEL_NOT_GRANTED", msg)
 	}
+	// Obligations such as allowed regions leave only some of the route's endpoints.
+	route = onlyEndpoints(route, decision.GetAllowedEndpointIds())
 	a := &admitted{principal: p, route: route, profile: decision.GetObligations().GetModerationProfile(), params: params}
 	if a.profile == "" {
 		a.profile = DefaultModerationProfile
@@ -599,4 +603,52 @@ func newID() string {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
 	return "gen-" + hex.EncodeToString(b[:])
+}
+
+// modelFacts describes the routed model to policy.
+func modelFacts(route *registryv1.ResolveRouteResponse) *policyv1.ModelFacts {
+	m := route.GetModel()
+	return &policyv1.ModelFacts{
+		Name: m.GetName(), Vendor: m.GetVendor(),
+		LifecycleState: strings.ToLower(strings.TrimPrefix(m.GetLifecycleState().String(), "LIFECYCLE_STATE_")),
+	}
+}
+
+// endpointFacts describes the route's endpoints to policy, which answers with those its
+// obligations (regions, BAA coverage) leave.
+func endpointFacts(route *registryv1.ResolveRouteResponse) []*policyv1.EndpointFacts {
+	out := make([]*policyv1.EndpointFacts, len(route.GetEndpoints()))
+	for i, e := range route.GetEndpoints() {
+		out[i] = &policyv1.EndpointFacts{
+			Id: e.GetId(), Region: e.GetRegion(),
+			Provider: strings.ToLower(strings.TrimPrefix(e.GetProvider().String(), "PROVIDER_KIND_")),
+		}
+	}
+	return out
+}
+
+// onlyEndpoints returns the route with only the allowed endpoints (and their tiers), in
+// order. The route may be shared through the cache, so it is copied, never changed. An
+// allowing decision always leaves at least one endpoint (policy denies otherwise), so an
+// empty list means the policy service did not filter.
+func onlyEndpoints(route *registryv1.ResolveRouteResponse, allowed []string) *registryv1.ResolveRouteResponse {
+	if len(allowed) == 0 || len(allowed) == len(route.GetEndpoints()) {
+		return route
+	}
+	keep := make(map[string]bool, len(allowed))
+	for _, id := range allowed {
+		keep[id] = true
+	}
+	out := &registryv1.ResolveRouteResponse{Model: route.GetModel(), Deprecation: route.GetDeprecation()}
+	tiers := route.GetEndpointTiers()
+	for i, e := range route.GetEndpoints() {
+		if !keep[e.GetId()] {
+			continue
+		}
+		out.Endpoints = append(out.Endpoints, e)
+		if len(tiers) == len(route.GetEndpoints()) {
+			out.EndpointTiers = append(out.EndpointTiers, tiers[i])
+		}
+	}
+	return out
 }

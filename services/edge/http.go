@@ -11,6 +11,8 @@ import (
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	gatewayv1 "github.com/fmgate/fmgate/gen/fmgate/gateway/v1"
@@ -91,16 +93,37 @@ func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshale
 		}
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 	}
-	runtime.DefaultHTTPErrorHandler(ctx, mux, m, challengeWriter{w}, r, err)
+	cw := challengeWriter{ResponseWriter: w}
+	if reasonOf(err) == "MODEL_RETIRED" {
+		cw.status = http.StatusGone // a model that existed and is gone for good
+	}
+	runtime.DefaultHTTPErrorHandler(ctx, mux, m, cw, r, err)
+}
+
+// reasonOf returns the ErrorInfo reason of a status error, or "".
+func reasonOf(err error) string {
+	for _, d := range status.Convert(err).Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			return info.GetReason()
+		}
+	}
+	return ""
 }
 
 // challengeWriter makes WWW-Authenticate a proper challenge (RFC 9110): grpc-gateway's
 // default handler puts the status message there.
-type challengeWriter struct{ http.ResponseWriter }
+// It also replaces the status where the gRPC code's usual mapping is not the best answer.
+type challengeWriter struct {
+	http.ResponseWriter
+	status int // replaces the status when set
+}
 
 func (c challengeWriter) WriteHeader(code int) {
 	if code == http.StatusUnauthorized {
 		c.Header().Set("WWW-Authenticate", `Bearer realm="fmgate"`)
+	}
+	if c.status != 0 {
+		code = c.status
 	}
 	c.ResponseWriter.WriteHeader(code)
 }

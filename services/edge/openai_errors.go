@@ -69,6 +69,9 @@ func openAIErrorOf(err error, paramOf func(string) string) (int, openAIErrorDeta
 		return http.StatusBadRequest, d
 	case codes.FailedPrecondition:
 		d.Code = code("model_not_available")
+		if reason == "model_retired" {
+			return http.StatusGone, d
+		}
 		return http.StatusBadRequest, d
 	case codes.Unauthenticated:
 		d.Code = nullableString("invalid_api_key")
@@ -96,7 +99,7 @@ func openAIErrorOf(err error, paramOf func(string) string) (int, openAIErrorDeta
 		d.Type, d.Code = "server_error", nullableString("timeout")
 		return http.StatusGatewayTimeout, d
 	case codes.Unavailable:
-		d.Type, d.Code = "server_error", nullableString("service_unavailable")
+		d.Type, d.Code = "server_error", code("service_unavailable")
 		return http.StatusServiceUnavailable, d
 	default:
 		d.Type, d.Code = "server_error", nullableString("internal_error")

@@ -1,13 +1,13 @@
 package policy_test
 
 import (
-	"fmt"
 	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 
 	identityv1 "github.com/fmgate/fmgate/gen/fmgate/identity/v1"
+	policyv1 "github.com/fmgate/fmgate/gen/fmgate/policy/v1"
 	"github.com/fmgate/fmgate/services/policy"
 	"github.com/fmgate/fmgate/services/policy/policytest"
 )
@@ -142,68 +142,18 @@ func TestEvaluate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			facts := policy.Facts{MaxOutputTokens: tt.maxTokens}
+			req := &policyv1.EvaluateRequest{Principal: tt.principal, Model: tt.model,
+				Request: &policyv1.RequestFacts{MaxOutputTokens: tt.maxTokens}}
 			ps := enginePolicies()
-			assert.Equal(t, tt.want, policy.Evaluate(ps, tt.principal, tt.model, facts))
+			assert.Equal(t, tt.want, policy.Evaluate(ps, req))
 			slices.Reverse(ps)
-			assert.Equal(t, tt.want, policy.Evaluate(ps, tt.principal, tt.model, facts), "input order does not matter")
+			assert.Equal(t, tt.want, policy.Evaluate(ps, req), "input order does not matter")
 		})
 	}
 }
 
 func TestEvaluateNoPolicies(t *testing.T) {
-	d := policy.Evaluate(nil, &identityv1.Principal{OrganizationId: "o", Subject: "s"}, "m", policy.Facts{})
+	d := policy.Evaluate(nil, &policyv1.EvaluateRequest{Principal: &identityv1.Principal{OrganizationId: "o", Subject: "s"}, Model: "m"})
 	assert.False(t, d.Allowed(), "deny by default")
 	assert.Empty(t, d.PolicyIDs)
-}
-
-// benchPolicies is an organization's 50 policies: team grants, role grants with
-// obligations, key grants, and denies.
-func benchPolicies() []policy.Policy {
-	var ps []policy.Policy
-	for i := range 30 {
-		ps = append(ps, policytest.Allow("org-a", fmt.Sprintf("team-%02d", i),
-			[]string{fmt.Sprintf("team:team-%d", i)}, []string{"gpt-4o", fmt.Sprintf("vendor-%d/*", i)}))
-	}
-	for i := range 10 {
-		ps = append(ps, withObligations(policytest.Allow("org-a", fmt.Sprintf("role-%02d", i),
-			[]string{fmt.Sprintf("role:role-%d", i), fmt.Sprintf("subject:user-%d", i)}, []string{"gpt-*", "claude-*"}),
-			fmt.Sprintf("profile-%d", i), int32(1000*(i+1))))
-	}
-	for i := range 5 {
-		ps = append(ps, policytest.Allow("org-a", fmt.Sprintf("key-%02d", i),
-			[]string{fmt.Sprintf("api_key:key-%d", i)}, []string{"*"}))
-	}
-	for i := range 5 {
-		ps = append(ps, policytest.Deny("org-a", fmt.Sprintf("deny-%02d", i),
-			[]string{fmt.Sprintf("role:blocked-%d", i)}, []string{"o1*", "gpt-3*"}))
-	}
-	return ps
-}
-
-var benchPrincipal = &identityv1.Principal{
-	OrganizationId: "org-a", Subject: "user-3", TeamId: "team-7", ApiKeyId: "key-2",
-	Roles: []string{"reader", "role-3", "role-8"},
-}
-
-func BenchmarkEvaluate(b *testing.B) {
-	c := policy.Compile(benchPolicies())
-	facts := policy.Facts{MessageCount: 3, MaxOutputTokens: 512}
-	b.ReportAllocs()
-	for b.Loop() {
-		if d := c.Evaluate(benchPrincipal, "gpt-4o", facts); !d.Allowed() {
-			b.Fatal(d.Reasons)
-		}
-	}
-}
-
-func BenchmarkEvaluateUncompiled(b *testing.B) {
-	ps := benchPolicies()
-	facts := policy.Facts{MessageCount: 3, MaxOutputTokens: 512}
-	b.ReportAllocs()
-	for b.Loop() {
-		if d := policy.Evaluate(ps, benchPrincipal, "gpt-4o", facts); !d.Allowed() {
-			b.Fatal(d.Reasons)
-		}
-	}
 }

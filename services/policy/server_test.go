@@ -105,7 +105,8 @@ func TestEvaluateSeesPolicyChanges(t *testing.T) {
 	assert.Equal(t, policyv1.Decision_DECISION_ALLOW, resp.GetDecision())
 	assert.Equal(t, v1, resp.GetPolicyVersion())
 
-	require.NoError(t, store.DeletePolicy(ctx, "org-a", "grant"))
+	_, err = store.DeletePolicy(ctx, "org-a", "grant", "", "alice")
+	require.NoError(t, err)
 	resp, err = client.Evaluate(ctx, req)
 	require.NoError(t, err)
 	assert.Equal(t, policyv1.Decision_DECISION_DENY, resp.GetDecision(), "a deleted policy stops applying at once")
@@ -160,11 +161,9 @@ func BenchmarkServerEvaluate(b *testing.B) {
 		}
 	}
 	srv := policy.NewServer(store, discard)
-	req := &policyv1.EvaluateRequest{Principal: benchPrincipal, Model: "gpt-4o",
-		Request: &policyv1.RequestFacts{MessageCount: 3, MaxOutputTokens: 512}}
 	b.ReportAllocs()
 	for b.Loop() {
-		resp, err := srv.Evaluate(b.Context(), req)
+		resp, err := srv.Evaluate(b.Context(), benchRequest)
 		if err != nil || resp.GetDecision() != policyv1.Decision_DECISION_ALLOW {
 			b.Fatal(err, resp.GetReasons())
 		}

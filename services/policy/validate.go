@@ -29,6 +29,10 @@ func (e *ValidationError) Error() string {
 var (
 	identifier   = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,127}$`)
 	subjectValue = regexp.MustCompile(`^[^\s*]{1,256}$`)
+	// A region, or a region prefix ending in '*' ("eu-*"; "*" alone: any region).
+	regionPattern = regexp.MustCompile(`^([a-z0-9][a-z0-9-]{0,63})?\*?$`)
+	modality      = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`)
+	logGroup      = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._/-]{0,255}$`)
 )
 
 // SubjectKinds are the prefixes a subject selector may have before ':'.
@@ -54,8 +58,8 @@ func (p Policy) Validate() error {
 	if len(p.Description) > maxDescription {
 		add("description", "must be at most %d bytes", maxDescription)
 	}
-	if p.Effect != EffectAllow && p.Effect != EffectDeny {
-		add("effect", "must be allow or deny; got %q", p.Effect)
+	if p.Effect != EffectAllow && p.Effect != EffectDeny && p.Effect != EffectConstrain {
+		add("effect", "must be allow, deny or constrain; got %q", p.Effect)
 	}
 	if len(p.Subjects) == 0 {
 		add("subjects", "must name at least one subject (\"*\" for everyone)")
@@ -73,17 +77,40 @@ func (p Policy) Validate() error {
 			add(fmt.Sprintf("models[%d]", i), "must be a model name or path.Match pattern of at most %d bytes", maxPattern)
 		}
 	}
+	if len(p.Condition) > MaxConditionBytes {
+		add("condition", "must be at most %d bytes", MaxConditionBytes)
+	} else if p.Condition != "" {
+		if _, err := compileCondition(p.Condition); err != nil {
+			add("condition", "invalid CEL expression: %v", err)
+		}
+	}
 	if p.ModerationProfile != "" && !identifier.MatchString(p.ModerationProfile) {
 		add("moderation_profile", "must match %s", identifier)
 	}
 	if p.MaxOutputTokens < 0 {
 		add("max_output_tokens", "must not be negative")
 	}
-	if p.Effect == EffectDeny && p.ModerationProfile != "" {
-		add("moderation_profile", "applies only to allow policies")
+	for i, r := range p.AllowedEndpointRegions {
+		if r == "" || !regionPattern.MatchString(r) {
+			add(fmt.Sprintf("allowed_endpoint_regions[%d]", i), "must be a lower-case region, or a prefix ending in '*'")
+		}
 	}
-	if p.Effect == EffectDeny && p.MaxOutputTokens != 0 {
-		add("max_output_tokens", "applies only to allow policies")
+	for i, m := range p.AllowedModalities {
+		if !modality.MatchString(m) {
+			add(fmt.Sprintf("allowed_modalities[%d]", i), "must match %s", modality)
+		}
+	}
+	if d, ok := p.LogRetention.Limit(); ok && d < 0 {
+		add("log_retention", "must not be negative")
+	}
+	if p.LogGroup != "" && !logGroup.MatchString(p.LogGroup) {
+		add("log_group", "must match %s", logGroup)
+	}
+	if p.Effect == EffectDeny {
+		zero := Obligations{}
+		for _, f := range p.Obligations().set(zero) {
+			add(f, "applies only to allow and constrain policies")
+		}
 	}
 	if len(vs) > 0 {
 		return &ValidationError{Violations: vs}

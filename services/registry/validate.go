@@ -224,8 +224,13 @@ func checkCredentialRef(ref string) string {
 			return `must be "file:/absolute/clean/path"`
 		}
 		return ""
+	case strings.HasPrefix(ref, "store:"):
+		if !storeName.MatchString(strings.TrimPrefix(ref, "store:")) {
+			return `must be "store:NAME" with NAME 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit`
+		}
+		return ""
 	}
-	return `must be empty, "env:NAME" or "file:/path"`
+	return `must be empty, "env:NAME", "file:/path" or "store:NAME"`
 }
 
 const pageTokenPrefix = "r1:"
@@ -247,3 +252,7 @@ func DecodePageToken(token string) (string, error) {
 	}
 	return string(b[len(pageTokenPrefix):]), nil
 }
+
+// storeName is the name in a "store:NAME" credential reference: a credential of the
+// endpoint's organisation in dispatch's credential store (dispatch.ValidateCredentialName).
+var storeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)

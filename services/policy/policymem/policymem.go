@@ -3,13 +3,14 @@
 package policymem
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"slices"
+	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,6 +31,7 @@ type Store struct {
 type org struct {
 	version  uint64
 	policies map[string]policy.Policy
+	history  map[string][]policy.Revision // oldest first
 }
 
 var _ policy.Store = (*Store)(nil)
@@ -41,12 +43,6 @@ func New() *Store {
 	return &Store{epoch: hex.EncodeToString(b), orgs: map[string]*org{}}
 }
 
-func clone(p policy.Policy) policy.Policy {
-	p.Subjects = slices.Clone(p.Subjects)
-	p.Models = slices.Clone(p.Models)
-	return p
-}
-
 func (s *Store) version(o *org) string {
 	var n uint64
 	if o != nil {
@@ -55,27 +51,117 @@ func (s *Store) version(o *org) string {
 	return s.epoch + "." + strconv.FormatUint(n, 10)
 }
 
+func (s *Store) org(id string) *org {
+	o := s.orgs[id]
+	if o == nil {
+		o = &org{policies: map[string]policy.Policy{}, history: map[string][]policy.Revision{}}
+		s.orgs[id] = o
+	}
+	return o
+}
+
+// now is in microseconds in UTC, as Postgres keeps times, so both stores return the same
+// values.
+func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+
+// write stores the next revision of p, which must be valid; the caller holds s.mu.
+func (o *org) write(p policy.Policy, createTime time.Time) policy.Policy {
+	h := o.history[p.ID]
+	p = p.Clone()
+	p.Revision = 1
+	if len(h) > 0 {
+		p.Revision = h[len(h)-1].Policy.Revision + 1
+	}
+	p.Etag = policy.Etag(p, p.Revision)
+	p.UpdateTime = now()
+	p.CreateTime = createTime
+	if createTime.IsZero() {
+		p.CreateTime = p.UpdateTime
+	}
+	o.policies[p.ID] = p
+	o.history[p.ID] = append(h, policy.Revision{Policy: p})
+	o.version++
+	return p.Clone()
+}
+
+func ptr(p policy.Policy) *policy.Policy { return &p }
+
 // PutPolicy implements policy.Store.
-func (s *Store) PutPolicy(ctx context.Context, p policy.Policy) (bool, error) {
+func (s *Store) PutPolicy(ctx context.Context, p policy.Policy) (policy.Change, error) {
 	if err := p.Validate(); err != nil {
-		return false, err
+		return policy.Change{}, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	o := s.orgs[p.OrganizationID]
+	o := s.org(p.OrganizationID)
+	old, ok := o.policies[p.ID]
+	switch {
+	case !ok:
+		return policy.Change{After: ptr(o.write(p, time.Time{})), Changed: true}, nil
+	case old.SameContent(p):
+		return policy.Change{Before: ptr(old.Clone()), After: ptr(old.Clone())}, nil
+	}
+	return policy.Change{Before: ptr(old.Clone()), After: ptr(o.write(p, old.CreateTime)), Changed: true}, nil
+}
+
+// CreatePolicy implements policy.Store.
+func (s *Store) CreatePolicy(ctx context.Context, p policy.Policy) (policy.Policy, error) {
+	if err := p.Validate(); err != nil {
+		return policy.Policy{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o := s.org(p.OrganizationID)
+	if _, ok := o.policies[p.ID]; ok {
+		return policy.Policy{}, fmt.Errorf("create policy %s: %w", p.ID, policy.ErrAlreadyExists)
+	}
+	return o.write(p, time.Time{}), nil
+}
+
+// UpdatePolicy implements policy.Store.
+func (s *Store) UpdatePolicy(ctx context.Context, p policy.Policy, etag string) (policy.Change, error) {
+	if err := p.Validate(); err != nil {
+		return policy.Change{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o := s.org(p.OrganizationID)
+	old, ok := o.policies[p.ID]
+	switch {
+	case !ok:
+		return policy.Change{}, fmt.Errorf("update policy %s: %w", p.ID, policy.ErrNotFound)
+	case etag != "" && etag != old.Etag:
+		return policy.Change{}, fmt.Errorf("update policy %s: %w", p.ID, policy.ErrConflict)
+	case old.SameContent(p):
+		return policy.Change{Before: ptr(old.Clone()), After: ptr(old.Clone())}, nil
+	}
+	return policy.Change{Before: ptr(old.Clone()), After: ptr(o.write(p, old.CreateTime)), Changed: true}, nil
+}
+
+// DeletePolicy implements policy.Store.
+func (s *Store) DeletePolicy(ctx context.Context, orgID, id, etag, updatedBy string) (policy.Policy, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o := s.orgs[orgID]
 	if o == nil {
-		o = &org{policies: map[string]policy.Policy{}}
-		s.orgs[p.OrganizationID] = o
+		return policy.Policy{}, fmt.Errorf("delete policy %s: %w", id, policy.ErrNotFound)
 	}
-	if old, ok := o.policies[p.ID]; ok && old.SameContent(p) {
-		return false, nil
+	old, ok := o.policies[id]
+	switch {
+	case !ok:
+		return policy.Policy{}, fmt.Errorf("delete policy %s: %w", id, policy.ErrNotFound)
+	case etag != "" && etag != old.Etag:
+		return policy.Policy{}, fmt.Errorf("delete policy %s: %w", id, policy.ErrConflict)
 	}
-	p = clone(p)
-	// Microseconds in UTC, as Postgres keeps them, so both stores return the same values.
-	p.UpdateTime = time.Now().UTC().Truncate(time.Microsecond)
-	o.policies[p.ID] = p
+	tomb := old.Clone()
+	tomb.Revision++
+	tomb.Etag = policy.Etag(tomb, tomb.Revision)
+	tomb.UpdateTime = now()
+	tomb.UpdatedBy = updatedBy
+	delete(o.policies, id)
+	o.history[id] = append(o.history[id], policy.Revision{Policy: tomb, Deleted: true})
 	o.version++
-	return true, nil
+	return old.Clone(), nil
 }
 
 // GetPolicy implements policy.Store.
@@ -84,10 +170,22 @@ func (s *Store) GetPolicy(ctx context.Context, orgID, id string) (policy.Policy,
 	defer s.mu.RUnlock()
 	if o := s.orgs[orgID]; o != nil {
 		if p, ok := o.policies[id]; ok {
-			return clone(p), nil
+			return p.Clone(), nil
 		}
 	}
 	return policy.Policy{}, fmt.Errorf("get policy %s: %w", id, policy.ErrNotFound)
+}
+
+func (o *org) sorted() []policy.Policy {
+	if o == nil {
+		return nil
+	}
+	out := make([]policy.Policy, 0, len(o.policies))
+	for _, p := range o.policies {
+		out = append(out, p.Clone())
+	}
+	slices.SortFunc(out, func(a, b policy.Policy) int { return strings.Compare(a.ID, b.ID) })
+	return out
 }
 
 // ListPolicies implements policy.Store.
@@ -95,31 +193,35 @@ func (s *Store) ListPolicies(ctx context.Context, orgID string) ([]policy.Policy
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	o := s.orgs[orgID]
-	var out []policy.Policy
-	if o != nil {
-		out = make([]policy.Policy, 0, len(o.policies))
-		for _, p := range o.policies {
-			out = append(out, clone(p))
-		}
-	}
-	slices.SortFunc(out, func(a, b policy.Policy) int { return cmp.Compare(a.ID, b.ID) })
-	return out, s.version(o), nil
+	return o.sorted(), s.version(o), nil
 }
 
-// DeletePolicy implements policy.Store.
-func (s *Store) DeletePolicy(ctx context.Context, orgID, id string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// PagePolicies implements policy.Store.
+func (s *Store) PagePolicies(ctx context.Context, orgID, after string, limit int) ([]policy.Policy, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	all := s.orgs[orgID].sorted()
+	i := sort.Search(len(all), func(i int) bool { return all[i].ID > after })
+	all = all[i:]
+	return all[:min(limit, len(all))], nil
+}
+
+// ListRevisions implements policy.Store.
+func (s *Store) ListRevisions(ctx context.Context, orgID, id string, before int64, limit int) ([]policy.Revision, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	o := s.orgs[orgID]
-	if o == nil {
-		return fmt.Errorf("delete policy %s: %w", id, policy.ErrNotFound)
+	if o == nil || len(o.history[id]) == 0 {
+		return nil, fmt.Errorf("list revisions of policy %s: %w", id, policy.ErrNotFound)
 	}
-	if _, ok := o.policies[id]; !ok {
-		return fmt.Errorf("delete policy %s: %w", id, policy.ErrNotFound)
+	var out []policy.Revision
+	h := o.history[id]
+	for i := len(h) - 1; i >= 0 && len(out) < limit; i-- {
+		if before == 0 || h[i].Policy.Revision < before {
+			out = append(out, policy.Revision{Policy: h[i].Policy.Clone(), Deleted: h[i].Deleted})
+		}
 	}
-	delete(o.policies, id)
-	o.version++
-	return nil
+	return out, nil
 }
 
 // Version implements policy.Store.

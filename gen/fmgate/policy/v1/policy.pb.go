@@ -5,7 +5,7 @@
 // source: fmgate/policy/v1/policy.proto
 
 // Package fmgate.policy.v1 decides whether a principal may use a model, and under which
-// obligations.
+// obligations, and administers the policies it decides with.
 
 package policyv1
 
@@ -13,6 +13,9 @@ import (
 	v1 "github.com/fmgate/fmgate/gen/fmgate/identity/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -75,13 +78,134 @@ func (Decision) EnumDescriptor() ([]byte, []int) {
 	return file_fmgate_policy_v1_policy_proto_rawDescGZIP(), []int{0}
 }
 
+// ConditionResult is what a policy's CEL condition gave.
+type ConditionResult int32
+
+const (
+	ConditionResult_CONDITION_RESULT_UNSPECIFIED ConditionResult = 0
+	// The policy has no condition, which holds.
+	ConditionResult_CONDITION_RESULT_ABSENT ConditionResult = 1
+	ConditionResult_CONDITION_RESULT_TRUE   ConditionResult = 2
+	ConditionResult_CONDITION_RESULT_FALSE  ConditionResult = 3
+	// The condition failed to evaluate (condition_error says why). A failing deny or
+	// constrain condition denies the request; a failing allow condition grants nothing.
+	ConditionResult_CONDITION_RESULT_ERROR ConditionResult = 4
+)
+
+// Enum value maps for ConditionResult.
+var (
+	ConditionResult_name = map[int32]string{
+		0: "CONDITION_RESULT_UNSPECIFIED",
+		1: "CONDITION_RESULT_ABSENT",
+		2: "CONDITION_RESULT_TRUE",
+		3: "CONDITION_RESULT_FALSE",
+		4: "CONDITION_RESULT_ERROR",
+	}
+	ConditionResult_value = map[string]int32{
+		"CONDITION_RESULT_UNSPECIFIED": 0,
+		"CONDITION_RESULT_ABSENT":      1,
+		"CONDITION_RESULT_TRUE":        2,
+		"CONDITION_RESULT_FALSE":       3,
+		"CONDITION_RESULT_ERROR":       4,
+	}
+)
+
+func (x ConditionResult) Enum() *ConditionResult {
+	p := new(ConditionResult)
+	*p = x
+	return p
+}
+
+func (x ConditionResult) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ConditionResult) Descriptor() protoreflect.EnumDescriptor {
+	return file_fmgate_policy_v1_policy_proto_enumTypes[1].Descriptor()
+}
+
+func (ConditionResult) Type() protoreflect.EnumType {
+	return &file_fmgate_policy_v1_policy_proto_enumTypes[1]
+}
+
+func (x ConditionResult) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ConditionResult.Descriptor instead.
+func (ConditionResult) EnumDescriptor() ([]byte, []int) {
+	return file_fmgate_policy_v1_policy_proto_rawDescGZIP(), []int{1}
+}
+
+// Effect is what a matching policy does.
+type Effect int32
+
+const (
+	Effect_EFFECT_UNSPECIFIED Effect = 0
+	// Grants the models, with the policy's obligations.
+	Effect_EFFECT_ALLOW Effect = 1
+	// Refuses the models, whatever else allows them.
+	Effect_EFFECT_DENY Effect = 2
+	// Neither grants nor refuses: adds the policy's obligations to a request another policy
+	// allows. Jurisdiction packs are made of these.
+	Effect_EFFECT_CONSTRAIN Effect = 3
+)
+
+// Enum value maps for Effect.
+var (
+	Effect_name = map[int32]string{
+		0: "EFFECT_UNSPECIFIED",
+		1: "EFFECT_ALLOW",
+		2: "EFFECT_DENY",
+		3: "EFFECT_CONSTRAIN",
+	}
+	Effect_value = map[string]int32{
+		"EFFECT_UNSPECIFIED": 0,
+		"EFFECT_ALLOW":       1,
+		"EFFECT_DENY":        2,
+		"EFFECT_CONSTRAIN":   3,
+	}
+)
+
+func (x Effect) Enum() *Effect {
+	p := new(Effect)
+	*p = x
+	return p
+}
+
+func (x Effect) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Effect) Descriptor() protoreflect.EnumDescriptor {
+	return file_fmgate_policy_v1_policy_proto_enumTypes[2].Descriptor()
+}
+
+func (Effect) Type() protoreflect.EnumType {
+	return &file_fmgate_policy_v1_policy_proto_enumTypes[2]
+}
+
+func (x Effect) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Effect.Descriptor instead.
+func (Effect) EnumDescriptor() ([]byte, []int) {
+	return file_fmgate_policy_v1_policy_proto_rawDescGZIP(), []int{2}
+}
+
 // EvaluateRequest holds the facts a decision depends on.
 type EvaluateRequest struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Principal *v1.Principal          `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
 	// The model name the caller asked for.
-	Model         string        `protobuf:"bytes,2,opt,name=model,proto3" json:"model,omitempty"`
-	Request       *RequestFacts `protobuf:"bytes,3,opt,name=request,proto3" json:"request,omitempty"`
+	Model   string        `protobuf:"bytes,2,opt,name=model,proto3" json:"model,omitempty"`
+	Request *RequestFacts `protobuf:"bytes,3,opt,name=request,proto3" json:"request,omitempty"`
+	// Facts about the model from the registry; model_facts.name defaults to model.
+	ModelFacts *ModelFacts `protobuf:"bytes,4,opt,name=model_facts,json=modelFacts,proto3" json:"model_facts,omitempty"`
+	// The endpoints that could serve the request. When present, the response lists those the
+	// obligations leave (allowed_endpoint_ids) and the decision is DENY when none is left.
+	Endpoints     []*EndpointFacts `protobuf:"bytes,5,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -137,14 +261,30 @@ func (x *EvaluateRequest) GetRequest() *RequestFacts {
 	return nil
 }
 
+func (x *EvaluateRequest) GetModelFacts() *ModelFacts {
+	if x != nil {
+		return x.ModelFacts
+	}
+	return nil
+}
+
+func (x *EvaluateRequest) GetEndpoints() []*EndpointFacts {
+	if x != nil {
+		return x.Endpoints
+	}
+	return nil
+}
+
 // RequestFacts describes the generation request without its content.
 type RequestFacts struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	MessageCount    int32                  `protobuf:"varint,1,opt,name=message_count,json=messageCount,proto3" json:"message_count,omitempty"`
 	Stream          bool                   `protobuf:"varint,2,opt,name=stream,proto3" json:"stream,omitempty"`
 	MaxOutputTokens int32                  `protobuf:"varint,3,opt,name=max_output_tokens,json=maxOutputTokens,proto3" json:"max_output_tokens,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The input modalities the request uses: "text", "image", "audio", ...
+	Modalities    []string `protobuf:"bytes,4,rep,name=modalities,proto3" json:"modalities,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RequestFacts) Reset() {
@@ -198,6 +338,148 @@ func (x *RequestFacts) GetMaxOutputTokens() int32 {
 	return 0
 }
 
+func (x *RequestFacts) GetModalities() []string {
+	if x != nil {
+		return x.Modalities
+	}
+	return nil
+}
+
+// ModelFacts describes the requested model as the registry knows it.
+type ModelFacts struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Name   string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Vendor string                 `protobuf:"bytes,2,opt,name=vendor,proto3" json:"vendor,omitempty"`
+	// The lifecycle state in lower case: "proposed", "evaluating", "approved", "deprecated",
+	// "retired".
+	LifecycleState string `protobuf:"bytes,3,opt,name=lifecycle_state,json=lifecycleState,proto3" json:"lifecycle_state,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ModelFacts) Reset() {
+	*x = ModelFacts{}
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ModelFacts) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ModelFacts) ProtoMessage() {}
+
+func (x *ModelFacts) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ModelFacts.ProtoReflect.Descriptor instead.
+func (*ModelFacts) Descriptor() ([]byte, []int) {
+	return file_fmgate_policy_v1_policy_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ModelFacts) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ModelFacts) GetVendor() string {
+	if x != nil {
+		return x.Vendor
+	}
+	return ""
+}
+
+func (x *ModelFacts) GetLifecycleState() string {
+	if x != nil {
+		return x.LifecycleState
+	}
+	return ""
+}
+
+// EndpointFacts describes one endpoint that could serve the request.
+type EndpointFacts struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The endpoint's region, such as "eu-west-1" or "europe-west4".
+	Region string `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
+	// The provider kind in lower case: "openai", "azure_openai", "anthropic", "bedrock", ...
+	Provider string `protobuf:"bytes,3,opt,name=provider,proto3" json:"provider,omitempty"`
+	// Whether a business associate agreement (HIPAA) covers the endpoint.
+	CoveredByBaa  bool `protobuf:"varint,4,opt,name=covered_by_baa,json=coveredByBaa,proto3" json:"covered_by_baa,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndpointFacts) Reset() {
+	*x = EndpointFacts{}
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndpointFacts) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndpointFacts) ProtoMessage() {}
+
+func (x *EndpointFacts) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndpointFacts.ProtoReflect.Descriptor instead.
+func (*EndpointFacts) Descriptor() ([]byte, []int) {
+	return file_fmgate_policy_v1_policy_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *EndpointFacts) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *EndpointFacts) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *EndpointFacts) GetProvider() string {
+	if x != nil {
+		return x.Provider
+	}
+	return ""
+}
+
+func (x *EndpointFacts) GetCoveredByBaa() bool {
+	if x != nil {
+		return x.CoveredByBaa
+	}
+	return false
+}
+
 // EvaluateResponse is the decision.
 type EvaluateResponse struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -209,13 +491,15 @@ type EvaluateResponse struct {
 	Obligations *Obligations `protobuf:"bytes,4,opt,name=obligations,proto3" json:"obligations,omitempty"`
 	// Changes whenever any policy of the organisation changes; caches key on it.
 	PolicyVersion string `protobuf:"bytes,5,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// When the request carried endpoints: those the obligations allow, in request order.
+	AllowedEndpointIds []string `protobuf:"bytes,6,rep,name=allowed_endpoint_ids,json=allowedEndpointIds,proto3" json:"allowed_endpoint_ids,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *EvaluateResponse) Reset() {
 	*x = EvaluateResponse{}
-	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[2]
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -227,7 +511,7 @@ func (x *EvaluateResponse) String() string {
 func (*EvaluateResponse) ProtoMessage() {}
 
 func (x *EvaluateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[2]
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -240,7 +524,7 @@ func (x *EvaluateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EvaluateResponse.ProtoReflect.Descriptor instead.
 func (*EvaluateResponse) Descriptor() ([]byte, []int) {
-	return file_fmgate_policy_v1_policy_proto_rawDescGZIP(), []int{2}
+	return file_fmgate_policy_v1_policy_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *EvaluateResponse) GetDecision() Decision {
@@ -278,20 +562,43 @@ func (x *EvaluateResponse) GetPolicyVersion() string {
 	return ""
 }
 
-// Obligations are conditions an allowed request must be served under.
+func (x *EvaluateResponse) GetAllowedEndpointIds() []string {
+	if x != nil {
+		return x.AllowedEndpointIds
+	}
+	return nil
+}
+
+// Obligations are conditions an allowed request must be served under. In a Policy they are
+// what the policy imposes; in a decision, the merge of every matching allow and constrain
+// policy's obligations (the package documentation of services/policy states the rules).
 type Obligations struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The moderation profile to screen the request and answer with.
 	ModerationProfile string `protobuf:"bytes,1,opt,name=moderation_profile,json=moderationProfile,proto3" json:"moderation_profile,omitempty"`
 	// The largest max_output_tokens the request may use; 0 means no limit.
 	MaxOutputTokens int32 `protobuf:"varint,2,opt,name=max_output_tokens,json=maxOutputTokens,proto3" json:"max_output_tokens,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Regions an endpoint must be in: exact names ("eu-west-1") or prefixes ending in '*'
+	// ("eu-*"). Empty means any region.
+	AllowedEndpointRegions []string `protobuf:"bytes,3,rep,name=allowed_endpoint_regions,json=allowedEndpointRegions,proto3" json:"allowed_endpoint_regions,omitempty"`
+	// The input modalities the request may use. Empty means any.
+	AllowedModalities []string `protobuf:"bytes,4,rep,name=allowed_modalities,json=allowedModalities,proto3" json:"allowed_modalities,omitempty"`
+	// How long generation logs may keep prompts and answers; zero means not at all. Unset
+	// means no limit.
+	LogRetention *durationpb.Duration `protobuf:"bytes,5,opt,name=log_retention,json=logRetention,proto3" json:"log_retention,omitempty"`
+	// The log group generation logs go to.
+	LogGroup string `protobuf:"bytes,6,opt,name=log_group,json=logGroup,proto3" json:"log_group,omitempty"`
+	// Whether personal data must be masked before the request leaves fmgate.
+	MaskPersonalData bool `protobuf:"varint,7,opt,name=mask_personal_data,json=maskPersonalData,proto3" json:"mask_personal_data,omitempty"`
+	// Whether only endpoints covered by a business associate agreement may serve the request.
+	RequireBaaCoverage bool `protobuf:"varint,8,opt,name=require_baa_coverage,json=requireBaaCoverage,proto3" json:"require_baa_coverage,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Obligations) Reset() {
 	*x = Obligations{}
-	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[3]
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -303,7 +610,7 @@ func (x *Obligations) String() string {
 func (*Obligations) ProtoMessage() {}
 
 func (x *Obligations) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[3]
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -316,7 +623,7 @@ func (x *Obligations) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Obligations.ProtoReflect.Descriptor instead.
 func (*Obligations) Descriptor() ([]byte, []int) {
-	return file_fmgate_policy_v1_policy_proto_rawDescGZIP(), []int{3}
+	return file_fmgate_policy_v1_policy_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Obligations) GetModerationProfile() string {
@@ -333,35 +640,1933 @@ func (x *Obligations) GetMaxOutputTokens() int32 {
 	return 0
 }
 
+func (x *Obligations) GetAllowedEndpointRegions() []string {
+	if x != nil {
+		return x.AllowedEndpointRegions
+	}
+	return nil
+}
+
+func (x *Obligations) GetAllowedModalities() []string {
+	if x != nil {
+		return x.AllowedModalities
+	}
+	return nil
+}
+
+func (x *Obligations) GetLogRetention() *durationpb.Duration {
+	if x != nil {
+		return x.LogRetention
+	}
+	return nil
+}
+
+func (x *Obligations) GetLogGroup() string {
+	if x != nil {
+		return x.LogGroup
+	}
+	return ""
+}
+
+func (x *Obligations) GetMaskPersonalData() bool {
+	if x != nil {
+		return x.MaskPersonalData
+	}
+	return false
+}
+
+func (x *Obligations) GetRequireBaaCoverage() bool {
+	if x != nil {
+		return x.RequireBaaCoverage
+	}
+	return false
+}
+
+// ExplainRequest holds the same facts as EvaluateRequest.
+type ExplainRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Principal     *v1.Principal          `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	Model         string                 `protobuf:"bytes,2,opt,name=model,proto3" json:"model,omitempty"`
+	Request       *RequestFacts          `protobuf:"bytes,3,opt,name=request,proto3" json:"request,omitempty"`
+	ModelFacts    *ModelFacts            `protobuf:"bytes,4,opt,name=model_facts,json=modelFacts,proto3" json:"model_facts,omitempty"`
+	Endpoints     []*EndpointFacts       `protobuf:"bytes,5,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExplainRequest) Reset() {
+	*x = ExplainRequest{}
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExplainRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExplainRequest) ProtoMessage() {}
+
+func (x *ExplainRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExplainRequest.ProtoReflect.Descriptor instead.
+func (*ExplainRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_policy_v1_policy_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ExplainRequest) GetPrincipal() *v1.Principal {
+	if x != nil {
+		return x.Principal
+	}
+	return nil
+}
+
+func (x *ExplainRequest) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *ExplainRequest) GetRequest() *RequestFacts {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *ExplainRequest) GetModelFacts() *ModelFacts {
+	if x != nil {
+		return x.ModelFacts
+	}
+	return nil
+}
+
+func (x *ExplainRequest) GetEndpoints() []*EndpointFacts {
+	if x != nil {
+		return x.Endpoints
+	}
+	return nil
+}
+
+// PolicyTrace is how one policy fared in an evaluation.
+type PolicyTrace struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	PolicyId        string                 `protobuf:"bytes,1,opt,name=policy_id,json=policyId,proto3" json:"policy_id,omitempty"`
+	Effect          Effect                 `protobuf:"varint,2,opt,name=effect,proto3,enum=fmgate.policy.v1.Effect" json:"effect,omitempty"`
+	Revision        int64                  `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
+	SubjectsMatched bool                   `protobuf:"varint,4,opt,name=subjects_matched,json=subjectsMatched,proto3" json:"subjects_matched,omitempty"`
+	ModelsMatched   bool                   `protobuf:"varint,5,opt,name=models_matched,json=modelsMatched,proto3" json:"models_matched,omitempty"`
+	Condition       ConditionResult        `protobuf:"varint,6,opt,name=condition,proto3,enum=fmgate.policy.v1.ConditionResult" json:"condition,omitempty"`
+	ConditionError  string                 `protobuf:"bytes,7,opt,name=condition_error,json=conditionError,proto3" json:"condition_error,omitempty"`
+	// Whether the policy took part in the decision: subjects, models and condition held.
+	Fired         bool `protobuf:"varint,8,opt,name=fired,proto3" json:"fired,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyTrace) Reset() {
+	*x = PolicyTrace{}
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyTrace) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyTrace) ProtoMessage() {}
+
+func (x *PolicyTrace) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyTrace.ProtoReflect.Descriptor instead.
+func (*PolicyTrace) Descriptor() ([]byte, []int) {
+	return file_fmgate_policy_v1_policy_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *PolicyTrace) GetPolicyId() string {
+	if x != nil {
+		return x.PolicyId
+	}
+	return ""
+}
+
+func (x *PolicyTrace) GetEffect() Effect {
+	if x != nil {
+		return x.Effect
+	}
+	return Effect_EFFECT_UNSPECIFIED
+}
+
+func (x *PolicyTrace) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *PolicyTrace) GetSubjectsMatched() bool {
+	if x != nil {
+		return x.SubjectsMatched
+	}
+	return false
+}
+
+func (x *PolicyTrace) GetModelsMatched() bool {
+	if x != nil {
+		return x.ModelsMatched
+	}
+	return false
+}
+
+func (x *PolicyTrace) GetCondition() ConditionResult {
+	if x != nil {
+		return x.Condition
+	}
+	return ConditionResult_CONDITION_RESULT_UNSPECIFIED
+}
+
+func (x *PolicyTrace) GetConditionError() string {
+	if x != nil {
+		return x.ConditionError
+	}
+	return ""
+}
+
+func (x *PolicyTrace) GetFired() bool {
+	if x != nil {
+		return x.Fired
+	}
+	return false
+}
+
+// EndpointTrace says whether the obligations leave an endpoint, and why not.
+type EndpointTrace struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	EndpointId    string                 `protobuf:"bytes,1,opt,name=endpoint_id,json=endpointId,proto3" json:"endpoint_id,omitempty"`
+	Allowed       bool                   `protobuf:"varint,2,opt,name=allowed,proto3" json:"allowed,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EndpointTrace) Reset() {
+	*x = EndpointTrace{}
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EndpointTrace) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EndpointTrace) ProtoMessage() {}
+
+func (x *EndpointTrace) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EndpointTrace.ProtoReflect.Descriptor instead.
+func (*EndpointTrace) Descriptor() ([]byte, []int) {
+	return file_fmgate_policy_v1_policy_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *EndpointTrace) GetEndpointId() string {
+	if x != nil {
+		return x.EndpointId
+	}
+	return ""
+}
+
+func (x *EndpointTrace) GetAllowed() bool {
+	if x != nil {
+		return x.Allowed
+	}
+	return false
+}
+
+func (x *EndpointTrace) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// ExplainResponse is the decision Evaluate would return and how it was reached.
+type ExplainResponse struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	Decision           Decision               `protobuf:"varint,1,opt,name=decision,proto3,enum=fmgate.policy.v1.Decision" json:"decision,omitempty"`
+	Reasons            []string               `protobuf:"bytes,2,rep,name=reasons,proto3" json:"reasons,omitempty"`
+	PolicyIds          []string               `protobuf:"bytes,3,rep,name=policy_ids,json=policyIds,proto3" json:"policy_ids,omitempty"`
+	Obligations        *Obligations           `protobuf:"bytes,4,opt,name=obligations,proto3" json:"obligations,omitempty"`
+	PolicyVersion      string                 `protobuf:"bytes,5,opt,name=policy_version,json=policyVersion,proto3" json:"policy_version,omitempty"`
+	AllowedEndpointIds []string               `protobuf:"bytes,6,rep,name=allowed_endpoint_ids,json=allowedEndpointIds,proto3" json:"allowed_endpoint_ids,omitempty"`
+	// Every policy of the organisation, in id order.
+	Policies  []*PolicyTrace   `protobuf:"bytes,7,rep,name=policies,proto3" json:"policies,omitempty"`
+	Endpoints []*EndpointTrace `protobuf:"bytes,8,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
+	// The whole story in words, one sentence per line.
+	Explanation   string `protobuf:"bytes,9,opt,name=explanation,proto3" json:"explanation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExplainResponse) Reset() {
+	*x = ExplainResponse{}
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExplainResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExplainResponse) ProtoMessage() {}
+
+func (x *ExplainResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExplainResponse.ProtoReflect.Descriptor instead.
+func (*ExplainResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_policy_v1_policy_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ExplainResponse) GetDecision() Decision {
+	if x != nil {
+		return x.Decision
+	}
+	return Decision_DECISION_UNSPECIFIED
+}
+
+func (x *ExplainResponse) GetReasons() []string {
+	if x != nil {
+		return x.Reasons
+	}
+	return nil
+}
+
+func (x *ExplainResponse) GetPolicyIds() []string {
+	if x != nil {
+		return x.PolicyIds
+	}
+	return nil
+}
+
+func (x *ExplainResponse) GetObligations() *Obligations {
+	if x != nil {
+		return x.Obligations
+	}
+	return nil
+}
+
+func (x *ExplainResponse) GetPolicyVersion() string {
+	if x != nil {
+		return x.PolicyVersion
+	}
+	return ""
+}
+
+func (x *ExplainResponse) GetAllowedEndpointIds() []string {
+	if x != nil {
+		return x.AllowedEndpointIds
+	}
+	return nil
+}
+
+func (x *ExplainResponse) GetPolicies() []*PolicyTrace {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+func (x *ExplainResponse) GetEndpoints() []*EndpointTrace {
+	if x != nil {
+		return x.Endpoints
+	}
+	return nil
+}
+
+func (x *ExplainResponse) GetExplanation() string {
+	if x != nil {
+		return x.Explanation
+	}
+	return ""
+}
+
+// Policy grants, refuses or constrains models to subjects of one organisation.
+type Policy struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	// Unique within the organisation.
+	Id          string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	Description string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	Effect      Effect `protobuf:"varint,4,opt,name=effect,proto3,enum=fmgate.policy.v1.Effect" json:"effect,omitempty"`
+	// Who the policy applies to, any of: "*", "subject:<s>", "team:<t>", "role:<r>",
+	// "api_key:<id>".
+	Subjects []string `protobuf:"bytes,5,rep,name=subjects,proto3" json:"subjects,omitempty"`
+	// Model names or path.Match patterns; "*" alone matches every model.
+	Models []string `protobuf:"bytes,6,rep,name=models,proto3" json:"models,omitempty"`
+	// A CEL expression of type bool over principal (fmgate.identity.v1.Principal), model
+	// (ModelFacts), request (RequestFacts) and endpoints (list of EndpointFacts). The policy
+	// applies only when it holds. Empty: always.
+	Condition string `protobuf:"bytes,7,opt,name=condition,proto3" json:"condition,omitempty"`
+	// Obligations of allow and constrain policies.
+	Obligations *Obligations `protobuf:"bytes,8,opt,name=obligations,proto3" json:"obligations,omitempty"`
+	// Output only: 1 for the first revision of this id, +1 for every change (a policy created
+	// again after a delete continues its history).
+	Revision int64 `protobuf:"varint,9,opt,name=revision,proto3" json:"revision,omitempty"`
+	// Output only except in UpdatePolicy, where a non-empty etag must be the current one.
+	Etag string `protobuf:"bytes,10,opt,name=etag,proto3" json:"etag,omitempty"`
+	// Output only.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// Output only.
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// Output only: the updated_by of the request that made this revision.
+	UpdatedBy     string `protobuf:"bytes,13,opt,name=updated_by,json=updatedBy,proto3" json:"updated_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Policy) Reset() {
+	*x = Policy{}
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Policy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Policy) ProtoMessage() {}
+
+func (x *Policy) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Policy.ProtoReflect.Descriptor instead.
+func (*Policy) Descriptor() ([]byte, []int) {
+	return file_fmgate_policy_v1_policy_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Policy) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *Policy) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Policy) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *Policy) GetEffect() Effect {
+	if x != nil {
+		return x.Effect
+	}
+	return Effect_EFFECT_UNSPECIFIED
+}
+
+func (x *Policy) GetSubjects() []string {
+	if x != nil {
+		return x.Subjects
+	}
+	return nil
+}
+
+func (x *Policy) GetModels() []string {
+	if x != nil {
+		return x.Models
+	}
+	return nil
+}
+
+func (x *Policy) GetCondition() string {
+	if x != nil {
+		return x.Condition
+	}
+	return ""
+}
+
+func (x *Policy) GetObligations() *Obligations {
+	if x != nil {
+		return x.Obligations
+	}
+	return nil
+}
+
+func (x *Policy) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *Policy) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
+func (x *Policy) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *Policy) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
+func (x *Policy) GetUpdatedBy() string {
+	if x != nil {
+		return x.UpdatedBy
+	}
+	return ""
+}
+
+// PolicyRevision is one revision of a policy's history.
+type PolicyRevision struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The policy as of this revision; for a deletion, as it was when deleted, with the
+	// deletion's revision number, time and author.
+	Policy        *Policy `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	Deleted       bool    `protobuf:"varint,2,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyRevision) Reset() {
+	*x = PolicyRevision{}
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyRevision) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyRevision) ProtoMessage() {}
+
+func (x *PolicyRevision) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyRevision.ProtoReflect.Descriptor instead.
+func (*PolicyRevision) Descriptor() ([]byte, []int) {
+	return file_fmgate_policy_v1_policy_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *PolicyRevision) GetPolicy() *Policy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *PolicyRevision) GetDeleted() bool {
+	if x != nil {
+		return x.Deleted
+	}
+	return false
+}
+
+// CreatePolicyRequest creates policy in organization_id.
+type CreatePolicyRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	// policy.organization_id must be empty or organization_id; output-only fields are ignored.
+	Policy *Policy `protobuf:"bytes,2,opt,name=policy,proto3" json:"policy,omitempty"`
+	// The subject making the change, recorded in the revision. The admin layer sets it from
+	// the authenticated caller.
+	UpdatedBy     string `protobuf:"bytes,3,opt,name=updated_by,json=updatedBy,proto3" json:"updated_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreatePolicyRequest) Reset() {
+	*x = CreatePolicyRequest{}
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreatePolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreatePolicyRequest) ProtoMessage() {}
+
+func (x *CreatePolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreatePolicyRequest.ProtoReflect.Descriptor instead.
+func (*CreatePolicyRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_policy_v1_policy_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *CreatePolicyRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *CreatePolicyRequest) GetPolicy() *Policy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *CreatePolicyRequest) GetUpdatedBy() string {
+	if x != nil {
+		return x.UpdatedBy
+	}
+	return ""
+}
+
+// CreatePolicyResponse holds the created policy.
+type CreatePolicyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Always empty: nothing existed before.
+	Before        *Policy `protobuf:"bytes,1,opt,name=before,proto3" json:"before,omitempty"`
+	After         *Policy `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreatePolicyResponse) Reset() {
+	*x = CreatePolicyResponse{}
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreatePolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreatePolicyResponse) ProtoMessage() {}
+
+func (x *CreatePolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreatePolicyResponse.ProtoReflect.Descriptor instead.
+func (*CreatePolicyResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_policy_v1_policy_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *CreatePolicyResponse) GetBefore() *Policy {
+	if x != nil {
+		return x.Before
+	}
+	return nil
+}
+
+func (x *CreatePolicyResponse) GetAfter() *Policy {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+// GetPolicyRequest names a policy.
+type GetPolicyRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	Id             string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *GetPolicyRequest) Reset() {
+	*x = GetPolicyRequest{}
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPolicyRequest) ProtoMessage() {}
+
+func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPolicyRequest.ProtoReflect.Descriptor instead.
+func (*GetPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_policy_v1_policy_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *GetPolicyRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *GetPolicyRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// GetPolicyResponse holds the policy.
+type GetPolicyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Policy        *Policy                `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPolicyResponse) Reset() {
+	*x = GetPolicyResponse{}
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPolicyResponse) ProtoMessage() {}
+
+func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPolicyResponse.ProtoReflect.Descriptor instead.
+func (*GetPolicyResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_policy_v1_policy_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *GetPolicyResponse) GetPolicy() *Policy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+// ListPoliciesRequest asks for one page of policies.
+type ListPoliciesRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	// At most 1000; 0 means 100.
+	PageSize      int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPoliciesRequest) Reset() {
+	*x = ListPoliciesRequest{}
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPoliciesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPoliciesRequest) ProtoMessage() {}
+
+func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPoliciesRequest.ProtoReflect.Descriptor instead.
+func (*ListPoliciesRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_policy_v1_policy_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ListPoliciesRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *ListPoliciesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListPoliciesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListPoliciesResponse is one page of policies, in id order.
+type ListPoliciesResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Policies []*Policy              `protobuf:"bytes,1,rep,name=policies,proto3" json:"policies,omitempty"`
+	// Empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPoliciesResponse) Reset() {
+	*x = ListPoliciesResponse{}
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPoliciesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPoliciesResponse) ProtoMessage() {}
+
+func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPoliciesResponse.ProtoReflect.Descriptor instead.
+func (*ListPoliciesResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_policy_v1_policy_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ListPoliciesResponse) GetPolicies() []*Policy {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+func (x *ListPoliciesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// UpdatePolicyRequest changes some fields of a policy.
+type UpdatePolicyRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	// Names the policy (policy.id) and carries the new values; policy.etag, when set, must be
+	// the current one.
+	Policy *Policy `protobuf:"bytes,2,opt,name=policy,proto3" json:"policy,omitempty"`
+	// Fields of policy to change: description, effect, subjects, models, condition,
+	// obligations (or obligations.<field>). Required; "*" means every one.
+	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,3,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	UpdatedBy     string                 `protobuf:"bytes,4,opt,name=updated_by,json=updatedBy,proto3" json:"updated_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdatePolicyRequest) Reset() {
+	*x = UpdatePolicyRequest{}
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdatePolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdatePolicyRequest) ProtoMessage() {}
+
+func (x *UpdatePolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdatePolicyRequest.ProtoReflect.Descriptor instead.
+func (*UpdatePolicyRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_policy_v1_policy_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *UpdatePolicyRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *UpdatePolicyRequest) GetPolicy() *Policy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *UpdatePolicyRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
+	}
+	return nil
+}
+
+func (x *UpdatePolicyRequest) GetUpdatedBy() string {
+	if x != nil {
+		return x.UpdatedBy
+	}
+	return ""
+}
+
+// UpdatePolicyResponse holds the policy before and after. When nothing changed they are the
+// same revision.
+type UpdatePolicyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Before        *Policy                `protobuf:"bytes,1,opt,name=before,proto3" json:"before,omitempty"`
+	After         *Policy                `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdatePolicyResponse) Reset() {
+	*x = UpdatePolicyResponse{}
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdatePolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdatePolicyResponse) ProtoMessage() {}
+
+func (x *UpdatePolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdatePolicyResponse.ProtoReflect.Descriptor instead.
+func (*UpdatePolicyResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_policy_v1_policy_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *UpdatePolicyResponse) GetBefore() *Policy {
+	if x != nil {
+		return x.Before
+	}
+	return nil
+}
+
+func (x *UpdatePolicyResponse) GetAfter() *Policy {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+// DeletePolicyRequest names the policy to remove.
+type DeletePolicyRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	Id             string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// When set, must be the current etag.
+	Etag          string `protobuf:"bytes,3,opt,name=etag,proto3" json:"etag,omitempty"`
+	UpdatedBy     string `protobuf:"bytes,4,opt,name=updated_by,json=updatedBy,proto3" json:"updated_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeletePolicyRequest) Reset() {
+	*x = DeletePolicyRequest{}
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeletePolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeletePolicyRequest) ProtoMessage() {}
+
+func (x *DeletePolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeletePolicyRequest.ProtoReflect.Descriptor instead.
+func (*DeletePolicyRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_policy_v1_policy_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *DeletePolicyRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *DeletePolicyRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *DeletePolicyRequest) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
+func (x *DeletePolicyRequest) GetUpdatedBy() string {
+	if x != nil {
+		return x.UpdatedBy
+	}
+	return ""
+}
+
+// DeletePolicyResponse holds the deleted policy.
+type DeletePolicyResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Before *Policy                `protobuf:"bytes,1,opt,name=before,proto3" json:"before,omitempty"`
+	// Always empty: nothing exists after.
+	After         *Policy `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeletePolicyResponse) Reset() {
+	*x = DeletePolicyResponse{}
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeletePolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeletePolicyResponse) ProtoMessage() {}
+
+func (x *DeletePolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeletePolicyResponse.ProtoReflect.Descriptor instead.
+func (*DeletePolicyResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_policy_v1_policy_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *DeletePolicyResponse) GetBefore() *Policy {
+	if x != nil {
+		return x.Before
+	}
+	return nil
+}
+
+func (x *DeletePolicyResponse) GetAfter() *Policy {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+// ListPolicyRevisionsRequest asks for one page of a policy's history.
+type ListPolicyRevisionsRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	Id             string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// At most 1000; 0 means 100.
+	PageSize      int32  `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPolicyRevisionsRequest) Reset() {
+	*x = ListPolicyRevisionsRequest{}
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPolicyRevisionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPolicyRevisionsRequest) ProtoMessage() {}
+
+func (x *ListPolicyRevisionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPolicyRevisionsRequest.ProtoReflect.Descriptor instead.
+func (*ListPolicyRevisionsRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_policy_v1_policy_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ListPolicyRevisionsRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *ListPolicyRevisionsRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ListPolicyRevisionsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListPolicyRevisionsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListPolicyRevisionsResponse is one page of revisions, newest first.
+type ListPolicyRevisionsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revisions     []*PolicyRevision      `protobuf:"bytes,1,rep,name=revisions,proto3" json:"revisions,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPolicyRevisionsResponse) Reset() {
+	*x = ListPolicyRevisionsResponse{}
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPolicyRevisionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPolicyRevisionsResponse) ProtoMessage() {}
+
+func (x *ListPolicyRevisionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPolicyRevisionsResponse.ProtoReflect.Descriptor instead.
+func (*ListPolicyRevisionsResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_policy_v1_policy_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ListPolicyRevisionsResponse) GetRevisions() []*PolicyRevision {
+	if x != nil {
+		return x.Revisions
+	}
+	return nil
+}
+
+func (x *ListPolicyRevisionsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// ListPackTemplatesRequest asks for the built-in packs.
+type ListPackTemplatesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPackTemplatesRequest) Reset() {
+	*x = ListPackTemplatesRequest{}
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPackTemplatesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPackTemplatesRequest) ProtoMessage() {}
+
+func (x *ListPackTemplatesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPackTemplatesRequest.ProtoReflect.Descriptor instead.
+func (*ListPackTemplatesRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_policy_v1_policy_proto_rawDescGZIP(), []int{24}
+}
+
+// PackParameter is one parameter a pack takes.
+type PackParameter struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Description   string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	DefaultValue  string                 `protobuf:"bytes,3,opt,name=default_value,json=defaultValue,proto3" json:"default_value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PackParameter) Reset() {
+	*x = PackParameter{}
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PackParameter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PackParameter) ProtoMessage() {}
+
+func (x *PackParameter) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PackParameter.ProtoReflect.Descriptor instead.
+func (*PackParameter) Descriptor() ([]byte, []int) {
+	return file_fmgate_policy_v1_policy_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *PackParameter) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PackParameter) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *PackParameter) GetDefaultValue() string {
+	if x != nil {
+		return x.DefaultValue
+	}
+	return ""
+}
+
+// PackTemplate is a built-in jurisdiction pack.
+type PackTemplate struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The name InstantiatePack takes, and the prefix of the ids of the policies it writes.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Increases whenever the policies the pack writes change.
+	Version     int32            `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	Description string           `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	Parameters  []*PackParameter `protobuf:"bytes,4,rep,name=parameters,proto3" json:"parameters,omitempty"`
+	// The policies the pack writes with default parameters.
+	Policies      []*Policy `protobuf:"bytes,5,rep,name=policies,proto3" json:"policies,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PackTemplate) Reset() {
+	*x = PackTemplate{}
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PackTemplate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PackTemplate) ProtoMessage() {}
+
+func (x *PackTemplate) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PackTemplate.ProtoReflect.Descriptor instead.
+func (*PackTemplate) Descriptor() ([]byte, []int) {
+	return file_fmgate_policy_v1_policy_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *PackTemplate) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PackTemplate) GetVersion() int32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *PackTemplate) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *PackTemplate) GetParameters() []*PackParameter {
+	if x != nil {
+		return x.Parameters
+	}
+	return nil
+}
+
+func (x *PackTemplate) GetPolicies() []*Policy {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+// ListPackTemplatesResponse lists the packs in name order.
+type ListPackTemplatesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Templates     []*PackTemplate        `protobuf:"bytes,1,rep,name=templates,proto3" json:"templates,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPackTemplatesResponse) Reset() {
+	*x = ListPackTemplatesResponse{}
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPackTemplatesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPackTemplatesResponse) ProtoMessage() {}
+
+func (x *ListPackTemplatesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPackTemplatesResponse.ProtoReflect.Descriptor instead.
+func (*ListPackTemplatesResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_policy_v1_policy_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ListPackTemplatesResponse) GetTemplates() []*PackTemplate {
+	if x != nil {
+		return x.Templates
+	}
+	return nil
+}
+
+// InstantiatePackRequest writes a pack into an organisation.
+type InstantiatePackRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	// The pack's name, such as "gdpr".
+	Pack string `protobuf:"bytes,2,opt,name=pack,proto3" json:"pack,omitempty"`
+	// Values for the pack's parameters; unset parameters take their defaults.
+	Parameters    map[string]string `protobuf:"bytes,3,rep,name=parameters,proto3" json:"parameters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	UpdatedBy     string            `protobuf:"bytes,4,opt,name=updated_by,json=updatedBy,proto3" json:"updated_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InstantiatePackRequest) Reset() {
+	*x = InstantiatePackRequest{}
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InstantiatePackRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InstantiatePackRequest) ProtoMessage() {}
+
+func (x *InstantiatePackRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InstantiatePackRequest.ProtoReflect.Descriptor instead.
+func (*InstantiatePackRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_policy_v1_policy_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *InstantiatePackRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *InstantiatePackRequest) GetPack() string {
+	if x != nil {
+		return x.Pack
+	}
+	return ""
+}
+
+func (x *InstantiatePackRequest) GetParameters() map[string]string {
+	if x != nil {
+		return x.Parameters
+	}
+	return nil
+}
+
+func (x *InstantiatePackRequest) GetUpdatedBy() string {
+	if x != nil {
+		return x.UpdatedBy
+	}
+	return ""
+}
+
+// PolicyChange is one policy a pack created or changed.
+type PolicyChange struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Empty when the policy was created.
+	Before        *Policy `protobuf:"bytes,1,opt,name=before,proto3" json:"before,omitempty"`
+	After         *Policy `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyChange) Reset() {
+	*x = PolicyChange{}
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyChange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyChange) ProtoMessage() {}
+
+func (x *PolicyChange) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyChange.ProtoReflect.Descriptor instead.
+func (*PolicyChange) Descriptor() ([]byte, []int) {
+	return file_fmgate_policy_v1_policy_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *PolicyChange) GetBefore() *Policy {
+	if x != nil {
+		return x.Before
+	}
+	return nil
+}
+
+func (x *PolicyChange) GetAfter() *Policy {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+// InstantiatePackResponse says what the pack wrote.
+type InstantiatePackResponse struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	PackVersion int32                  `protobuf:"varint,1,opt,name=pack_version,json=packVersion,proto3" json:"pack_version,omitempty"`
+	// Every policy of the pack as now stored, in id order.
+	Policies []*Policy `protobuf:"bytes,2,rep,name=policies,proto3" json:"policies,omitempty"`
+	// The policies that changed; empty when the pack was already in place.
+	Changes       []*PolicyChange `protobuf:"bytes,3,rep,name=changes,proto3" json:"changes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InstantiatePackResponse) Reset() {
+	*x = InstantiatePackResponse{}
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InstantiatePackResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InstantiatePackResponse) ProtoMessage() {}
+
+func (x *InstantiatePackResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_policy_v1_policy_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InstantiatePackResponse.ProtoReflect.Descriptor instead.
+func (*InstantiatePackResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_policy_v1_policy_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *InstantiatePackResponse) GetPackVersion() int32 {
+	if x != nil {
+		return x.PackVersion
+	}
+	return 0
+}
+
+func (x *InstantiatePackResponse) GetPolicies() []*Policy {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+func (x *InstantiatePackResponse) GetChanges() []*PolicyChange {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
 var File_fmgate_policy_v1_policy_proto protoreflect.FileDescriptor
 
 const file_fmgate_policy_v1_policy_proto_rawDesc = "" +
 	"\n" +
-	"\x1dfmgate/policy/v1/policy.proto\x12\x10fmgate.policy.v1\x1a!fmgate/identity/v1/identity.proto\"\x9e\x01\n" +
+	"\x1dfmgate/policy/v1/policy.proto\x12\x10fmgate.policy.v1\x1a!fmgate/identity/v1/identity.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\x02\n" +
 	"\x0fEvaluateRequest\x12;\n" +
 	"\tprincipal\x18\x01 \x01(\v2\x1d.fmgate.identity.v1.PrincipalR\tprincipal\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x128\n" +
-	"\arequest\x18\x03 \x01(\v2\x1e.fmgate.policy.v1.RequestFactsR\arequest\"w\n" +
+	"\arequest\x18\x03 \x01(\v2\x1e.fmgate.policy.v1.RequestFactsR\arequest\x12=\n" +
+	"\vmodel_facts\x18\x04 \x01(\v2\x1c.fmgate.policy.v1.ModelFactsR\n" +
+	"modelFacts\x12=\n" +
+	"\tendpoints\x18\x05 \x03(\v2\x1f.fmgate.policy.v1.EndpointFactsR\tendpoints\"\x97\x01\n" +
 	"\fRequestFacts\x12#\n" +
 	"\rmessage_count\x18\x01 \x01(\x05R\fmessageCount\x12\x16\n" +
 	"\x06stream\x18\x02 \x01(\bR\x06stream\x12*\n" +
-	"\x11max_output_tokens\x18\x03 \x01(\x05R\x0fmaxOutputTokens\"\xeb\x01\n" +
+	"\x11max_output_tokens\x18\x03 \x01(\x05R\x0fmaxOutputTokens\x12\x1e\n" +
+	"\n" +
+	"modalities\x18\x04 \x03(\tR\n" +
+	"modalities\"a\n" +
+	"\n" +
+	"ModelFacts\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06vendor\x18\x02 \x01(\tR\x06vendor\x12'\n" +
+	"\x0flifecycle_state\x18\x03 \x01(\tR\x0elifecycleState\"y\n" +
+	"\rEndpointFacts\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
+	"\x06region\x18\x02 \x01(\tR\x06region\x12\x1a\n" +
+	"\bprovider\x18\x03 \x01(\tR\bprovider\x12$\n" +
+	"\x0ecovered_by_baa\x18\x04 \x01(\bR\fcoveredByBaa\"\x9d\x02\n" +
 	"\x10EvaluateResponse\x126\n" +
 	"\bdecision\x18\x01 \x01(\x0e2\x1a.fmgate.policy.v1.DecisionR\bdecision\x12\x18\n" +
 	"\areasons\x18\x02 \x03(\tR\areasons\x12\x1d\n" +
 	"\n" +
 	"policy_ids\x18\x03 \x03(\tR\tpolicyIds\x12?\n" +
 	"\vobligations\x18\x04 \x01(\v2\x1d.fmgate.policy.v1.ObligationsR\vobligations\x12%\n" +
-	"\x0epolicy_version\x18\x05 \x01(\tR\rpolicyVersion\"h\n" +
+	"\x0epolicy_version\x18\x05 \x01(\tR\rpolicyVersion\x120\n" +
+	"\x14allowed_endpoint_ids\x18\x06 \x03(\tR\x12allowedEndpointIds\"\x8e\x03\n" +
 	"\vObligations\x12-\n" +
 	"\x12moderation_profile\x18\x01 \x01(\tR\x11moderationProfile\x12*\n" +
-	"\x11max_output_tokens\x18\x02 \x01(\x05R\x0fmaxOutputTokens*K\n" +
+	"\x11max_output_tokens\x18\x02 \x01(\x05R\x0fmaxOutputTokens\x128\n" +
+	"\x18allowed_endpoint_regions\x18\x03 \x03(\tR\x16allowedEndpointRegions\x12-\n" +
+	"\x12allowed_modalities\x18\x04 \x03(\tR\x11allowedModalities\x12>\n" +
+	"\rlog_retention\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\flogRetention\x12\x1b\n" +
+	"\tlog_group\x18\x06 \x01(\tR\blogGroup\x12,\n" +
+	"\x12mask_personal_data\x18\a \x01(\bR\x10maskPersonalData\x120\n" +
+	"\x14require_baa_coverage\x18\b \x01(\bR\x12requireBaaCoverage\"\x9b\x02\n" +
+	"\x0eExplainRequest\x12;\n" +
+	"\tprincipal\x18\x01 \x01(\v2\x1d.fmgate.identity.v1.PrincipalR\tprincipal\x12\x14\n" +
+	"\x05model\x18\x02 \x01(\tR\x05model\x128\n" +
+	"\arequest\x18\x03 \x01(\v2\x1e.fmgate.policy.v1.RequestFactsR\arequest\x12=\n" +
+	"\vmodel_facts\x18\x04 \x01(\v2\x1c.fmgate.policy.v1.ModelFactsR\n" +
+	"modelFacts\x12=\n" +
+	"\tendpoints\x18\x05 \x03(\v2\x1f.fmgate.policy.v1.EndpointFactsR\tendpoints\"\xca\x02\n" +
+	"\vPolicyTrace\x12\x1b\n" +
+	"\tpolicy_id\x18\x01 \x01(\tR\bpolicyId\x120\n" +
+	"\x06effect\x18\x02 \x01(\x0e2\x18.fmgate.policy.v1.EffectR\x06effect\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision\x12)\n" +
+	"\x10subjects_matched\x18\x04 \x01(\bR\x0fsubjectsMatched\x12%\n" +
+	"\x0emodels_matched\x18\x05 \x01(\bR\rmodelsMatched\x12?\n" +
+	"\tcondition\x18\x06 \x01(\x0e2!.fmgate.policy.v1.ConditionResultR\tcondition\x12'\n" +
+	"\x0fcondition_error\x18\a \x01(\tR\x0econditionError\x12\x14\n" +
+	"\x05fired\x18\b \x01(\bR\x05fired\"b\n" +
+	"\rEndpointTrace\x12\x1f\n" +
+	"\vendpoint_id\x18\x01 \x01(\tR\n" +
+	"endpointId\x12\x18\n" +
+	"\aallowed\x18\x02 \x01(\bR\aallowed\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xb8\x03\n" +
+	"\x0fExplainResponse\x126\n" +
+	"\bdecision\x18\x01 \x01(\x0e2\x1a.fmgate.policy.v1.DecisionR\bdecision\x12\x18\n" +
+	"\areasons\x18\x02 \x03(\tR\areasons\x12\x1d\n" +
+	"\n" +
+	"policy_ids\x18\x03 \x03(\tR\tpolicyIds\x12?\n" +
+	"\vobligations\x18\x04 \x01(\v2\x1d.fmgate.policy.v1.ObligationsR\vobligations\x12%\n" +
+	"\x0epolicy_version\x18\x05 \x01(\tR\rpolicyVersion\x120\n" +
+	"\x14allowed_endpoint_ids\x18\x06 \x03(\tR\x12allowedEndpointIds\x129\n" +
+	"\bpolicies\x18\a \x03(\v2\x1d.fmgate.policy.v1.PolicyTraceR\bpolicies\x12=\n" +
+	"\tendpoints\x18\b \x03(\v2\x1f.fmgate.policy.v1.EndpointTraceR\tendpoints\x12 \n" +
+	"\vexplanation\x18\t \x01(\tR\vexplanation\"\xf1\x03\n" +
+	"\x06Policy\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12 \n" +
+	"\vdescription\x18\x03 \x01(\tR\vdescription\x120\n" +
+	"\x06effect\x18\x04 \x01(\x0e2\x18.fmgate.policy.v1.EffectR\x06effect\x12\x1a\n" +
+	"\bsubjects\x18\x05 \x03(\tR\bsubjects\x12\x16\n" +
+	"\x06models\x18\x06 \x03(\tR\x06models\x12\x1c\n" +
+	"\tcondition\x18\a \x01(\tR\tcondition\x12?\n" +
+	"\vobligations\x18\b \x01(\v2\x1d.fmgate.policy.v1.ObligationsR\vobligations\x12\x1a\n" +
+	"\brevision\x18\t \x01(\x03R\brevision\x12\x12\n" +
+	"\x04etag\x18\n" +
+	" \x01(\tR\x04etag\x12;\n" +
+	"\vcreate_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12;\n" +
+	"\vupdate_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime\x12\x1d\n" +
+	"\n" +
+	"updated_by\x18\r \x01(\tR\tupdatedBy\"\\\n" +
+	"\x0ePolicyRevision\x120\n" +
+	"\x06policy\x18\x01 \x01(\v2\x18.fmgate.policy.v1.PolicyR\x06policy\x12\x18\n" +
+	"\adeleted\x18\x02 \x01(\bR\adeleted\"\x8f\x01\n" +
+	"\x13CreatePolicyRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x120\n" +
+	"\x06policy\x18\x02 \x01(\v2\x18.fmgate.policy.v1.PolicyR\x06policy\x12\x1d\n" +
+	"\n" +
+	"updated_by\x18\x03 \x01(\tR\tupdatedBy\"x\n" +
+	"\x14CreatePolicyResponse\x120\n" +
+	"\x06before\x18\x01 \x01(\v2\x18.fmgate.policy.v1.PolicyR\x06before\x12.\n" +
+	"\x05after\x18\x02 \x01(\v2\x18.fmgate.policy.v1.PolicyR\x05after\"K\n" +
+	"\x10GetPolicyRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\"E\n" +
+	"\x11GetPolicyResponse\x120\n" +
+	"\x06policy\x18\x01 \x01(\v2\x18.fmgate.policy.v1.PolicyR\x06policy\"z\n" +
+	"\x13ListPoliciesRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"t\n" +
+	"\x14ListPoliciesResponse\x124\n" +
+	"\bpolicies\x18\x01 \x03(\v2\x18.fmgate.policy.v1.PolicyR\bpolicies\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xcc\x01\n" +
+	"\x13UpdatePolicyRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x120\n" +
+	"\x06policy\x18\x02 \x01(\v2\x18.fmgate.policy.v1.PolicyR\x06policy\x12;\n" +
+	"\vupdate_mask\x18\x03 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
+	"updateMask\x12\x1d\n" +
+	"\n" +
+	"updated_by\x18\x04 \x01(\tR\tupdatedBy\"x\n" +
+	"\x14UpdatePolicyResponse\x120\n" +
+	"\x06before\x18\x01 \x01(\v2\x18.fmgate.policy.v1.PolicyR\x06before\x12.\n" +
+	"\x05after\x18\x02 \x01(\v2\x18.fmgate.policy.v1.PolicyR\x05after\"\x81\x01\n" +
+	"\x13DeletePolicyRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x12\n" +
+	"\x04etag\x18\x03 \x01(\tR\x04etag\x12\x1d\n" +
+	"\n" +
+	"updated_by\x18\x04 \x01(\tR\tupdatedBy\"x\n" +
+	"\x14DeletePolicyResponse\x120\n" +
+	"\x06before\x18\x01 \x01(\v2\x18.fmgate.policy.v1.PolicyR\x06before\x12.\n" +
+	"\x05after\x18\x02 \x01(\v2\x18.fmgate.policy.v1.PolicyR\x05after\"\x91\x01\n" +
+	"\x1aListPolicyRevisionsRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\"\x85\x01\n" +
+	"\x1bListPolicyRevisionsResponse\x12>\n" +
+	"\trevisions\x18\x01 \x03(\v2 .fmgate.policy.v1.PolicyRevisionR\trevisions\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x1a\n" +
+	"\x18ListPackTemplatesRequest\"j\n" +
+	"\rPackParameter\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\x12#\n" +
+	"\rdefault_value\x18\x03 \x01(\tR\fdefaultValue\"\xd5\x01\n" +
+	"\fPackTemplate\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x05R\aversion\x12 \n" +
+	"\vdescription\x18\x03 \x01(\tR\vdescription\x12?\n" +
+	"\n" +
+	"parameters\x18\x04 \x03(\v2\x1f.fmgate.policy.v1.PackParameterR\n" +
+	"parameters\x124\n" +
+	"\bpolicies\x18\x05 \x03(\v2\x18.fmgate.policy.v1.PolicyR\bpolicies\"Y\n" +
+	"\x19ListPackTemplatesResponse\x12<\n" +
+	"\ttemplates\x18\x01 \x03(\v2\x1e.fmgate.policy.v1.PackTemplateR\ttemplates\"\x8d\x02\n" +
+	"\x16InstantiatePackRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x12\n" +
+	"\x04pack\x18\x02 \x01(\tR\x04pack\x12X\n" +
+	"\n" +
+	"parameters\x18\x03 \x03(\v28.fmgate.policy.v1.InstantiatePackRequest.ParametersEntryR\n" +
+	"parameters\x12\x1d\n" +
+	"\n" +
+	"updated_by\x18\x04 \x01(\tR\tupdatedBy\x1a=\n" +
+	"\x0fParametersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"p\n" +
+	"\fPolicyChange\x120\n" +
+	"\x06before\x18\x01 \x01(\v2\x18.fmgate.policy.v1.PolicyR\x06before\x12.\n" +
+	"\x05after\x18\x02 \x01(\v2\x18.fmgate.policy.v1.PolicyR\x05after\"\xac\x01\n" +
+	"\x17InstantiatePackResponse\x12!\n" +
+	"\fpack_version\x18\x01 \x01(\x05R\vpackVersion\x124\n" +
+	"\bpolicies\x18\x02 \x03(\v2\x18.fmgate.policy.v1.PolicyR\bpolicies\x128\n" +
+	"\achanges\x18\x03 \x03(\v2\x1e.fmgate.policy.v1.PolicyChangeR\achanges*K\n" +
 	"\bDecision\x12\x18\n" +
 	"\x14DECISION_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eDECISION_ALLOW\x10\x01\x12\x11\n" +
-	"\rDECISION_DENY\x10\x022d\n" +
+	"\rDECISION_DENY\x10\x02*\xa3\x01\n" +
+	"\x0fConditionResult\x12 \n" +
+	"\x1cCONDITION_RESULT_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17CONDITION_RESULT_ABSENT\x10\x01\x12\x19\n" +
+	"\x15CONDITION_RESULT_TRUE\x10\x02\x12\x1a\n" +
+	"\x16CONDITION_RESULT_FALSE\x10\x03\x12\x1a\n" +
+	"\x16CONDITION_RESULT_ERROR\x10\x04*Y\n" +
+	"\x06Effect\x12\x16\n" +
+	"\x12EFFECT_UNSPECIFIED\x10\x00\x12\x10\n" +
+	"\fEFFECT_ALLOW\x10\x01\x12\x0f\n" +
+	"\vEFFECT_DENY\x10\x02\x12\x14\n" +
+	"\x10EFFECT_CONSTRAIN\x10\x032\xe2\a\n" +
 	"\rPolicyService\x12S\n" +
-	"\bEvaluate\x12!.fmgate.policy.v1.EvaluateRequest\x1a\".fmgate.policy.v1.EvaluateResponse\"\x00B\xbd\x01\n" +
+	"\bEvaluate\x12!.fmgate.policy.v1.EvaluateRequest\x1a\".fmgate.policy.v1.EvaluateResponse\"\x00\x12P\n" +
+	"\aExplain\x12 .fmgate.policy.v1.ExplainRequest\x1a!.fmgate.policy.v1.ExplainResponse\"\x00\x12_\n" +
+	"\fCreatePolicy\x12%.fmgate.policy.v1.CreatePolicyRequest\x1a&.fmgate.policy.v1.CreatePolicyResponse\"\x00\x12V\n" +
+	"\tGetPolicy\x12\".fmgate.policy.v1.GetPolicyRequest\x1a#.fmgate.policy.v1.GetPolicyResponse\"\x00\x12_\n" +
+	"\fListPolicies\x12%.fmgate.policy.v1.ListPoliciesRequest\x1a&.fmgate.policy.v1.ListPoliciesResponse\"\x00\x12_\n" +
+	"\fUpdatePolicy\x12%.fmgate.policy.v1.UpdatePolicyRequest\x1a&.fmgate.policy.v1.UpdatePolicyResponse\"\x00\x12_\n" +
+	"\fDeletePolicy\x12%.fmgate.policy.v1.DeletePolicyRequest\x1a&.fmgate.policy.v1.DeletePolicyResponse\"\x00\x12t\n" +
+	"\x13ListPolicyRevisions\x12,.fmgate.policy.v1.ListPolicyRevisionsRequest\x1a-.fmgate.policy.v1.ListPolicyRevisionsResponse\"\x00\x12n\n" +
+	"\x11ListPackTemplates\x12*.fmgate.policy.v1.ListPackTemplatesRequest\x1a+.fmgate.policy.v1.ListPackTemplatesResponse\"\x00\x12h\n" +
+	"\x0fInstantiatePack\x12(.fmgate.policy.v1.InstantiatePackRequest\x1a).fmgate.policy.v1.InstantiatePackResponse\"\x00B\xbd\x01\n" +
 	"\x14com.fmgate.policy.v1B\vPolicyProtoP\x01Z6github.com/fmgate/fmgate/gen/fmgate/policy/v1;policyv1\xa2\x02\x03FPX\xaa\x02\x10Fmgate.Policy.V1\xca\x02\x10Fmgate\\Policy\\V1\xe2\x02\x1cFmgate\\Policy\\V1\\GPBMetadata\xea\x02\x12Fmgate::Policy::V1b\x06proto3"
 
 var (
@@ -376,28 +2581,117 @@ func file_fmgate_policy_v1_policy_proto_rawDescGZIP() []byte {
 	return file_fmgate_policy_v1_policy_proto_rawDescData
 }
 
-var file_fmgate_policy_v1_policy_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fmgate_policy_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_fmgate_policy_v1_policy_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_fmgate_policy_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_fmgate_policy_v1_policy_proto_goTypes = []any{
-	(Decision)(0),            // 0: fmgate.policy.v1.Decision
-	(*EvaluateRequest)(nil),  // 1: fmgate.policy.v1.EvaluateRequest
-	(*RequestFacts)(nil),     // 2: fmgate.policy.v1.RequestFacts
-	(*EvaluateResponse)(nil), // 3: fmgate.policy.v1.EvaluateResponse
-	(*Obligations)(nil),      // 4: fmgate.policy.v1.Obligations
-	(*v1.Principal)(nil),     // 5: fmgate.identity.v1.Principal
+	(Decision)(0),                       // 0: fmgate.policy.v1.Decision
+	(ConditionResult)(0),                // 1: fmgate.policy.v1.ConditionResult
+	(Effect)(0),                         // 2: fmgate.policy.v1.Effect
+	(*EvaluateRequest)(nil),             // 3: fmgate.policy.v1.EvaluateRequest
+	(*RequestFacts)(nil),                // 4: fmgate.policy.v1.RequestFacts
+	(*ModelFacts)(nil),                  // 5: fmgate.policy.v1.ModelFacts
+	(*EndpointFacts)(nil),               // 6: fmgate.policy.v1.EndpointFacts
+	(*EvaluateResponse)(nil),            // 7: fmgate.policy.v1.EvaluateResponse
+	(*Obligations)(nil),                 // 8: fmgate.policy.v1.Obligations
+	(*ExplainRequest)(nil),              // 9: fmgate.policy.v1.ExplainRequest
+	(*PolicyTrace)(nil),                 // 10: fmgate.policy.v1.PolicyTrace
+	(*EndpointTrace)(nil),               // 11: fmgate.policy.v1.EndpointTrace
+	(*ExplainResponse)(nil),             // 12: fmgate.policy.v1.ExplainResponse
+	(*Policy)(nil),                      // 13: fmgate.policy.v1.Policy
+	(*PolicyRevision)(nil),              // 14: fmgate.policy.v1.PolicyRevision
+	(*CreatePolicyRequest)(nil),         // 15: fmgate.policy.v1.CreatePolicyRequest
+	(*CreatePolicyResponse)(nil),        // 16: fmgate.policy.v1.CreatePolicyResponse
+	(*GetPolicyRequest)(nil),            // 17: fmgate.policy.v1.GetPolicyRequest
+	(*GetPolicyResponse)(nil),           // 18: fmgate.policy.v1.GetPolicyResponse
+	(*ListPoliciesRequest)(nil),         // 19: fmgate.policy.v1.ListPoliciesRequest
+	(*ListPoliciesResponse)(nil),        // 20: fmgate.policy.v1.ListPoliciesResponse
+	(*UpdatePolicyRequest)(nil),         // 21: fmgate.policy.v1.UpdatePolicyRequest
+	(*UpdatePolicyResponse)(nil),        // 22: fmgate.policy.v1.UpdatePolicyResponse
+	(*DeletePolicyRequest)(nil),         // 23: fmgate.policy.v1.DeletePolicyRequest
+	(*DeletePolicyResponse)(nil),        // 24: fmgate.policy.v1.DeletePolicyResponse
+	(*ListPolicyRevisionsRequest)(nil),  // 25: fmgate.policy.v1.ListPolicyRevisionsRequest
+	(*ListPolicyRevisionsResponse)(nil), // 26: fmgate.policy.v1.ListPolicyRevisionsResponse
+	(*ListPackTemplatesRequest)(nil),    // 27: fmgate.policy.v1.ListPackTemplatesRequest
+	(*PackParameter)(nil),               // 28: fmgate.policy.v1.PackParameter
+	(*PackTemplate)(nil),                // 29: fmgate.policy.v1.PackTemplate
+	(*ListPackTemplatesResponse)(nil),   // 30: fmgate.policy.v1.ListPackTemplatesResponse
+	(*InstantiatePackRequest)(nil),      // 31: fmgate.policy.v1.InstantiatePackRequest
+	(*PolicyChange)(nil),                // 32: fmgate.policy.v1.PolicyChange
+	(*InstantiatePackResponse)(nil),     // 33: fmgate.policy.v1.InstantiatePackResponse
+	nil,                                 // 34: fmgate.policy.v1.InstantiatePackRequest.ParametersEntry
+	(*v1.Principal)(nil),                // 35: fmgate.identity.v1.Principal
+	(*durationpb.Duration)(nil),         // 36: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),       // 37: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),       // 38: google.protobuf.FieldMask
 }
 var file_fmgate_policy_v1_policy_proto_depIdxs = []int32{
-	5, // 0: fmgate.policy.v1.EvaluateRequest.principal:type_name -> fmgate.identity.v1.Principal
-	2, // 1: fmgate.policy.v1.EvaluateRequest.request:type_name -> fmgate.policy.v1.RequestFacts
-	0, // 2: fmgate.policy.v1.EvaluateResponse.decision:type_name -> fmgate.policy.v1.Decision
-	4, // 3: fmgate.policy.v1.EvaluateResponse.obligations:type_name -> fmgate.policy.v1.Obligations
-	1, // 4: fmgate.policy.v1.PolicyService.Evaluate:input_type -> fmgate.policy.v1.EvaluateRequest
-	3, // 5: fmgate.policy.v1.PolicyService.Evaluate:output_type -> fmgate.policy.v1.EvaluateResponse
-	5, // [5:6] is the sub-list for method output_type
-	4, // [4:5] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	35, // 0: fmgate.policy.v1.EvaluateRequest.principal:type_name -> fmgate.identity.v1.Principal
+	4,  // 1: fmgate.policy.v1.EvaluateRequest.request:type_name -> fmgate.policy.v1.RequestFacts
+	5,  // 2: fmgate.policy.v1.EvaluateRequest.model_facts:type_name -> fmgate.policy.v1.ModelFacts
+	6,  // 3: fmgate.policy.v1.EvaluateRequest.endpoints:type_name -> fmgate.policy.v1.EndpointFacts
+	0,  // 4: fmgate.policy.v1.EvaluateResponse.decision:type_name -> fmgate.policy.v1.Decision
+	8,  // 5: fmgate.policy.v1.EvaluateResponse.obligations:type_name -> fmgate.policy.v1.Obligations
+	36, // 6: fmgate.policy.v1.Obligations.log_retention:type_name -> google.protobuf.Duration
+	35, // 7: fmgate.policy.v1.ExplainRequest.principal:type_name -> fmgate.identity.v1.Principal
+	4,  // 8: fmgate.policy.v1.ExplainRequest.request:type_name -> fmgate.policy.v1.RequestFacts
+	5,  // 9: fmgate.policy.v1.ExplainRequest.model_facts:type_name -> fmgate.policy.v1.ModelFacts
+	6,  // 10: fmgate.policy.v1.ExplainRequest.endpoints:type_name -> fmgate.policy.v1.EndpointFacts
+	2,  // 11: fmgate.policy.v1.PolicyTrace.effect:type_name -> fmgate.policy.v1.Effect
+	1,  // 12: fmgate.policy.v1.PolicyTrace.condition:type_name -> fmgate.policy.v1.ConditionResult
+	0,  // 13: fmgate.policy.v1.ExplainResponse.decision:type_name -> fmgate.policy.v1.Decision
+	8,  // 14: fmgate.policy.v1.ExplainResponse.obligations:type_name -> fmgate.policy.v1.Obligations
+	10, // 15: fmgate.policy.v1.ExplainResponse.policies:type_name -> fmgate.policy.v1.PolicyTrace
+	11, // 16: fmgate.policy.v1.ExplainResponse.endpoints:type_name -> fmgate.policy.v1.EndpointTrace
+	2,  // 17: fmgate.policy.v1.Policy.effect:type_name -> fmgate.policy.v1.Effect
+	8,  // 18: fmgate.policy.v1.Policy.obligations:type_name -> fmgate.policy.v1.Obligations
+	37, // 19: fmgate.policy.v1.Policy.create_time:type_name -> google.protobuf.Timestamp
+	37, // 20: fmgate.policy.v1.Policy.update_time:type_name -> google.protobuf.Timestamp
+	13, // 21: fmgate.policy.v1.PolicyRevision.policy:type_name -> fmgate.policy.v1.Policy
+	13, // 22: fmgate.policy.v1.CreatePolicyRequest.policy:type_name -> fmgate.policy.v1.Policy
+	13, // 23: fmgate.policy.v1.CreatePolicyResponse.before:type_name -> fmgate.policy.v1.Policy
+	13, // 24: fmgate.policy.v1.CreatePolicyResponse.after:type_name -> fmgate.policy.v1.Policy
+	13, // 25: fmgate.policy.v1.GetPolicyResponse.policy:type_name -> fmgate.policy.v1.Policy
+	13, // 26: fmgate.policy.v1.ListPoliciesResponse.policies:type_name -> fmgate.policy.v1.Policy
+	13, // 27: fmgate.policy.v1.UpdatePolicyRequest.policy:type_name -> fmgate.policy.v1.Policy
+	38, // 28: fmgate.policy.v1.UpdatePolicyRequest.update_mask:type_name -> google.protobuf.FieldMask
+	13, // 29: fmgate.policy.v1.UpdatePolicyResponse.before:type_name -> fmgate.policy.v1.Policy
+	13, // 30: fmgate.policy.v1.UpdatePolicyResponse.after:type_name -> fmgate.policy.v1.Policy
+	13, // 31: fmgate.policy.v1.DeletePolicyResponse.before:type_name -> fmgate.policy.v1.Policy
+	13, // 32: fmgate.policy.v1.DeletePolicyResponse.after:type_name -> fmgate.policy.v1.Policy
+	14, // 33: fmgate.policy.v1.ListPolicyRevisionsResponse.revisions:type_name -> fmgate.policy.v1.PolicyRevision
+	28, // 34: fmgate.policy.v1.PackTemplate.parameters:type_name -> fmgate.policy.v1.PackParameter
+	13, // 35: fmgate.policy.v1.PackTemplate.policies:type_name -> fmgate.policy.v1.Policy
+	29, // 36: fmgate.policy.v1.ListPackTemplatesResponse.templates:type_name -> fmgate.policy.v1.PackTemplate
+	34, // 37: fmgate.policy.v1.InstantiatePackRequest.parameters:type_name -> fmgate.policy.v1.InstantiatePackRequest.ParametersEntry
+	13, // 38: fmgate.policy.v1.PolicyChange.before:type_name -> fmgate.policy.v1.Policy
+	13, // 39: fmgate.policy.v1.PolicyChange.after:type_name -> fmgate.policy.v1.Policy
+	13, // 40: fmgate.policy.v1.InstantiatePackResponse.policies:type_name -> fmgate.policy.v1.Policy
+	32, // 41: fmgate.policy.v1.InstantiatePackResponse.changes:type_name -> fmgate.policy.v1.PolicyChange
+	3,  // 42: fmgate.policy.v1.PolicyService.Evaluate:input_type -> fmgate.policy.v1.EvaluateRequest
+	9,  // 43: fmgate.policy.v1.PolicyService.Explain:input_type -> fmgate.policy.v1.ExplainRequest
+	15, // 44: fmgate.policy.v1.PolicyService.CreatePolicy:input_type -> fmgate.policy.v1.CreatePolicyRequest
+	17, // 45: fmgate.policy.v1.PolicyService.GetPolicy:input_type -> fmgate.policy.v1.GetPolicyRequest
+	19, // 46: fmgate.policy.v1.PolicyService.ListPolicies:input_type -> fmgate.policy.v1.ListPoliciesRequest
+	21, // 47: fmgate.policy.v1.PolicyService.UpdatePolicy:input_type -> fmgate.policy.v1.UpdatePolicyRequest
+	23, // 48: fmgate.policy.v1.PolicyService.DeletePolicy:input_type -> fmgate.policy.v1.DeletePolicyRequest
+	25, // 49: fmgate.policy.v1.PolicyService.ListPolicyRevisions:input_type -> fmgate.policy.v1.ListPolicyRevisionsRequest
+	27, // 50: fmgate.policy.v1.PolicyService.ListPackTemplates:input_type -> fmgate.policy.v1.ListPackTemplatesRequest
+	31, // 51: fmgate.policy.v1.PolicyService.InstantiatePack:input_type -> fmgate.policy.v1.InstantiatePackRequest
+	7,  // 52: fmgate.policy.v1.PolicyService.Evaluate:output_type -> fmgate.policy.v1.EvaluateResponse
+	12, // 53: fmgate.policy.v1.PolicyService.Explain:output_type -> fmgate.policy.v1.ExplainResponse
+	16, // 54: fmgate.policy.v1.PolicyService.CreatePolicy:output_type -> fmgate.policy.v1.CreatePolicyResponse
+	18, // 55: fmgate.policy.v1.PolicyService.GetPolicy:output_type -> fmgate.policy.v1.GetPolicyResponse
+	20, // 56: fmgate.policy.v1.PolicyService.ListPolicies:output_type -> fmgate.policy.v1.ListPoliciesResponse
+	22, // 57: fmgate.policy.v1.PolicyService.UpdatePolicy:output_type -> fmgate.policy.v1.UpdatePolicyResponse
+	24, // 58: fmgate.policy.v1.PolicyService.DeletePolicy:output_type -> fmgate.policy.v1.DeletePolicyResponse
+	26, // 59: fmgate.policy.v1.PolicyService.ListPolicyRevisions:output_type -> fmgate.policy.v1.ListPolicyRevisionsResponse
+	30, // 60: fmgate.policy.v1.PolicyService.ListPackTemplates:output_type -> fmgate.policy.v1.ListPackTemplatesResponse
+	33, // 61: fmgate.policy.v1.PolicyService.InstantiatePack:output_type -> fmgate.policy.v1.InstantiatePackResponse
+	52, // [52:62] is the sub-list for method output_type
+	42, // [42:52] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_fmgate_policy_v1_policy_proto_init() }
@@ -410,8 +2704,8 @@ func file_fmgate_policy_v1_policy_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fmgate_policy_v1_policy_proto_rawDesc), len(file_fmgate_policy_v1_policy_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   4,
+			NumEnums:      3,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

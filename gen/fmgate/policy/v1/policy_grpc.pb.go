@@ -5,7 +5,7 @@
 // source: fmgate/policy/v1/policy.proto
 
 // Package fmgate.policy.v1 decides whether a principal may use a model, and under which
-// obligations.
+// obligations, and administers the policies it decides with.
 
 package policyv1
 
@@ -22,19 +22,57 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	PolicyService_Evaluate_FullMethodName = "/fmgate.policy.v1.PolicyService/Evaluate"
+	PolicyService_Evaluate_FullMethodName            = "/fmgate.policy.v1.PolicyService/Evaluate"
+	PolicyService_Explain_FullMethodName             = "/fmgate.policy.v1.PolicyService/Explain"
+	PolicyService_CreatePolicy_FullMethodName        = "/fmgate.policy.v1.PolicyService/CreatePolicy"
+	PolicyService_GetPolicy_FullMethodName           = "/fmgate.policy.v1.PolicyService/GetPolicy"
+	PolicyService_ListPolicies_FullMethodName        = "/fmgate.policy.v1.PolicyService/ListPolicies"
+	PolicyService_UpdatePolicy_FullMethodName        = "/fmgate.policy.v1.PolicyService/UpdatePolicy"
+	PolicyService_DeletePolicy_FullMethodName        = "/fmgate.policy.v1.PolicyService/DeletePolicy"
+	PolicyService_ListPolicyRevisions_FullMethodName = "/fmgate.policy.v1.PolicyService/ListPolicyRevisions"
+	PolicyService_ListPackTemplates_FullMethodName   = "/fmgate.policy.v1.PolicyService/ListPackTemplates"
+	PolicyService_InstantiatePack_FullMethodName     = "/fmgate.policy.v1.PolicyService/InstantiatePack"
 )
 
 // PolicyServiceClient is the client API for PolicyService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// PolicyService evaluates the organisation's policies. Access is denied unless a policy
-// allows it, and any matching deny wins over every allow.
+// PolicyService evaluates the organisation's policies and administers them. Access is denied
+// unless a policy allows it, and any matching deny wins over every allow.
+//
+// Every administrative request names its tenant (organization_id) and never reads or
+// changes another organisation's policies. Mutating RPCs return the policy before and after
+// the change, so that an audit layer in front of them can record both.
 type PolicyServiceClient interface {
 	// Evaluate decides on one request. A denial is a normal answer (DECISION_DENY with
 	// reasons), not an error.
 	Evaluate(ctx context.Context, in *EvaluateRequest, opts ...grpc.CallOption) (*EvaluateResponse, error)
+	// Explain decides on one request as Evaluate does and says, for every policy of the
+	// organisation, whether its subjects, models and condition matched and whether it fired.
+	Explain(ctx context.Context, in *ExplainRequest, opts ...grpc.CallOption) (*ExplainResponse, error)
+	// CreatePolicy adds a policy; ALREADY_EXISTS when the organisation has one with that id.
+	CreatePolicy(ctx context.Context, in *CreatePolicyRequest, opts ...grpc.CallOption) (*CreatePolicyResponse, error)
+	// GetPolicy returns the current revision of a policy.
+	GetPolicy(ctx context.Context, in *GetPolicyRequest, opts ...grpc.CallOption) (*GetPolicyResponse, error)
+	// ListPolicies pages through the organisation's policies in id order.
+	ListPolicies(ctx context.Context, in *ListPoliciesRequest, opts ...grpc.CallOption) (*ListPoliciesResponse, error)
+	// UpdatePolicy changes the fields named by update_mask; ABORTED when policy.etag is set
+	// and is not the current one.
+	UpdatePolicy(ctx context.Context, in *UpdatePolicyRequest, opts ...grpc.CallOption) (*UpdatePolicyResponse, error)
+	// DeletePolicy removes a policy; its history stays. ABORTED when etag is set and is not
+	// the current one.
+	DeletePolicy(ctx context.Context, in *DeletePolicyRequest, opts ...grpc.CallOption) (*DeletePolicyResponse, error)
+	// ListPolicyRevisions pages through every revision of a policy, newest first, deletions
+	// included.
+	ListPolicyRevisions(ctx context.Context, in *ListPolicyRevisionsRequest, opts ...grpc.CallOption) (*ListPolicyRevisionsResponse, error)
+	// ListPackTemplates lists the built-in jurisdiction packs (GDPR, CCPA, HIPAA...). They are
+	// the same for every organisation.
+	ListPackTemplates(ctx context.Context, in *ListPackTemplatesRequest, opts ...grpc.CallOption) (*ListPackTemplatesResponse, error)
+	// InstantiatePack writes a pack's policies into an organisation as ordinary policies whose
+	// ids start with the pack's name. Instantiating again with the same parameters changes
+	// nothing; with other parameters it updates the pack's policies in place.
+	InstantiatePack(ctx context.Context, in *InstantiatePackRequest, opts ...grpc.CallOption) (*InstantiatePackResponse, error)
 }
 
 type policyServiceClient struct {
@@ -55,16 +93,135 @@ func (c *policyServiceClient) Evaluate(ctx context.Context, in *EvaluateRequest,
 	return out, nil
 }
 
+func (c *policyServiceClient) Explain(ctx context.Context, in *ExplainRequest, opts ...grpc.CallOption) (*ExplainResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExplainResponse)
+	err := c.cc.Invoke(ctx, PolicyService_Explain_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *policyServiceClient) CreatePolicy(ctx context.Context, in *CreatePolicyRequest, opts ...grpc.CallOption) (*CreatePolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreatePolicyResponse)
+	err := c.cc.Invoke(ctx, PolicyService_CreatePolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *policyServiceClient) GetPolicy(ctx context.Context, in *GetPolicyRequest, opts ...grpc.CallOption) (*GetPolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetPolicyResponse)
+	err := c.cc.Invoke(ctx, PolicyService_GetPolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *policyServiceClient) ListPolicies(ctx context.Context, in *ListPoliciesRequest, opts ...grpc.CallOption) (*ListPoliciesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPoliciesResponse)
+	err := c.cc.Invoke(ctx, PolicyService_ListPolicies_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *policyServiceClient) UpdatePolicy(ctx context.Context, in *UpdatePolicyRequest, opts ...grpc.CallOption) (*UpdatePolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdatePolicyResponse)
+	err := c.cc.Invoke(ctx, PolicyService_UpdatePolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *policyServiceClient) DeletePolicy(ctx context.Context, in *DeletePolicyRequest, opts ...grpc.CallOption) (*DeletePolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeletePolicyResponse)
+	err := c.cc.Invoke(ctx, PolicyService_DeletePolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *policyServiceClient) ListPolicyRevisions(ctx context.Context, in *ListPolicyRevisionsRequest, opts ...grpc.CallOption) (*ListPolicyRevisionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPolicyRevisionsResponse)
+	err := c.cc.Invoke(ctx, PolicyService_ListPolicyRevisions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *policyServiceClient) ListPackTemplates(ctx context.Context, in *ListPackTemplatesRequest, opts ...grpc.CallOption) (*ListPackTemplatesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPackTemplatesResponse)
+	err := c.cc.Invoke(ctx, PolicyService_ListPackTemplates_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *policyServiceClient) InstantiatePack(ctx context.Context, in *InstantiatePackRequest, opts ...grpc.CallOption) (*InstantiatePackResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(InstantiatePackResponse)
+	err := c.cc.Invoke(ctx, PolicyService_InstantiatePack_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PolicyServiceServer is the server API for PolicyService service.
 // All implementations must embed UnimplementedPolicyServiceServer
 // for forward compatibility.
 //
-// PolicyService evaluates the organisation's policies. Access is denied unless a policy
-// allows it, and any matching deny wins over every allow.
+// PolicyService evaluates the organisation's policies and administers them. Access is denied
+// unless a policy allows it, and any matching deny wins over every allow.
+//
+// Every administrative request names its tenant (organization_id) and never reads or
+// changes another organisation's policies. Mutating RPCs return the policy before and after
+// the change, so that an audit layer in front of them can record both.
 type PolicyServiceServer interface {
 	// Evaluate decides on one request. A denial is a normal answer (DECISION_DENY with
 	// reasons), not an error.
 	Evaluate(context.Context, *EvaluateRequest) (*EvaluateResponse, error)
+	// Explain decides on one request as Evaluate does and says, for every policy of the
+	// organisation, whether its subjects, models and condition matched and whether it fired.
+	Explain(context.Context, *ExplainRequest) (*ExplainResponse, error)
+	// CreatePolicy adds a policy; ALREADY_EXISTS when the organisation has one with that id.
+	CreatePolicy(context.Context, *CreatePolicyRequest) (*CreatePolicyResponse, error)
+	// GetPolicy returns the current revision of a policy.
+	GetPolicy(context.Context, *GetPolicyRequest) (*GetPolicyResponse, error)
+	// ListPolicies pages through the organisation's policies in id order.
+	ListPolicies(context.Context, *ListPoliciesRequest) (*ListPoliciesResponse, error)
+	// UpdatePolicy changes the fields named by update_mask; ABORTED when policy.etag is set
+	// and is not the current one.
+	UpdatePolicy(context.Context, *UpdatePolicyRequest) (*UpdatePolicyResponse, error)
+	// DeletePolicy removes a policy; its history stays. ABORTED when etag is set and is not
+	// the current one.
+	DeletePolicy(context.Context, *DeletePolicyRequest) (*DeletePolicyResponse, error)
+	// ListPolicyRevisions pages through every revision of a policy, newest first, deletions
+	// included.
+	ListPolicyRevisions(context.Context, *ListPolicyRevisionsRequest) (*ListPolicyRevisionsResponse, error)
+	// ListPackTemplates lists the built-in jurisdiction packs (GDPR, CCPA, HIPAA...). They are
+	// the same for every organisation.
+	ListPackTemplates(context.Context, *ListPackTemplatesRequest) (*ListPackTemplatesResponse, error)
+	// InstantiatePack writes a pack's policies into an organisation as ordinary policies whose
+	// ids start with the pack's name. Instantiating again with the same parameters changes
+	// nothing; with other parameters it updates the pack's policies in place.
+	InstantiatePack(context.Context, *InstantiatePackRequest) (*InstantiatePackResponse, error)
 	mustEmbedUnimplementedPolicyServiceServer()
 }
 
@@ -77,6 +234,33 @@ type UnimplementedPolicyServiceServer struct{}
 
 func (UnimplementedPolicyServiceServer) Evaluate(context.Context, *EvaluateRequest) (*EvaluateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Evaluate not implemented")
+}
+func (UnimplementedPolicyServiceServer) Explain(context.Context, *ExplainRequest) (*ExplainResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Explain not implemented")
+}
+func (UnimplementedPolicyServiceServer) CreatePolicy(context.Context, *CreatePolicyRequest) (*CreatePolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreatePolicy not implemented")
+}
+func (UnimplementedPolicyServiceServer) GetPolicy(context.Context, *GetPolicyRequest) (*GetPolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetPolicy not implemented")
+}
+func (UnimplementedPolicyServiceServer) ListPolicies(context.Context, *ListPoliciesRequest) (*ListPoliciesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPolicies not implemented")
+}
+func (UnimplementedPolicyServiceServer) UpdatePolicy(context.Context, *UpdatePolicyRequest) (*UpdatePolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdatePolicy not implemented")
+}
+func (UnimplementedPolicyServiceServer) DeletePolicy(context.Context, *DeletePolicyRequest) (*DeletePolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeletePolicy not implemented")
+}
+func (UnimplementedPolicyServiceServer) ListPolicyRevisions(context.Context, *ListPolicyRevisionsRequest) (*ListPolicyRevisionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPolicyRevisions not implemented")
+}
+func (UnimplementedPolicyServiceServer) ListPackTemplates(context.Context, *ListPackTemplatesRequest) (*ListPackTemplatesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPackTemplates not implemented")
+}
+func (UnimplementedPolicyServiceServer) InstantiatePack(context.Context, *InstantiatePackRequest) (*InstantiatePackResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method InstantiatePack not implemented")
 }
 func (UnimplementedPolicyServiceServer) mustEmbedUnimplementedPolicyServiceServer() {}
 func (UnimplementedPolicyServiceServer) testEmbeddedByValue()                       {}
@@ -117,6 +301,168 @@ func _PolicyService_Evaluate_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PolicyService_Explain_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExplainRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyServiceServer).Explain(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyService_Explain_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyServiceServer).Explain(ctx, req.(*ExplainRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PolicyService_CreatePolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreatePolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyServiceServer).CreatePolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyService_CreatePolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyServiceServer).CreatePolicy(ctx, req.(*CreatePolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PolicyService_GetPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetPolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyServiceServer).GetPolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyService_GetPolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyServiceServer).GetPolicy(ctx, req.(*GetPolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PolicyService_ListPolicies_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPoliciesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyServiceServer).ListPolicies(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyService_ListPolicies_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyServiceServer).ListPolicies(ctx, req.(*ListPoliciesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PolicyService_UpdatePolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdatePolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyServiceServer).UpdatePolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyService_UpdatePolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyServiceServer).UpdatePolicy(ctx, req.(*UpdatePolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PolicyService_DeletePolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeletePolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyServiceServer).DeletePolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyService_DeletePolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyServiceServer).DeletePolicy(ctx, req.(*DeletePolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PolicyService_ListPolicyRevisions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPolicyRevisionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyServiceServer).ListPolicyRevisions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyService_ListPolicyRevisions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyServiceServer).ListPolicyRevisions(ctx, req.(*ListPolicyRevisionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PolicyService_ListPackTemplates_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPackTemplatesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyServiceServer).ListPackTemplates(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyService_ListPackTemplates_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyServiceServer).ListPackTemplates(ctx, req.(*ListPackTemplatesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PolicyService_InstantiatePack_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(InstantiatePackRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyServiceServer).InstantiatePack(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyService_InstantiatePack_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyServiceServer).InstantiatePack(ctx, req.(*InstantiatePackRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PolicyService_ServiceDesc is the grpc.ServiceDesc for PolicyService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -127,6 +473,42 @@ var PolicyService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Evaluate",
 			Handler:    _PolicyService_Evaluate_Handler,
+		},
+		{
+			MethodName: "Explain",
+			Handler:    _PolicyService_Explain_Handler,
+		},
+		{
+			MethodName: "CreatePolicy",
+			Handler:    _PolicyService_CreatePolicy_Handler,
+		},
+		{
+			MethodName: "GetPolicy",
+			Handler:    _PolicyService_GetPolicy_Handler,
+		},
+		{
+			MethodName: "ListPolicies",
+			Handler:    _PolicyService_ListPolicies_Handler,
+		},
+		{
+			MethodName: "UpdatePolicy",
+			Handler:    _PolicyService_UpdatePolicy_Handler,
+		},
+		{
+			MethodName: "DeletePolicy",
+			Handler:    _PolicyService_DeletePolicy_Handler,
+		},
+		{
+			MethodName: "ListPolicyRevisions",
+			Handler:    _PolicyService_ListPolicyRevisions_Handler,
+		},
+		{
+			MethodName: "ListPackTemplates",
+			Handler:    _PolicyService_ListPackTemplates_Handler,
+		},
+		{
+			MethodName: "InstantiatePack",
+			Handler:    _PolicyService_InstantiatePack_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
