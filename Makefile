@@ -4,6 +4,7 @@ GO ?= go
 MODULES := . e2e
 BENCH_DURATION ?= 5s
 BENCH_RATES ?= 200
+BENCH_CHUNK_DELAY ?= 0s
 
 .PHONY: help
 help: ## list the targets
@@ -35,7 +36,7 @@ e2e: ## run only the end-to-end tests of the built binary (mesh, Jaeger)
 
 .PHONY: bench
 bench: ## measure the latency and allocations the gateway adds at fixed request rates (BENCH_RATES, BENCH_DURATION)
-	$(GO) test -run '^$$' -bench 'Added.*Latency' -benchtime 1x ./cmd/fmgate -args -duration=$(BENCH_DURATION) -rates=$(BENCH_RATES)
+	$(GO) test -run '^$$' -bench 'Added.*Latency' -benchtime 1x ./cmd/fmgate -args -duration=$(BENCH_DURATION) -rates=$(BENCH_RATES) -chunk-delay=$(BENCH_CHUNK_DELAY)
 
 .PHONY: up
 up: ## run the mesh with docker compose (needs a Docker engine)

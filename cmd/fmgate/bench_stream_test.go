@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -22,6 +23,8 @@ import (
 	"github.com/fmgate/fmgate/internal/simulator"
 )
 
+var benchChunkDelay = flag.Duration("chunk-delay", 0, "time between the simulator's streamed chunks (0: as fast as it can)")
+
 // A prompt long enough that the streamed answer (which echoes it) has about 60 chunks.
 var streamPrompt = strings.TrimSpace(strings.Repeat("the quarterly report shows steady growth in every region ", 6))
 
@@ -36,7 +39,7 @@ type streamTiming struct {
 // simulator and through the all-in-one gateway (gRPC StreamGenerate), and reports what the
 // gateway adds to the time to first token and to each later chunk.
 func BenchmarkAddedStreamLatency(b *testing.B) {
-	sim := httptest.NewServer(simulator.New(simulator.Config{}))
+	sim := httptest.NewServer(simulator.New(simulator.Config{ChunkDelay: *benchChunkDelay}))
 	defer sim.Close()
 	s := startBenchStack(b, sim.URL)
 	httpClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1024}}
