@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -216,14 +217,28 @@ func (v *openAIVendor) generate(ctx context.Context, req *vendorRequest) (*vendo
 	if err != nil {
 		return nil, err
 	}
-	res, err := v.chat.New(ctx, p)
+	// As for the stream, the SDK builds, sends and authenticates the request and turns HTTP
+	// errors into *openai.Error, and the answer is decoded here: the SDK's ChatCompletion
+	// decodes through reflection at about 4x the time and 8x the allocations of
+	// openAICompletion below (BenchmarkOpenAICompletionDecode), about a tenth of the
+	// gateway's allocations per request.
+	var raw *http.Response
+	if _, err := v.chat.New(ctx, p, option.WithResponseBodyInto(&raw)); err != nil {
+		return nil, v.classify(ctx, err)
+	}
+	body, err := io.ReadAll(raw.Body)
+	raw.Body.Close()
 	if err != nil {
 		return nil, v.classify(ctx, err)
+	}
+	var res openAICompletion
+	if err := json.Unmarshal(body, &res); err != nil {
+		return nil, &attemptError{kind: failUnavailable, endpointID: v.endpointID, detail: "malformed response"}
 	}
 	if len(res.Choices) == 0 {
 		return nil, &attemptError{kind: failUnavailable, endpointID: v.endpointID, detail: "vendor answered without choices"}
 	}
-	ch := res.Choices[0]
+	ch := &res.Choices[0]
 	msg := &typev1.Message{Role: typev1.Role_ROLE_ASSISTANT}
 	text := ch.Message.Content
 	if text == "" {
@@ -243,9 +258,34 @@ func (v *openAIVendor) generate(ctx context.Context, req *vendorRequest) (*vendo
 	return &vendorResult{
 		message: msg,
 		finish:  fromOpenAIFinish(ch.FinishReason),
-		usage:   fromOpenAIUsage(&res.Usage),
+		usage:   &typev1.Usage{InputTokens: res.Usage.PromptTokens, OutputTokens: res.Usage.CompletionTokens, TotalTokens: res.Usage.TotalTokens},
 		model:   res.Model,
 	}, nil
+}
+
+// openAICompletion is the part of a chat.completion that dispatch reads.
+type openAICompletion struct {
+	Model   string `json:"model"`
+	Choices []struct {
+		Message struct {
+			Content   string `json:"content"`
+			Refusal   string `json:"refusal"`
+			ToolCalls []struct {
+				ID       string `json:"id"`
+				Type     string `json:"type"`
+				Function struct {
+					Name      string `json:"name"`
+					Arguments string `json:"arguments"`
+				} `json:"function"`
+			} `json:"tool_calls"`
+		} `json:"message"`
+		FinishReason string `json:"finish_reason"`
+	} `json:"choices"`
+	Usage struct {
+		PromptTokens     int64 `json:"prompt_tokens"`
+		CompletionTokens int64 `json:"completion_tokens"`
+		TotalTokens      int64 `json:"total_tokens"`
+	} `json:"usage"`
 }
 
 func (v *openAIVendor) stream(ctx context.Context, req *vendorRequest, onDelta func(delta) error) (*vendorResult, error) {
@@ -510,10 +550,6 @@ func fromOpenAIFinish(reason string) typev1.FinishReason {
 	default:
 		return typev1.FinishReason_FINISH_REASON_UNSPECIFIED
 	}
-}
-
-func fromOpenAIUsage(u *openai.CompletionUsage) *typev1.Usage {
-	return &typev1.Usage{InputTokens: u.PromptTokens, OutputTokens: u.CompletionTokens, TotalTokens: u.TotalTokens}
 }
 
 func (v *openAIVendor) embed(ctx context.Context, req *embedRequest) (*embedResult, error) {

@@ -351,3 +351,27 @@ func BenchmarkOpenAIChunkDecode(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkOpenAICompletionDecode compares the SDK's completion type with openAICompletion on
+// one short answer: the reason the non-streaming path decodes the answer itself.
+func BenchmarkOpenAICompletionDecode(b *testing.B) {
+	body := []byte(`{"id":"chatcmpl-1","object":"chat.completion","created":1764252000,"model":"demo","system_fingerprint":"fp","choices":[{"index":0,"message":{"role":"assistant","content":"Summarise the quarterly report in three sentences for the finance team.","refusal":null,"annotations":[]},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":14,"completion_tokens":14,"total_tokens":28,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}},"service_tier":"default"}`)
+	b.Run("sdk", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var c openai.ChatCompletion
+			if err := json.Unmarshal(body, &c); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("dispatch", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var c openAICompletion
+			if err := json.Unmarshal(body, &c); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
