@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -26,6 +28,7 @@ import (
 	policyv1 "github.com/fmgate/fmgate/gen/fmgate/policy/v1"
 	quotav1 "github.com/fmgate/fmgate/gen/fmgate/quota/v1"
 	registryv1 "github.com/fmgate/fmgate/gen/fmgate/registry/v1"
+	"github.com/fmgate/fmgate/internal/audit"
 	"github.com/fmgate/fmgate/internal/config"
 	"github.com/fmgate/fmgate/internal/grpcserver"
 	"github.com/fmgate/fmgate/internal/logging"
@@ -74,6 +77,8 @@ type serveConfig struct {
 	shutdownDelay time.Duration
 	shutdownGrace time.Duration
 	dispatch      dispatchConfig
+	// auditSpoolDir holds the edge's audit events the store did not take (audit.Recorder).
+	auditSpoolDir string
 	// credentialsMasterKey seals vendor credentials in dispatch's store (base64, 32 bytes).
 	// It is a secret: never logged.
 	credentialsMasterKey string
@@ -111,6 +116,8 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.DurationVar(&c.dispatch.streamIdleTimeout, "dispatch.stream-idle-timeout", 60*time.Second, "longest wait between a stream's chunks")
 	fs.DurationVar(&c.dispatch.connectTimeout, "dispatch.connect-timeout", 5*time.Second, "longest wait to connect to a vendor")
 	fs.IntVar(&c.dispatch.maxAttempts, "dispatch.max-attempts-per-endpoint", 2, "attempts on one endpoint (retries on transient failures) before falling back to the next")
+	fs.StringVar(&c.auditSpoolDir, "audit.spool-dir", filepath.Join(os.TempDir(), "fmgate-audit-spool"),
+		"directory where the edge spools audit events while the audit store (Postgres with --postgres.url, else memory) is unavailable; replayed in order at the next chance, including the next start; one directory per process")
 	fs.StringVar(&c.credentialsMasterKey, "credentials.master-key", "", "base64 AES-256 key sealing the vendor credentials dispatch stores (store:NAME references, the resources' credentials); a secret: prefer the environment variable")
 }
 
@@ -227,6 +234,7 @@ type process struct {
 	peerConns map[string]*grpc.ClientConn
 	sim       *http.Server
 	edge      *edge.Server
+	audit     *audit.Recorder // the edge's audit events; nil when this process does not run the edge
 	http      *http.Server
 	grpcLis   net.Listener
 	httpLis   net.Listener
@@ -244,7 +252,7 @@ func (p *process) start(ctx context.Context) error {
 	if err := p.checkCredentials(res); err != nil {
 		return err
 	}
-	if p.cfg.postgresURL != "" && (p.runs("registry") || p.runs("identity") || p.runs("policy") || p.storesCredentials()) {
+	if p.cfg.postgresURL != "" && (p.runs("registry") || p.runs("identity") || p.runs("policy") || p.runs("edge") || p.storesCredentials()) {
 		if p.pool, err = pg.Connect(ctx, p.cfg.postgresURL); err != nil {
 			return err
 		}
@@ -298,6 +306,22 @@ func (p *process) client(caller, svc string) (grpc.ClientConnInterface, error) {
 
 // run serves until ctx ends, then shuts down gracefully.
 func (p *process) run(ctx context.Context) error {
+	// The audit recorder writes for the process's whole life and is flushed only after the
+	// gRPC server stopped, so that the last requests' events are written too.
+	var auditDone chan error
+	stopAudit := func() {}
+	if p.audit != nil {
+		actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		auditDone = make(chan error, 1)
+		go func() { auditDone <- p.audit.Run(actx) }()
+		stopAudit = func() {
+			cancel()
+			if err := <-auditDone; err != nil {
+				p.log.Error("audit events lost at shutdown", "error", err, "lost", p.audit.Stats().Lost)
+			}
+		}
+	}
+	defer func() { stopAudit() }() // a no-op once the shutdown below flushed it
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return p.srv.GRPC().Serve(p.grpcLis) })
 	if p.http != nil {
@@ -340,6 +364,8 @@ func (p *process) run(ctx context.Context) error {
 			p.log.Error("usage records still pending at shutdown", "error", err)
 		}
 	}
+	stopAudit()
+	stopAudit = func() {}
 	if err := g.Wait(); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 		return err
 	}

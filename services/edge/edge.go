@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -37,6 +38,7 @@ import (
 	registryv1 "github.com/fmgate/fmgate/gen/fmgate/registry/v1"
 	typev1 "github.com/fmgate/fmgate/gen/fmgate/type/v1"
 	"github.com/fmgate/fmgate/internal/apierr"
+	"github.com/fmgate/fmgate/internal/audit"
 )
 
 // DefaultModerationProfile screens requests whose policy names no profile: moderation is
@@ -53,6 +55,9 @@ type Deps struct {
 	Moderation moderationv1.ModerationServiceClient
 	Dispatch   dispatchv1.DispatchServiceClient
 	Log        *slog.Logger
+	// Audit receives one event per generation, embedding and refusal after authentication
+	// (audit.go); nil records nothing.
+	Audit Recorder
 }
 
 // Config holds optional knobs; the zero value works.
@@ -79,6 +84,7 @@ type Server struct {
 	commits    sync.WaitGroup
 	principals *ttlCache[*identityv1.Principal]
 	routes     *ttlCache[*registryv1.ResolveRouteResponse]
+	auditLost  atomic.Int64 // audit events the recorder refused
 }
 
 // NewServer returns the gateway server.
@@ -125,14 +131,18 @@ type admitted struct {
 	messages   []*typev1.Message
 	params     *typev1.GenerationParams
 	moderation []*gatewayv1.ModerationNotice
+	decision   *policyv1.EvaluateResponse // for the audit event
+	findings   []audit.Finding            // input findings, for the audit event
 }
 
 // Generate implements gatewayv1.GatewayServiceServer.
-func (s *Server) Generate(ctx context.Context, req *gatewayv1.GenerateRequest) (*gatewayv1.GenerateResponse, error) {
+func (s *Server) Generate(ctx context.Context, req *gatewayv1.GenerateRequest) (_ *gatewayv1.GenerateResponse, err error) {
 	a, err := s.admit(ctx, req.GetModel(), req.GetMessages(), req.GetParams(), false)
 	if err != nil {
 		return nil, err
 	}
+	rec := a.audit(ActionGeneration)
+	defer func() { rec.outcome = outcomeOf(err, rec.outcome); s.record(ctx, rec) }()
 	out, err := s.d.Dispatch.Generate(ctx, &dispatchv1.GenerateRequest{
 		OrganizationId: a.principal.GetOrganizationId(),
 		EndpointIds:    endpointIDs(a.route),
@@ -144,6 +154,7 @@ func (s *Server) Generate(ctx context.Context, req *gatewayv1.GenerateRequest) (
 		return nil, err
 	}
 	s.commit(ctx, a, out.GetUsage())
+	rec.endpoint, rec.usage, rec.finish = out.GetEndpointId(), out.GetUsage(), out.GetFinishReason()
 
 	resp := &gatewayv1.GenerateResponse{
 		Id:           newID(),
@@ -162,10 +173,12 @@ func (s *Server) Generate(ctx context.Context, req *gatewayv1.GenerateRequest) (
 		return nil, err
 	}
 	resp.Moderation = append(resp.Moderation, notices("output", screened.GetFindings())...)
+	rec.findings = mergeFindings(rec.findings, findingsOf("output", screened.GetFindings()))
 	switch screened.GetVerdict() {
 	case moderationv1.Verdict_VERDICT_BLOCK:
 		resp.Message = &typev1.Message{Role: typev1.Role_ROLE_ASSISTANT}
 		resp.FinishReason = typev1.FinishReason_FINISH_REASON_CONTENT_FILTER
+		rec.finish, rec.outcome = resp.FinishReason, "blocked"
 	case moderationv1.Verdict_VERDICT_MODIFIED:
 		resp.Message = screened.GetMessage()
 	}
@@ -181,12 +194,15 @@ func (s *Server) Generate(ctx context.Context, req *gatewayv1.GenerateRequest) (
 // fragments of a JSON document addressed to the caller's program, not prose, and a text
 // detector run over fragments would both miss and invent findings. A tool-call piece ends the
 // text before it, so held text is screened and sent first and the order of the answer is kept.
-func (s *Server) StreamGenerate(req *gatewayv1.StreamGenerateRequest, stream grpc.ServerStreamingServer[gatewayv1.StreamGenerateResponse]) error {
+func (s *Server) StreamGenerate(req *gatewayv1.StreamGenerateRequest, stream grpc.ServerStreamingServer[gatewayv1.StreamGenerateResponse]) (err error) {
 	ctx := stream.Context()
 	a, err := s.admit(ctx, req.GetModel(), req.GetMessages(), req.GetParams(), true)
 	if err != nil {
 		return err
 	}
+	rec := a.audit(ActionGeneration)
+	var usage *typev1.Usage
+	defer func() { rec.usage = usage; rec.outcome = outcomeOf(err, rec.outcome); s.record(ctx, rec) }()
 	up, err := s.d.Dispatch.StreamGenerate(ctx, &dispatchv1.StreamGenerateRequest{
 		OrganizationId: a.principal.GetOrganizationId(),
 		EndpointIds:    endpointIDs(a.route),
@@ -208,7 +224,6 @@ func (s *Server) StreamGenerate(req *gatewayv1.StreamGenerateRequest, stream grp
 	screenReq := &moderationv1.ScreenStreamRequest{OrganizationId: a.principal.GetOrganizationId(), Profile: a.profile}
 	id := newID()
 	first := true
-	var usage *typev1.Usage
 	send := func(text string, calls []*typev1.ToolCallDelta, last *dispatchv1.StreamGenerateResponse) error {
 		ev := &gatewayv1.StreamGenerateResponse{Id: id, Model: req.GetModel(), TextDelta: text, ToolCalls: calls}
 		if first {
@@ -235,6 +250,9 @@ func (s *Server) StreamGenerate(req *gatewayv1.StreamGenerateRequest, stream grp
 		if chunk.GetUsage() != nil {
 			usage = chunk.GetUsage()
 		}
+		if chunk.GetEndpointId() != "" {
+			rec.endpoint = chunk.GetEndpointId()
+		}
 		calls := chunk.GetToolCalls()
 		last := chunk.GetFinishReason() != typev1.FinishReason_FINISH_REASON_UNSPECIFIED
 		text := ""
@@ -251,7 +269,9 @@ func (s *Server) StreamGenerate(req *gatewayv1.StreamGenerateRequest, stream grp
 			if err != nil {
 				return err
 			}
+			rec.findings = mergeFindings(rec.findings, findingsOf("output", res.GetFindings()))
 			if res.GetVerdict() == moderationv1.Verdict_VERDICT_BLOCK {
+				rec.finish, rec.outcome = typev1.FinishReason_FINISH_REASON_CONTENT_FILTER, "blocked"
 				s.commit(ctx, a, usage)
 				return stream.Send(&gatewayv1.StreamGenerateResponse{
 					Id: id, Model: req.GetModel(), FinishReason: typev1.FinishReason_FINISH_REASON_CONTENT_FILTER, Usage: usage,
@@ -260,6 +280,7 @@ func (s *Server) StreamGenerate(req *gatewayv1.StreamGenerateRequest, stream grp
 			text = res.GetText()
 		}
 		if last {
+			rec.finish = chunk.GetFinishReason()
 			s.commit(ctx, a, usage)
 			annotate(ctx, "chat", req.GetModel(), chunk.GetResponseModel(), usage)
 			return send(text, calls, chunk)
@@ -342,11 +363,12 @@ func (s *Server) admitFor(ctx context.Context, p *identityv1.Principal, model st
 		if len(decision.GetReasons()) > 0 {
 			msg += ": " + strings.Join(decision.GetReasons(), "; ")
 		}
+		s.refused(ctx, p, model, route, decision, nil, "policy_denied")
 		return nil, apierr.WithReason(codes.PermissionDenied, "MODEL_NOT_GRANTED", msg)
 	}
 	// Obligations such as allowed regions leave only some of the route's endpoints.
 	route = onlyEndpoints(route, decision.GetAllowedEndpointIds())
-	a := &admitted{principal: p, route: route, profile: decision.GetObligations().GetModerationProfile(), params: params}
+	a := &admitted{principal: p, route: route, profile: decision.GetObligations().GetModerationProfile(), params: params, decision: decision}
 	if a.profile == "" {
 		a.profile = DefaultModerationProfile
 	}
@@ -369,11 +391,16 @@ func (s *Server) admitFor(ctx context.Context, p *identityv1.Principal, model st
 		return err
 	})
 	if err := g.Wait(); err != nil {
+		if quotaRefusal(err) {
+			s.refused(ctx, p, model, route, decision, nil, "quota_exhausted")
+		}
 		return nil, err
 	}
 	a.moderation = notices("input", screened.GetFindings())
+	a.findings = findingsOf("input", screened.GetFindings())
 	switch screened.GetVerdict() {
 	case moderationv1.Verdict_VERDICT_BLOCK:
+		s.refused(ctx, p, model, route, decision, a.findings, "input_blocked")
 		return nil, apierr.WithReason(codes.InvalidArgument, "INPUT_BLOCKED",
 			"the prompt was blocked by moderation ("+detectorNames(screened.GetFindings())+")")
 	case moderationv1.Verdict_VERDICT_MODIFIED:
@@ -386,7 +413,7 @@ func (s *Server) admitFor(ctx context.Context, p *identityv1.Principal, model st
 
 // Embed implements gatewayv1.GatewayServiceServer. Each input is screened as a user message
 // of its own, so masking applies to embeddings as it does to prompts.
-func (s *Server) Embed(ctx context.Context, req *gatewayv1.EmbedRequest) (*gatewayv1.EmbedResponse, error) {
+func (s *Server) Embed(ctx context.Context, req *gatewayv1.EmbedRequest) (_ *gatewayv1.EmbedResponse, err error) {
 	p, err := s.authenticate(ctx)
 	if err != nil {
 		return nil, err
@@ -405,6 +432,8 @@ func (s *Server) Embed(ctx context.Context, req *gatewayv1.EmbedRequest) (*gatew
 	if err != nil {
 		return nil, err
 	}
+	rec := a.audit(ActionEmbedding)
+	defer func() { rec.outcome = outcomeOf(err, rec.outcome); s.record(ctx, rec) }()
 	// The screened messages replace the inputs (masking may have changed them).
 	if len(a.messages) != len(msgs) {
 		return nil, status.Errorf(codes.Internal, "moderation returned %d inputs for %d", len(a.messages), len(msgs))
@@ -424,6 +453,7 @@ func (s *Server) Embed(ctx context.Context, req *gatewayv1.EmbedRequest) (*gatew
 	if err != nil {
 		return nil, err
 	}
+	rec.endpoint, rec.usage = out.GetEndpointId(), out.GetUsage()
 	s.commit(ctx, a, out.GetUsage())
 	annotate(ctx, "embeddings", req.GetModel(), out.GetResponseModel(), out.GetUsage())
 	return &gatewayv1.EmbedResponse{Model: req.GetModel(), Embeddings: out.GetEmbeddings(), Usage: out.GetUsage()}, nil
