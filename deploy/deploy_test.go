@@ -29,7 +29,7 @@ var peers = map[string][]string{
 }
 
 var (
-	pgBacked    = []string{"registry", "identity", "policy"}
+	pgBacked    = []string{"registry", "identity", "policy", "edge"}
 	usesRes     = []string{"registry", "identity", "policy", "quota"}
 	supporting  = []string{"postgres", "redis", "jaeger", "simulator", "migrate"}
 	repoRoot    = ".."
@@ -192,6 +192,7 @@ func TestComposeServices(t *testing.T) {
 			} else {
 				assert.NotContains(t, env, "FMGATE_POSTGRES_URL")
 			}
+			assert.Contains(t, env["FMGATE_MESH_TOKEN"], "${FMGATE_MESH_TOKEN:?", "every process of the mesh shares the token, and compose refuses to start without one")
 			if name == "quota" {
 				assert.Contains(t, env["FMGATE_REDIS_URL"], "redis:6379")
 				assert.Equal(t, "service_healthy", deps["redis"])

@@ -147,6 +147,7 @@ limits:
 		"FMGATE_RESOURCES=" + res,
 		"FMGATE_E2E_KEY=" + key,
 		"FMGATE_LOG_LEVEL=warn",
+		"FMGATE_MESH_TOKEN=e2e-mesh-token-0123456789abcdefghijkl",
 	}
 	for _, svc := range meshServices {
 		if svc != "edge" {

@@ -77,6 +77,8 @@ type serveConfig struct {
 	shutdownDelay time.Duration
 	shutdownGrace time.Duration
 	dispatch      dispatchConfig
+	// meshToken authenticates the processes of one mesh to each other (grpcserver access).
+	meshToken string
 	// auditSpoolDir holds the edge's audit events the store did not take (audit.Recorder).
 	auditSpoolDir string
 	// credentialsMasterKey seals vendor credentials in dispatch's store (base64, 32 bytes).
@@ -111,6 +113,7 @@ func (c *serveConfig) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.logLevel, "log.level", "info", "log level: debug, info, warn or error")
 	fs.DurationVar(&c.shutdownDelay, "shutdown.delay", 0, "time between failing /readyz and stopping, for load balancers to notice")
 	fs.DurationVar(&c.shutdownGrace, "shutdown.grace", 15*time.Second, "time in-flight requests get to finish at shutdown")
+	fs.StringVar(&c.meshToken, "mesh.token", "", "secret the processes of one mesh present to each other; without it internal services answer only in-process callers (set the same value on every process of a mesh)")
 	fs.DurationVar(&c.dispatch.timeout, "dispatch.timeout", 60*time.Second, "longest a non-streamed vendor call may take")
 	fs.DurationVar(&c.dispatch.firstTokenTimeout, "dispatch.first-token-timeout", 30*time.Second, "longest wait for a stream's first chunk")
 	fs.DurationVar(&c.dispatch.streamIdleTimeout, "dispatch.stream-idle-timeout", 60*time.Second, "longest wait between a stream's chunks")
@@ -153,6 +156,9 @@ func (c *serveConfig) validate() ([]string, error) {
 	}
 	if c.shutdownGrace < 0 || c.shutdownDelay < 0 {
 		errs = append(errs, errors.New("--shutdown.grace and --shutdown.delay must not be negative"))
+	}
+	if len(local) < len(allServices) && len(c.meshToken) < 32 {
+		errs = append(errs, errors.New("--mesh.token (FMGATE_MESH_TOKEN) of at least 32 characters is required when services run in separate processes: peers refuse internal calls without it"))
 	}
 	d := c.dispatch
 	if d.timeout <= 0 || d.firstTokenTimeout <= 0 || d.streamIdleTimeout <= 0 || d.connectTimeout <= 0 {
@@ -262,7 +268,7 @@ func (p *process) start(ctx context.Context) error {
 			return err
 		}
 	}
-	p.srv = grpcserver.New(p.log, p.tracing)
+	p.srv = grpcserver.New(p.log, p.tracing, p.cfg.meshToken)
 	p.peerConns = map[string]*grpc.ClientConn{}
 	for _, svc := range p.local {
 		if err := p.startService(ctx, svc, res, lookup); err != nil {
@@ -295,7 +301,7 @@ func (p *process) client(caller, svc string) (grpc.ClientConnInterface, error) {
 	if p.runs(svc) {
 		return p.srv.Channel(caller), nil
 	}
-	conn, err := grpcserver.Dial(*p.cfg.peers[svc], caller, p.tracing)
+	conn, err := grpcserver.Dial(*p.cfg.peers[svc], caller, p.tracing, p.cfg.meshToken)
 	if err != nil {
 		return nil, err
 	}

@@ -25,7 +25,10 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	dispatchv1 "github.com/fmgate/fmgate/gen/fmgate/dispatch/v1"
 	gatewayv1 "github.com/fmgate/fmgate/gen/fmgate/gateway/v1"
+	identityv1 "github.com/fmgate/fmgate/gen/fmgate/identity/v1"
+	registryv1 "github.com/fmgate/fmgate/gen/fmgate/registry/v1"
 	typev1 "github.com/fmgate/fmgate/gen/fmgate/type/v1"
 	"github.com/fmgate/fmgate/internal/simulator"
 )
@@ -368,6 +371,21 @@ func TestRefusals(t *testing.T) {
 		assert.NotEmpty(t, resp.Header.Get("Retry-After"))
 		assert.Contains(t, string(body), "limited-rpm")
 	})
+}
+
+// The gateway's port serves the internal services to in-process callers only: a client cannot
+// call dispatch, identity or the registry's administrative RPCs directly and so skip
+// authentication, policy, quota and moderation.
+func TestInternalServicesAreNotReachable(t *testing.T) {
+	s := startStack(t)
+	_, err := dispatchv1.NewDispatchServiceClient(s.grpc).Generate(t.Context(), &dispatchv1.GenerateRequest{
+		OrganizationId: "acme", EndpointIds: []string{"sim"}, Messages: userMessage("hi"),
+	})
+	assert.Equal(t, codes.PermissionDenied, status.Code(err), "%v", err)
+	_, err = identityv1.NewIdentityServiceClient(s.grpc).CreateApiKey(t.Context(), &identityv1.CreateApiKeyRequest{OrganizationId: "acme"})
+	assert.Equal(t, codes.PermissionDenied, status.Code(err), "%v", err)
+	_, err = registryv1.NewRegistryServiceClient(s.grpc).CreateModel(withKey(t.Context(), mainKey), &registryv1.CreateModelRequest{})
+	assert.Equal(t, codes.PermissionDenied, status.Code(err), "%v", err)
 }
 
 func TestHealthAndOpenAPI(t *testing.T) {

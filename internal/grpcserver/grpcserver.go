@@ -35,15 +35,16 @@ import (
 
 // Server is the gRPC server of one process.
 type Server struct {
-	grpc     *grpc.Server
-	health   *health.Server
-	log      *slog.Logger
-	tracing  *telemetry.Providers
-	unary    grpc.UnaryServerInterceptor
-	stream   grpc.StreamServerInterceptor
-	stats    stats.Handler
-	services []registration
-	channels []*inprocgrpc.Channel
+	grpc      *grpc.Server
+	health    *health.Server
+	log       *slog.Logger
+	tracing   *telemetry.Providers
+	unary     grpc.UnaryServerInterceptor
+	stream    grpc.StreamServerInterceptor
+	stats     stats.Handler
+	meshToken string
+	services  []registration
+	channels  []*inprocgrpc.Channel
 }
 
 type registration struct {
@@ -53,11 +54,14 @@ type registration struct {
 
 // New returns a server whose RPCs are traced with the provider of the service they belong
 // to.
-func New(log *slog.Logger, tracing *telemetry.Providers, opts ...grpc.ServerOption) *Server {
-	s := &Server{log: log, tracing: tracing, health: health.NewServer()}
+//
+// meshToken is the secret fmgate processes of one mesh present to each other (access.go);
+// empty, internal services answer only in-process callers.
+func New(log *slog.Logger, tracing *telemetry.Providers, meshToken string, opts ...grpc.ServerOption) *Server {
+	s := &Server{log: log, tracing: tracing, health: health.NewServer(), meshToken: meshToken}
 	s.stats = newServiceStats(tracing)
-	s.unary = chainUnary(s.logUnary, recoverUnary(log))
-	s.stream = chainStream(s.logStream, recoverStream(log))
+	s.unary = chainUnary(s.logUnary, chainUnary(s.guardUnary, recoverUnary(log)))
+	s.stream = chainStream(s.logStream, chainStream(s.guardStream, recoverStream(log)))
 	opts = append([]grpc.ServerOption{
 		grpc.StatsHandler(s.stats),
 		grpc.ChainUnaryInterceptor(s.unary),
@@ -118,11 +122,12 @@ func (s *Server) Channel(caller string) grpc.ClientConnInterface {
 
 // Dial returns a client connection to a peer process at addr for calls made by service
 // caller. The connection is lazy: it connects on first use and reconnects by itself.
-func Dial(addr, caller string, tracing *telemetry.Providers, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
-	conn, err := grpc.NewClient(addr, append([]grpc.DialOption{
+func Dial(addr, caller string, tracing *telemetry.Providers, meshToken string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
+	base := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithStatsHandler(clientStats(tracing, caller)),
-	}, opts...)...)
+	}, meshTokenInterceptors(meshToken)...)
+	conn, err := grpc.NewClient(addr, append(base, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}

@@ -11,7 +11,9 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.uber.org/goleak"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
@@ -41,7 +43,7 @@ func setup(t *testing.T, impl registry) (*Server, *tracetest.InMemoryExporter, *
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = shutdown(context.Background()) })
 	log, logs := grpctest.Logger(t)
-	s := New(log, tracing)
+	s := New(log, tracing, testMeshToken)
 	registryv1.RegisterRegistryServiceServer(s, impl)
 	return s, exp, logs
 }
@@ -112,7 +114,7 @@ func TestTracePropagatesInProcessAndOverNetwork(t *testing.T) {
 	}
 	s, exp, _ := setup(t, registry{endpoint: ok})
 
-	conn, err := Dial("passthrough:///bufnet", "edge", s.tracing, grpctest.Start(t, s.GRPC()))
+	conn, err := Dial("passthrough:///bufnet", "edge", s.tracing, testMeshToken, grpctest.Start(t, s.GRPC()))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })
 
@@ -173,3 +175,64 @@ const (
 	timeout = 5e9
 	tick    = 1e7
 )
+
+const testMeshToken = "mesh-token-for-tests-0123456789abcdef"
+
+// registryAdmin answers an administrative RPC, which the guard must refuse before it runs.
+type registryAdmin struct {
+	registry
+	called bool
+}
+
+func (r *registryAdmin) CreateModel(context.Context, *registryv1.CreateModelRequest) (*registryv1.CreateModelResponse, error) {
+	r.called = true
+	return &registryv1.CreateModelResponse{}, nil
+}
+
+func TestAccess(t *testing.T) {
+	ok := func(context.Context) (*registryv1.GetEndpointResponse, error) {
+		return &registryv1.GetEndpointResponse{}, nil
+	}
+	impl := &registryAdmin{registry: registry{endpoint: ok}}
+	tracing, shutdown, err := telemetry.Setup(t.Context(), telemetry.Config{Services: []string{"edge", "registry"}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = shutdown(context.Background()) })
+	log, _ := grpctest.Logger(t)
+	dial := func(s *Server, token string) registryv1.RegistryServiceClient {
+		conn, err := Dial("passthrough:///bufnet", "edge", tracing, token, grpctest.Start(t, s.GRPC()))
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = conn.Close() })
+		return registryv1.NewRegistryServiceClient(conn)
+	}
+	withToken := New(log, tracing, testMeshToken)
+	registryv1.RegisterRegistryServiceServer(withToken, impl)
+	noToken := New(log, tracing, "")
+	registryv1.RegisterRegistryServiceServer(noToken, impl)
+
+	for _, tc := range []struct {
+		name   string
+		client registryv1.RegistryServiceClient
+		code   codes.Code
+	}{
+		{"in process", registryv1.NewRegistryServiceClient(withToken.Channel("edge")), codes.OK},
+		{"network with the mesh token", dial(withToken, testMeshToken), codes.OK},
+		{"network with a wrong token", dial(withToken, "wrong-token-wrong-token-wrong-token"), codes.Unauthenticated},
+		{"network without a token", dial(withToken, ""), codes.Unauthenticated},
+		{"network when the process has no token", dial(noToken, testMeshToken), codes.PermissionDenied},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := tc.client.GetEndpoint(t.Context(), &registryv1.GetEndpointRequest{})
+			assert.Equal(t, tc.code, status.Code(err), "internal RPC: %v", err)
+			_, err = tc.client.CreateModel(t.Context(), &registryv1.CreateModelRequest{})
+			assert.Equal(t, codes.PermissionDenied, status.Code(err), "administrative RPCs refuse every caller: %v", err)
+		})
+	}
+	assert.False(t, impl.called, "a refused administrative RPC never runs")
+
+	// Health is public: load balancers probe it without credentials.
+	conn, err := grpc.NewClient("passthrough:///bufnet", grpc.WithTransportCredentials(insecure.NewCredentials()), grpctest.Start(t, noToken.GRPC()))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	_, err = healthpb.NewHealthClient(conn).Check(t.Context(), &healthpb.HealthCheckRequest{})
+	assert.NoError(t, err)
+}
