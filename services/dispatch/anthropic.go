@@ -60,8 +60,8 @@ func newAnthropicVendor(cfg vendorConfig) (vendor, error) {
 	// environment (ANTHROPIC_API_KEY, ANTHROPIC_AUTH_TOKEN, ANTHROPIC_BASE_URL,
 	// ANTHROPIC_CUSTOM_HEADERS, profiles, federation): only the registry's URL and credential
 	// reach the request. The SDK's own OpenTelemetry span is off: dispatch traces the call
-	// (dispatch.vendor_call, otelhttp on the shared client, which also propagates the trace
-	// context), and the SDK's span would put prompts in traces when
+	// (dispatch.vendor_call; the shared client's transport propagates the trace context), and
+	// the SDK's span would put prompts in traces when
 	// ANTHROPIC_OPEN_TELEMETRY_TRACES_CONTENT_MODE=content is set.
 	opts := []option.RequestOption{
 		option.WithBaseURL(cfg.baseURL.String()),

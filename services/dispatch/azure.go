@@ -41,8 +41,8 @@ func newAzureOpenAIVendor(cfg vendorConfig) (vendor, error) {
 	case cfg.baseURL.Scheme == "https":
 	case isLoopbackHost(cfg.baseURL.Hostname()):
 		// A local simulator or proxy (the demo, tests). The SDK sends the key over plain HTTP
-		// to loopback addresses only, on its own direct connection: such calls get no HTTP
-		// client span.
+		// to loopback addresses only, on its own direct connection: such calls bypass the
+		// shared client's transport and carry no trace context.
 		opts = append(opts, azure.WithUnsafeAllowHTTP())
 	default:
 		return nil, errors.New("azure openai endpoint base_url must be https")

@@ -125,7 +125,13 @@ func TestAzureOpenAIFailures(t *testing.T) {
 	logs := h.logs.String()
 	require.Contains(t, logs, "vendor attempt failed")
 	assert.NotContains(t, logs, secret, "the Azure key never reaches the logs")
+	statuses := map[int64]bool{}
 	for _, s := range h.spans.Ended() {
+		for _, kv := range s.Attributes() {
+			if kv.Key == "http.response.status_code" {
+				statuses[kv.Value.AsInt64()] = true
+			}
+		}
 		for _, kv := range s.Attributes() {
 			assert.NotContains(t, kv.Value.Emit(), secret, "span %s attribute %s", s.Name(), kv.Key)
 		}
@@ -135,4 +141,5 @@ func TestAzureOpenAIFailures(t *testing.T) {
 			}
 		}
 	}
+	assert.True(t, statuses[http.StatusUnauthorized], "vendor_call spans carry the failed attempt's HTTP status: %v", statuses)
 }

@@ -50,10 +50,10 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	otelcodes "go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 
@@ -82,7 +82,8 @@ const (
 type Config struct {
 	// HTTPClient calls vendors. Default: a client pooling up to 512 idle connections per
 	// vendor host (enough for thousands of requests per second), dialling with ConnectTimeout,
-	// traced with otelhttp, and refusing redirects (a vendor API does not redirect; following
+	// propagating the W3C trace context to the vendor (traceContextTransport), and refusing
+	// redirects (a vendor API does not redirect; following
 	// one could carry the request elsewhere).
 	HTTPClient *http.Client
 	// EndpointCacheTTL is how long a resolved endpoint (URL, credential, weight, priority,
@@ -91,8 +92,8 @@ type Config struct {
 	EndpointCacheTTL time.Duration
 	// Credentials resolves endpoints' credential references. Default EnvFileResolver.
 	Credentials CredentialResolver
-	// TracerProvider makes the dispatch.vendor_call spans and, for the default HTTPClient,
-	// the HTTP client spans. Default otel.GetTracerProvider().
+	// TracerProvider makes the dispatch.vendor_call spans, one per vendor attempt. Default
+	// otel.GetTracerProvider().
 	TracerProvider trace.TracerProvider
 
 	// Timeout bounds one non-streaming vendor call (Generate, Embed), start to end. Default
@@ -196,7 +197,7 @@ func NewServer(registry registryv1.RegistryServiceClient, log *slog.Logger, cfg 
 		rand:     &randSource{r: cfg.Rand},
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient, s.ownTransport = newHTTPClient(cfg.TracerProvider, cfg.ConnectTimeout)
+		cfg.HTTPClient, s.ownTransport = newHTTPClient(cfg.ConnectTimeout)
 	}
 	s.cfg = cfg
 	s.endpoints = &endpointCache{
@@ -211,18 +212,40 @@ func NewServer(registry registryv1.RegistryServiceClient, log *slog.Logger, cfg 
 	return s
 }
 
-func newHTTPClient(tp trace.TracerProvider, connectTimeout time.Duration) (*http.Client, *http.Transport) {
+func newHTTPClient(connectTimeout time.Duration) (*http.Client, *http.Transport) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.DialContext = (&net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}).DialContext
 	tr.MaxIdleConns = 2048
 	tr.MaxIdleConnsPerHost = 512
 	tr.IdleConnTimeout = 90 * time.Second
 	return &http.Client{
-		Transport: otelhttp.NewTransport(tr, otelhttp.WithTracerProvider(tp)),
+		Transport: traceContextTransport{next: tr},
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		},
 	}, tr
+}
+
+// traceContextTransport injects the W3C trace context (otel.GetTextMapPropagator) into each
+// outgoing request, so that the vendor joins the caller's trace under the
+// dispatch.vendor_call span. It makes no span of its own: an HTTP client span (otelhttp)
+// doubled the spans per vendor attempt and cost about as much as the vendor_call span, which
+// already carries the server address, port and HTTP status of a failure.
+type traceContextTransport struct{ next http.RoundTripper }
+
+func (t traceContextTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	prop := otel.GetTextMapPropagator()
+	if len(prop.Fields()) == 0 {
+		return t.next.RoundTrip(r)
+	}
+	// A RoundTripper must not modify its request: send a copy with its own header.
+	r2 := *r
+	r2.Header = r.Header.Clone()
+	if r2.Header == nil {
+		r2.Header = make(http.Header)
+	}
+	prop.Inject(r.Context(), propagation.HeaderCarrier(r2.Header))
+	return t.next.RoundTrip(&r2)
 }
 
 // Register adds the service to r. All-in-one and mesh make the same call.
@@ -439,6 +462,7 @@ const (
 	attrServerAddress = attribute.Key("server.address")
 	attrServerPort    = attribute.Key("server.port")
 	attrErrorType     = attribute.Key("error.type")
+	attrHTTPStatus    = attribute.Key("http.response.status_code")
 	attrEndpointID    = attribute.Key("fmgate.endpoint.id")
 	attrAttempt       = attribute.Key("fmgate.dispatch.attempt")
 )
@@ -479,6 +503,7 @@ func endSpan(span trace.Span, err error, model string, usage *typev1.Usage, fini
 			errType = ae.kind.String()
 			if ae.httpStatus != 0 {
 				errType = strconv.Itoa(ae.httpStatus)
+				span.SetAttributes(attrHTTPStatus.Int(ae.httpStatus))
 			}
 		case errors.Is(err, context.Canceled):
 			errType = "canceled"

@@ -14,7 +14,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.uber.org/goleak"
@@ -154,7 +156,21 @@ func streamAll(t *testing.T, c dispatchv1.DispatchServiceClient, req *dispatchv1
 }
 
 func TestGenerate(t *testing.T) {
-	url, sim := startSim(t, simulator.Config{})
+	// The simulator behind a handler that records the trace context reaching the vendor.
+	prev := otel.GetTextMapPropagator()
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+	t.Cleanup(func() { otel.SetTextMapPropagator(prev) })
+	sim := simulator.New(simulator.Config{APIKey: secret})
+	var traceparents []string
+	var mu sync.Mutex
+	simSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		traceparents = append(traceparents, r.Header.Get("traceparent"))
+		mu.Unlock()
+		sim.ServeHTTP(w, r)
+	}))
+	t.Cleanup(simSrv.Close)
+	url := simSrv.URL + "/v1"
 	h := start(t, newFakeRegistry(endpoint("ep-1", url, "gpt-sim")), dispatch.Config{})
 
 	max := int32(100)
@@ -192,13 +208,16 @@ func TestGenerate(t *testing.T) {
 	assert.Equal(t, int64(8), attrs["gen_ai.usage.output_tokens"].AsInt64())
 	assert.Equal(t, "127.0.0.1", attrs["server.address"].AsString())
 	assert.Equal(t, "ep-1", attrs["fmgate.endpoint.id"].AsString())
-	var httpSpan bool
 	for _, s := range h.spans.Ended() {
-		if s.Parent().SpanID() == call.SpanContext().SpanID() {
-			httpSpan = true
-		}
+		assert.NotEqual(t, call.SpanContext().SpanID(), s.Parent().SpanID(),
+			"one span per vendor attempt: none under vendor_call (%s)", s.Name())
 	}
-	assert.True(t, httpSpan, "the vendor HTTP call is traced under the vendor_call span")
+	// The vendor joins the trace as a child of the vendor_call span.
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, traceparents, 1)
+	sc := call.SpanContext()
+	assert.Equal(t, "00-"+sc.TraceID().String()+"-"+sc.SpanID().String()+"-01", traceparents[0])
 }
 
 func TestGenerateMaxTokens(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -374,4 +375,110 @@ func BenchmarkOpenAICompletionDecode(b *testing.B) {
 			}
 		}
 	})
+}
+
+// sdkPath returns v sending chat completions through the SDK's request path, as Azure does.
+func sdkPath(v *openAIVendor) *openAIVendor {
+	s := *v
+	s.chatURL = ""
+	return &s
+}
+
+// TestOpenAILeanPathMatchesSDK checks that the lean request path sends what the SDK sent and
+// turns vendor errors into the same attemptError.
+func TestOpenAILeanPathMatchesSDK(t *testing.T) {
+	sim := simulator.New(simulator.Config{APIKey: oaiKey, Faults: map[string]simulator.Fault{
+		"limited":     simulator.FailWith(http.StatusTooManyRequests, 2*time.Second),
+		"unavailable": simulator.FailWith(http.StatusServiceUnavailable, 0),
+		"rejected":    simulator.FailWith(http.StatusNotFound, 0),
+	}})
+	rec := &wireRecorder{next: sim}
+	srv := httptest.NewServer(rec)
+	t.Cleanup(srv.Close)
+	hc := srv.Client()
+	t.Cleanup(hc.CloseIdleConnections)
+	req := &vendorRequest{messages: oaiUser("hello"), params: &typev1.GenerationParams{MaxOutputTokens: proto.Int32(20)}}
+	noop := func(delta) error { return nil }
+
+	for _, stream := range []bool{false, true} {
+		lean := newOpenAIVendor("ep", srv.URL+"/v1", "gpt-sim", NewCredential(oaiKey), hc, false)
+		require.NotEmpty(t, lean.chatURL)
+		call := func(v *openAIVendor) (*vendorResult, error) {
+			if stream {
+				return v.stream(t.Context(), req, noop)
+			}
+			return v.generate(t.Context(), req)
+		}
+		_, err := call(lean)
+		require.NoError(t, err)
+		got := rec.last(t)
+		_, err = call(sdkPath(lean))
+		require.NoError(t, err)
+		want := rec.last(t)
+		assert.Equal(t, want.path, got.path)
+		assert.Equal(t, want.body, got.body, "stream=%v", stream)
+		for _, h := range []string{"Authorization", "Content-Type"} {
+			assert.Equal(t, want.header.Get(h), got.header.Get(h), h)
+		}
+		if stream {
+			assert.Equal(t, true, got.body["stream"])
+			assert.Equal(t, "text/event-stream", got.header.Get("Accept"))
+		}
+
+		for _, tc := range []struct{ model, key string }{
+			{"limited", oaiKey}, {"unavailable", oaiKey}, {"rejected", oaiKey}, {"gpt-sim", "sk-wrong-key-abcdef"},
+		} {
+			lean := newOpenAIVendor("ep", srv.URL+"/v1", tc.model, NewCredential(tc.key), hc, false)
+			_, leanErr := call(lean)
+			_, sdkErr := call(sdkPath(lean))
+			var l, s *attemptError
+			require.ErrorAs(t, leanErr, &l, tc.model)
+			require.ErrorAs(t, sdkErr, &s, tc.model)
+			assert.Equal(t, s.kind, l.kind, tc.model)
+			assert.Equal(t, s.httpStatus, l.httpStatus, tc.model)
+			assert.Equal(t, s.retryAfter, l.retryAfter, tc.model)
+			assert.Equal(t, s.vendorMessage, l.vendorMessage, tc.model)
+			assert.Equal(t, s.detail, l.detail, tc.model)
+			assert.NotContains(t, l.Error(), tc.key)
+		}
+	}
+	// Without a credential no Authorization header goes out.
+	open := newOpenAIVendor("ep", srv.URL+"/v1", "gpt-sim", Credential{}, hc, true)
+	_, _ = open.generate(t.Context(), req)
+	assert.Empty(t, rec.last(t).header.Values("Authorization"))
+}
+
+// BenchmarkOpenAIRequestPath compares the SDK's request path with the lean one (send), each
+// sending one chat completion to the simulator on loopback and reading the answer: the
+// reason OpenAI requests do not go through the SDK.
+func BenchmarkOpenAIRequestPath(b *testing.B) {
+	srv := httptest.NewServer(simulator.New(simulator.Config{APIKey: oaiKey}))
+	b.Cleanup(srv.Close)
+	hc := srv.Client()
+	b.Cleanup(hc.CloseIdleConnections)
+	lean := newOpenAIVendor("ep", srv.URL+"/v1", "gpt-sim", NewCredential(oaiKey), hc, false)
+	req := &vendorRequest{messages: oaiUser("a short question for the benchmark"),
+		params: &typev1.GenerationParams{MaxOutputTokens: proto.Int32(64), Temperature: proto.Float64(0.2)}}
+	noop := func(delta) error { return nil }
+	for _, path := range []struct {
+		name string
+		v    *openAIVendor
+	}{{"sdk", sdkPath(lean)}, {"lean", lean}} {
+		b.Run("generate/"+path.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := path.v.generate(b.Context(), req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("stream/"+path.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := path.v.stream(b.Context(), req, noop); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
