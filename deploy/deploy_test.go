@@ -532,6 +532,8 @@ func checkPod(t *testing.T, o object, pod any, byKind map[string]map[string]obje
 			assert.Contains(t, servicePorts(host), 9090)
 		}
 	}
+	assert.Equal(t, "mesh-token", str(env["FMGATE_MESH_TOKEN"], "valueFrom", "secretKeyRef", "key"),
+		"%s authenticates to its peers with the mesh token from the Secret", svc)
 	if slices.Contains(pgBacked, svc) {
 		assert.Contains(t, env, "FMGATE_POSTGRES_URL")
 	}
