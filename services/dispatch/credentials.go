@@ -5,8 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
+
+	"github.com/fmgate/fmgate/internal/credref"
 )
 
 // ErrCredentialUnavailable is wrapped by every CredentialResolver failure. Its messages name
@@ -62,32 +63,15 @@ type EnvFileResolver struct{}
 // Resolve implements CredentialResolver. The organisation plays no part: the environment and
 // the files are the deployment's, not a tenant's.
 func (EnvFileResolver) Resolve(_ context.Context, _, ref string) (Credential, error) {
-	switch {
-	case ref == "":
-		return Credential{}, nil
-	case strings.HasPrefix(ref, "env:"):
-		name := strings.TrimPrefix(ref, "env:")
-		v, ok := os.LookupEnv(name)
-		if name == "" || !ok || v == "" {
-			return Credential{}, fmt.Errorf("%w: environment variable %q is not set", ErrCredentialUnavailable, name)
-		}
-		return NewCredential(v), nil
-	case strings.HasPrefix(ref, "file:"):
-		path := strings.TrimPrefix(ref, "file:")
-		b, err := os.ReadFile(path)
-		if err != nil {
-			// The path is not secret; the file's content never reaches this message.
-			return Credential{}, fmt.Errorf("%w: read %q: %v", ErrCredentialUnavailable, path, errors.Unwrap(err))
-		}
-		v := strings.TrimSpace(string(b))
-		if v == "" {
-			return Credential{}, fmt.Errorf("%w: file %q is empty", ErrCredentialUnavailable, path)
-		}
-		return NewCredential(v), nil
-	case strings.HasPrefix(ref, StorePrefix):
+	if strings.HasPrefix(ref, StorePrefix) {
 		return Credential{}, errNoStore
-	default:
-		// Not echoed: a misconfigured reference may be the secret itself.
+	}
+	v, err := credref.Resolve(ref)
+	if errors.Is(err, credref.ErrUnsupported) {
 		return Credential{}, fmt.Errorf("%w: unsupported reference (want env:NAME, file:/path or store:NAME)", ErrCredentialUnavailable)
 	}
+	if err != nil {
+		return Credential{}, fmt.Errorf("%w: %w", ErrCredentialUnavailable, err)
+	}
+	return NewCredential(v), nil
 }

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -19,6 +18,7 @@ import (
 
 	registryv1 "github.com/fmgate/fmgate/gen/fmgate/registry/v1"
 	"github.com/fmgate/fmgate/internal/apierr"
+	"github.com/fmgate/fmgate/internal/credref"
 )
 
 // Vendor catalogue import. The registry calls the vendor itself (dispatch serves
@@ -35,29 +35,17 @@ type CredentialResolver interface {
 // ErrCredentialUnavailable is matched by every failure to resolve a credential reference.
 var ErrCredentialUnavailable = errors.New("credential unavailable")
 
-// EnvFileCredentials resolves "env:NAME" from the environment and "file:/path" from a file
-// (trailing newline trimmed); "" resolves to "" (no credential).
+// EnvFileCredentials resolves "env:NAME" and "file:/path" references as dispatch does
+// (internal/credref); "" resolves to "" (no credential).
 type EnvFileCredentials struct{}
 
 // Resolve implements CredentialResolver. Errors name the reference, never the secret.
 func (EnvFileCredentials) Resolve(_ context.Context, ref string) (string, error) {
-	switch {
-	case ref == "":
-		return "", nil
-	case strings.HasPrefix(ref, "env:"):
-		v, ok := os.LookupEnv(strings.TrimPrefix(ref, "env:"))
-		if !ok || v == "" {
-			return "", fmt.Errorf("%w: %s is not set", ErrCredentialUnavailable, ref)
-		}
-		return v, nil
-	case strings.HasPrefix(ref, "file:"):
-		b, err := os.ReadFile(strings.TrimPrefix(ref, "file:"))
-		if err != nil {
-			return "", fmt.Errorf("%w: %s cannot be read", ErrCredentialUnavailable, ref)
-		}
-		return strings.TrimRight(string(b), "\r\n"), nil
+	v, err := credref.Resolve(ref)
+	if err != nil {
+		return "", fmt.Errorf("%w: %w", ErrCredentialUnavailable, err)
 	}
-	return "", fmt.Errorf("%w: unsupported reference (want env:NAME or file:/path)", ErrCredentialUnavailable)
+	return v, nil
 }
 
 // VendorModel is one entry of a vendor's catalogue.

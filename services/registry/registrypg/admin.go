@@ -41,13 +41,9 @@ func (s *Store) CreateModel(ctx context.Context, m registry.Model) error {
 // runs, so concurrent updates of one model take turns.
 func (s *Store) UpdateModel(ctx context.Context, org, name string, fn func(registry.Model) (registry.ModelChange, error)) (before, after registry.Model, err error) {
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		rows, _ := tx.Query(ctx, s.q.lockModel, org, name)
-		cur, err := pgx.CollectExactlyOneRow(rows, scanModel)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return &registry.NotFoundError{Resource: registry.ResourceModel, Name: name}
-		}
+		cur, err := lockRow(ctx, tx, s.q.lockModel, scanModel, registry.ResourceModel, org, name)
 		if err != nil {
-			return fmt.Errorf("update model %s: %w", name, err)
+			return err
 		}
 		change, err := fn(cur.Clone())
 		if err != nil {
@@ -96,17 +92,27 @@ func checkSameKey(gotOrg, gotID, org, id, idField string) error {
 	return nil
 }
 
+// lockRow reads one row of an organisation with a "FOR UPDATE" query, so that the caller's
+// change inside tx cannot race another writer; a missing row is the resource's NotFoundError.
+func lockRow[T any](ctx context.Context, tx pgx.Tx, query string, scan pgx.RowToFunc[T], res registry.Resource, org, id string) (T, error) {
+	rows, _ := tx.Query(ctx, query, org, id)
+	v, err := pgx.CollectExactlyOneRow(rows, scan)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return v, &registry.NotFoundError{Resource: res, Name: id}
+	}
+	if err != nil {
+		return v, fmt.Errorf("lock %s %s: %w", res, id, err)
+	}
+	return v, nil
+}
+
 // DeleteModel implements registry.Store.
 func (s *Store) DeleteModel(ctx context.Context, org, name string, check func(registry.Model) error) (registry.Model, error) {
 	var deleted registry.Model
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		rows, _ := tx.Query(ctx, s.q.lockModel, org, name)
-		cur, err := pgx.CollectExactlyOneRow(rows, scanModel)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return &registry.NotFoundError{Resource: registry.ResourceModel, Name: name}
-		}
+		cur, err := lockRow(ctx, tx, s.q.lockModel, scanModel, registry.ResourceModel, org, name)
 		if err != nil {
-			return fmt.Errorf("delete model %s: %w", name, err)
+			return err
 		}
 		if err := check(cur.Clone()); err != nil {
 			return err
@@ -179,13 +185,9 @@ func (s *Store) CreateEndpoint(ctx context.Context, e registry.Endpoint) error {
 // UpdateEndpoint implements registry.Store, as UpdateModel.
 func (s *Store) UpdateEndpoint(ctx context.Context, org, id string, fn func(registry.Endpoint) (registry.Endpoint, error)) (before, after registry.Endpoint, err error) {
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		rows, _ := tx.Query(ctx, s.q.lockEndpoint, org, id)
-		cur, err := pgx.CollectExactlyOneRow(rows, scanEndpoint)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return &registry.NotFoundError{Resource: registry.ResourceEndpoint, Name: id}
-		}
+		cur, err := lockRow(ctx, tx, s.q.lockEndpoint, scanEndpoint, registry.ResourceEndpoint, org, id)
 		if err != nil {
-			return fmt.Errorf("update endpoint %s: %w", id, err)
+			return err
 		}
 		next, err := fn(cur)
 		if err != nil {
@@ -213,13 +215,9 @@ func (s *Store) UpdateEndpoint(ctx context.Context, org, id string, fn func(regi
 func (s *Store) DeleteEndpoint(ctx context.Context, org, id string, check func(registry.Endpoint) error) (registry.Endpoint, error) {
 	var deleted registry.Endpoint
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		rows, _ := tx.Query(ctx, s.q.lockEndpoint, org, id)
-		cur, err := pgx.CollectExactlyOneRow(rows, scanEndpoint)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return &registry.NotFoundError{Resource: registry.ResourceEndpoint, Name: id}
-		}
+		cur, err := lockRow(ctx, tx, s.q.lockEndpoint, scanEndpoint, registry.ResourceEndpoint, org, id)
 		if err != nil {
-			return fmt.Errorf("delete endpoint %s: %w", id, err)
+			return err
 		}
 		if err := check(cur); err != nil {
 			return err
@@ -314,13 +312,9 @@ func (s *Store) ListHostingRequests(ctx context.Context, org string, filter regi
 // UpdateHostingRequest implements registry.Store, as UpdateModel.
 func (s *Store) UpdateHostingRequest(ctx context.Context, org, id string, fn func(registry.HostingRequest) (registry.HostingRequest, error)) (before, after registry.HostingRequest, err error) {
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		rows, _ := tx.Query(ctx, s.q.lockHosting, org, id)
-		cur, err := pgx.CollectExactlyOneRow(rows, scanHosting)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return &registry.NotFoundError{Resource: registry.ResourceHostingRequest, Name: id}
-		}
+		cur, err := lockRow(ctx, tx, s.q.lockHosting, scanHosting, registry.ResourceHostingRequest, org, id)
 		if err != nil {
-			return fmt.Errorf("update hosting request %s: %w", id, err)
+			return err
 		}
 		next, err := fn(cur)
 		if err != nil {
