@@ -294,9 +294,18 @@ type Principal struct {
 	// of principals must not keep one past it.
 	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
 	// The issuer of the bearer token; empty for an API key.
-	Issuer        string `protobuf:"bytes,10,opt,name=issuer,proto3" json:"issuer,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Issuer string `protobuf:"bytes,10,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	// Permissions ("models.read", ...) the principal holds across its organisation, through
+	// its organisation-wide roles, sorted. The admin layer authorises on them.
+	Permissions []string `protobuf:"bytes,11,rep,name=permissions,proto3" json:"permissions,omitempty"`
+	// Permissions the principal holds only within its team (team_id), through team roles,
+	// sorted; those in permissions are not repeated. See fmgate.admin.v1.FIELD_ROLE_TEAM.
+	TeamPermissions []string `protobuf:"bytes,12,rep,name=team_permissions,json=teamPermissions,proto3" json:"team_permissions,omitempty"`
+	// The model licences the principal's team has accepted; the edge refuses a model whose
+	// licence requires acceptance and is not among them.
+	AcceptedLicenses []*LicenseAcceptance `protobuf:"bytes,13,rep,name=accepted_licenses,json=acceptedLicenses,proto3" json:"accepted_licenses,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Principal) Reset() {
@@ -399,6 +408,124 @@ func (x *Principal) GetIssuer() string {
 	return ""
 }
 
+func (x *Principal) GetPermissions() []string {
+	if x != nil {
+		return x.Permissions
+	}
+	return nil
+}
+
+func (x *Principal) GetTeamPermissions() []string {
+	if x != nil {
+		return x.TeamPermissions
+	}
+	return nil
+}
+
+func (x *Principal) GetAcceptedLicenses() []*LicenseAcceptance {
+	if x != nil {
+		return x.AcceptedLicenses
+	}
+	return nil
+}
+
+// LicenseAcceptance records that a team accepted a model's licence (EULA) at one version.
+type LicenseAcceptance struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	TeamId         string                 `protobuf:"bytes,2,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	// The registry model name.
+	Model string `protobuf:"bytes,3,opt,name=model,proto3" json:"model,omitempty"`
+	// The licence's name and version as the model card gives them when accepted. A new
+	// version needs a new acceptance.
+	LicenseName    string `protobuf:"bytes,4,opt,name=license_name,json=licenseName,proto3" json:"license_name,omitempty"`
+	LicenseVersion string `protobuf:"bytes,5,opt,name=license_version,json=licenseVersion,proto3" json:"license_version,omitempty"`
+	// The subject of whoever accepted it, and when.
+	AcceptedBy    string                 `protobuf:"bytes,6,opt,name=accepted_by,json=acceptedBy,proto3" json:"accepted_by,omitempty"`
+	AcceptTime    *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=accept_time,json=acceptTime,proto3" json:"accept_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LicenseAcceptance) Reset() {
+	*x = LicenseAcceptance{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LicenseAcceptance) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LicenseAcceptance) ProtoMessage() {}
+
+func (x *LicenseAcceptance) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LicenseAcceptance.ProtoReflect.Descriptor instead.
+func (*LicenseAcceptance) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *LicenseAcceptance) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *LicenseAcceptance) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *LicenseAcceptance) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *LicenseAcceptance) GetLicenseName() string {
+	if x != nil {
+		return x.LicenseName
+	}
+	return ""
+}
+
+func (x *LicenseAcceptance) GetLicenseVersion() string {
+	if x != nil {
+		return x.LicenseVersion
+	}
+	return ""
+}
+
+func (x *LicenseAcceptance) GetAcceptedBy() string {
+	if x != nil {
+		return x.AcceptedBy
+	}
+	return ""
+}
+
+func (x *LicenseAcceptance) GetAcceptTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AcceptTime
+	}
+	return nil
+}
+
 // ApiKey is an API key as an administrator sees it: never the secret, never its hash.
 type ApiKey struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -424,7 +551,7 @@ type ApiKey struct {
 
 func (x *ApiKey) Reset() {
 	*x = ApiKey{}
-	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[4]
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -436,7 +563,7 @@ func (x *ApiKey) String() string {
 func (*ApiKey) ProtoMessage() {}
 
 func (x *ApiKey) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[4]
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -449,7 +576,7 @@ func (x *ApiKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApiKey.ProtoReflect.Descriptor instead.
 func (*ApiKey) Descriptor() ([]byte, []int) {
-	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{4}
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ApiKey) GetOrganizationId() string {
@@ -548,7 +675,7 @@ type CreateApiKeyRequest struct {
 
 func (x *CreateApiKeyRequest) Reset() {
 	*x = CreateApiKeyRequest{}
-	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[5]
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -560,7 +687,7 @@ func (x *CreateApiKeyRequest) String() string {
 func (*CreateApiKeyRequest) ProtoMessage() {}
 
 func (x *CreateApiKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[5]
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -573,7 +700,7 @@ func (x *CreateApiKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiKeyRequest.ProtoReflect.Descriptor instead.
 func (*CreateApiKeyRequest) Descriptor() ([]byte, []int) {
-	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{5}
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CreateApiKeyRequest) GetOrganizationId() string {
@@ -636,7 +763,7 @@ type CreateApiKeyResponse struct {
 
 func (x *CreateApiKeyResponse) Reset() {
 	*x = CreateApiKeyResponse{}
-	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[6]
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -648,7 +775,7 @@ func (x *CreateApiKeyResponse) String() string {
 func (*CreateApiKeyResponse) ProtoMessage() {}
 
 func (x *CreateApiKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[6]
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -661,7 +788,7 @@ func (x *CreateApiKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateApiKeyResponse.ProtoReflect.Descriptor instead.
 func (*CreateApiKeyResponse) Descriptor() ([]byte, []int) {
-	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{6}
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CreateApiKeyResponse) GetApiKey() *ApiKey {
@@ -691,7 +818,7 @@ type ListApiKeysRequest struct {
 
 func (x *ListApiKeysRequest) Reset() {
 	*x = ListApiKeysRequest{}
-	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[7]
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -703,7 +830,7 @@ func (x *ListApiKeysRequest) String() string {
 func (*ListApiKeysRequest) ProtoMessage() {}
 
 func (x *ListApiKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[7]
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -716,7 +843,7 @@ func (x *ListApiKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListApiKeysRequest) Descriptor() ([]byte, []int) {
-	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{7}
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListApiKeysRequest) GetOrganizationId() string {
@@ -751,7 +878,7 @@ type ListApiKeysResponse struct {
 
 func (x *ListApiKeysResponse) Reset() {
 	*x = ListApiKeysResponse{}
-	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[8]
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -763,7 +890,7 @@ func (x *ListApiKeysResponse) String() string {
 func (*ListApiKeysResponse) ProtoMessage() {}
 
 func (x *ListApiKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[8]
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -776,7 +903,7 @@ func (x *ListApiKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListApiKeysResponse) Descriptor() ([]byte, []int) {
-	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{8}
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListApiKeysResponse) GetApiKeys() []*ApiKey {
@@ -804,7 +931,7 @@ type RevokeApiKeyRequest struct {
 
 func (x *RevokeApiKeyRequest) Reset() {
 	*x = RevokeApiKeyRequest{}
-	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[9]
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -816,7 +943,7 @@ func (x *RevokeApiKeyRequest) String() string {
 func (*RevokeApiKeyRequest) ProtoMessage() {}
 
 func (x *RevokeApiKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[9]
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -829,7 +956,7 @@ func (x *RevokeApiKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiKeyRequest.ProtoReflect.Descriptor instead.
 func (*RevokeApiKeyRequest) Descriptor() ([]byte, []int) {
-	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{9}
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RevokeApiKeyRequest) GetOrganizationId() string {
@@ -856,7 +983,7 @@ type RevokeApiKeyResponse struct {
 
 func (x *RevokeApiKeyResponse) Reset() {
 	*x = RevokeApiKeyResponse{}
-	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[10]
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -868,7 +995,7 @@ func (x *RevokeApiKeyResponse) String() string {
 func (*RevokeApiKeyResponse) ProtoMessage() {}
 
 func (x *RevokeApiKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[10]
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -881,7 +1008,7 @@ func (x *RevokeApiKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiKeyResponse.ProtoReflect.Descriptor instead.
 func (*RevokeApiKeyResponse) Descriptor() ([]byte, []int) {
-	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{10}
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RevokeApiKeyResponse) GetApiKey() *ApiKey {
@@ -901,7 +1028,7 @@ type WatchRevocationsRequest struct {
 
 func (x *WatchRevocationsRequest) Reset() {
 	*x = WatchRevocationsRequest{}
-	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[11]
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -913,7 +1040,7 @@ func (x *WatchRevocationsRequest) String() string {
 func (*WatchRevocationsRequest) ProtoMessage() {}
 
 func (x *WatchRevocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[11]
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -926,7 +1053,7 @@ func (x *WatchRevocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRevocationsRequest.ProtoReflect.Descriptor instead.
 func (*WatchRevocationsRequest) Descriptor() ([]byte, []int) {
-	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{11}
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{12}
 }
 
 // WatchRevocationsResponse is a revocation or a heartbeat.
@@ -943,7 +1070,7 @@ type WatchRevocationsResponse struct {
 
 func (x *WatchRevocationsResponse) Reset() {
 	*x = WatchRevocationsResponse{}
-	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[12]
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -955,7 +1082,7 @@ func (x *WatchRevocationsResponse) String() string {
 func (*WatchRevocationsResponse) ProtoMessage() {}
 
 func (x *WatchRevocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[12]
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -968,7 +1095,7 @@ func (x *WatchRevocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRevocationsResponse.ProtoReflect.Descriptor instead.
 func (*WatchRevocationsResponse) Descriptor() ([]byte, []int) {
-	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{12}
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *WatchRevocationsResponse) GetEvent() isWatchRevocationsResponse_Event {
@@ -1025,7 +1152,7 @@ type Revocation struct {
 
 func (x *Revocation) Reset() {
 	*x = Revocation{}
-	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[13]
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1037,7 +1164,7 @@ func (x *Revocation) String() string {
 func (*Revocation) ProtoMessage() {}
 
 func (x *Revocation) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[13]
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1050,7 +1177,7 @@ func (x *Revocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revocation.ProtoReflect.Descriptor instead.
 func (*Revocation) Descriptor() ([]byte, []int) {
-	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{13}
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Revocation) GetOrganizationId() string {
@@ -1086,7 +1213,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[14]
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1098,7 +1225,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[14]
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1111,7 +1238,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{14}
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Heartbeat) GetSendTime() *timestamppb.Timestamp {
@@ -1143,7 +1270,7 @@ const file_fmgate_identity_v1_identity_proto_rawDesc = "" +
 	"\x06models\x18\x01 \x03(\tR\x06models\x12=\n" +
 	"\n" +
 	"operations\x18\x02 \x03(\x0e2\x1d.fmgate.identity.v1.OperationR\n" +
-	"operations\"\xef\x03\n" +
+	"operations\"\x90\x05\n" +
 	"\tPrincipal\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x18\n" +
 	"\asubject\x18\x02 \x01(\tR\asubject\x125\n" +
@@ -1159,10 +1286,23 @@ const file_fmgate_identity_v1_identity_proto_rawDesc = "" +
 	"\vexpire_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"expireTime\x12\x16\n" +
 	"\x06issuer\x18\n" +
-	" \x01(\tR\x06issuer\x1a=\n" +
+	" \x01(\tR\x06issuer\x12 \n" +
+	"\vpermissions\x18\v \x03(\tR\vpermissions\x12)\n" +
+	"\x10team_permissions\x18\f \x03(\tR\x0fteamPermissions\x12R\n" +
+	"\x11accepted_licenses\x18\r \x03(\v2%.fmgate.identity.v1.LicenseAcceptanceR\x10acceptedLicenses\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf2\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x95\x02\n" +
+	"\x11LicenseAcceptance\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x17\n" +
+	"\ateam_id\x18\x02 \x01(\tR\x06teamId\x12\x14\n" +
+	"\x05model\x18\x03 \x01(\tR\x05model\x12!\n" +
+	"\flicense_name\x18\x04 \x01(\tR\vlicenseName\x12'\n" +
+	"\x0flicense_version\x18\x05 \x01(\tR\x0elicenseVersion\x12\x1f\n" +
+	"\vaccepted_by\x18\x06 \x01(\tR\n" +
+	"acceptedBy\x12;\n" +
+	"\vaccept_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"acceptTime\"\xf2\x03\n" +
 	"\x06ApiKey\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x1c\n" +
 	"\n" +
@@ -1256,7 +1396,7 @@ func file_fmgate_identity_v1_identity_proto_rawDescGZIP() []byte {
 }
 
 var file_fmgate_identity_v1_identity_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_fmgate_identity_v1_identity_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_fmgate_identity_v1_identity_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_fmgate_identity_v1_identity_proto_goTypes = []any{
 	(PrincipalKind)(0),               // 0: fmgate.identity.v1.PrincipalKind
 	(Operation)(0),                   // 1: fmgate.identity.v1.Operation
@@ -1264,59 +1404,62 @@ var file_fmgate_identity_v1_identity_proto_goTypes = []any{
 	(*AuthenticateResponse)(nil),     // 3: fmgate.identity.v1.AuthenticateResponse
 	(*ApiKeyScopes)(nil),             // 4: fmgate.identity.v1.ApiKeyScopes
 	(*Principal)(nil),                // 5: fmgate.identity.v1.Principal
-	(*ApiKey)(nil),                   // 6: fmgate.identity.v1.ApiKey
-	(*CreateApiKeyRequest)(nil),      // 7: fmgate.identity.v1.CreateApiKeyRequest
-	(*CreateApiKeyResponse)(nil),     // 8: fmgate.identity.v1.CreateApiKeyResponse
-	(*ListApiKeysRequest)(nil),       // 9: fmgate.identity.v1.ListApiKeysRequest
-	(*ListApiKeysResponse)(nil),      // 10: fmgate.identity.v1.ListApiKeysResponse
-	(*RevokeApiKeyRequest)(nil),      // 11: fmgate.identity.v1.RevokeApiKeyRequest
-	(*RevokeApiKeyResponse)(nil),     // 12: fmgate.identity.v1.RevokeApiKeyResponse
-	(*WatchRevocationsRequest)(nil),  // 13: fmgate.identity.v1.WatchRevocationsRequest
-	(*WatchRevocationsResponse)(nil), // 14: fmgate.identity.v1.WatchRevocationsResponse
-	(*Revocation)(nil),               // 15: fmgate.identity.v1.Revocation
-	(*Heartbeat)(nil),                // 16: fmgate.identity.v1.Heartbeat
-	nil,                              // 17: fmgate.identity.v1.Principal.AttributesEntry
-	(*timestamppb.Timestamp)(nil),    // 18: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 19: google.protobuf.Duration
+	(*LicenseAcceptance)(nil),        // 6: fmgate.identity.v1.LicenseAcceptance
+	(*ApiKey)(nil),                   // 7: fmgate.identity.v1.ApiKey
+	(*CreateApiKeyRequest)(nil),      // 8: fmgate.identity.v1.CreateApiKeyRequest
+	(*CreateApiKeyResponse)(nil),     // 9: fmgate.identity.v1.CreateApiKeyResponse
+	(*ListApiKeysRequest)(nil),       // 10: fmgate.identity.v1.ListApiKeysRequest
+	(*ListApiKeysResponse)(nil),      // 11: fmgate.identity.v1.ListApiKeysResponse
+	(*RevokeApiKeyRequest)(nil),      // 12: fmgate.identity.v1.RevokeApiKeyRequest
+	(*RevokeApiKeyResponse)(nil),     // 13: fmgate.identity.v1.RevokeApiKeyResponse
+	(*WatchRevocationsRequest)(nil),  // 14: fmgate.identity.v1.WatchRevocationsRequest
+	(*WatchRevocationsResponse)(nil), // 15: fmgate.identity.v1.WatchRevocationsResponse
+	(*Revocation)(nil),               // 16: fmgate.identity.v1.Revocation
+	(*Heartbeat)(nil),                // 17: fmgate.identity.v1.Heartbeat
+	nil,                              // 18: fmgate.identity.v1.Principal.AttributesEntry
+	(*timestamppb.Timestamp)(nil),    // 19: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),      // 20: google.protobuf.Duration
 }
 var file_fmgate_identity_v1_identity_proto_depIdxs = []int32{
 	5,  // 0: fmgate.identity.v1.AuthenticateResponse.principal:type_name -> fmgate.identity.v1.Principal
 	1,  // 1: fmgate.identity.v1.ApiKeyScopes.operations:type_name -> fmgate.identity.v1.Operation
 	0,  // 2: fmgate.identity.v1.Principal.kind:type_name -> fmgate.identity.v1.PrincipalKind
-	17, // 3: fmgate.identity.v1.Principal.attributes:type_name -> fmgate.identity.v1.Principal.AttributesEntry
+	18, // 3: fmgate.identity.v1.Principal.attributes:type_name -> fmgate.identity.v1.Principal.AttributesEntry
 	4,  // 4: fmgate.identity.v1.Principal.scopes:type_name -> fmgate.identity.v1.ApiKeyScopes
-	18, // 5: fmgate.identity.v1.Principal.expire_time:type_name -> google.protobuf.Timestamp
-	0,  // 6: fmgate.identity.v1.ApiKey.owner_kind:type_name -> fmgate.identity.v1.PrincipalKind
-	4,  // 7: fmgate.identity.v1.ApiKey.scopes:type_name -> fmgate.identity.v1.ApiKeyScopes
-	18, // 8: fmgate.identity.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
-	18, // 9: fmgate.identity.v1.ApiKey.expire_time:type_name -> google.protobuf.Timestamp
-	18, // 10: fmgate.identity.v1.ApiKey.revoke_time:type_name -> google.protobuf.Timestamp
-	0,  // 11: fmgate.identity.v1.CreateApiKeyRequest.owner_kind:type_name -> fmgate.identity.v1.PrincipalKind
-	18, // 12: fmgate.identity.v1.CreateApiKeyRequest.expire_time:type_name -> google.protobuf.Timestamp
-	4,  // 13: fmgate.identity.v1.CreateApiKeyRequest.scopes:type_name -> fmgate.identity.v1.ApiKeyScopes
-	6,  // 14: fmgate.identity.v1.CreateApiKeyResponse.api_key:type_name -> fmgate.identity.v1.ApiKey
-	6,  // 15: fmgate.identity.v1.ListApiKeysResponse.api_keys:type_name -> fmgate.identity.v1.ApiKey
-	6,  // 16: fmgate.identity.v1.RevokeApiKeyResponse.api_key:type_name -> fmgate.identity.v1.ApiKey
-	15, // 17: fmgate.identity.v1.WatchRevocationsResponse.revocation:type_name -> fmgate.identity.v1.Revocation
-	16, // 18: fmgate.identity.v1.WatchRevocationsResponse.heartbeat:type_name -> fmgate.identity.v1.Heartbeat
-	18, // 19: fmgate.identity.v1.Revocation.revoke_time:type_name -> google.protobuf.Timestamp
-	18, // 20: fmgate.identity.v1.Heartbeat.send_time:type_name -> google.protobuf.Timestamp
-	19, // 21: fmgate.identity.v1.Heartbeat.heartbeat_interval:type_name -> google.protobuf.Duration
-	2,  // 22: fmgate.identity.v1.IdentityService.Authenticate:input_type -> fmgate.identity.v1.AuthenticateRequest
-	7,  // 23: fmgate.identity.v1.IdentityService.CreateApiKey:input_type -> fmgate.identity.v1.CreateApiKeyRequest
-	9,  // 24: fmgate.identity.v1.IdentityService.ListApiKeys:input_type -> fmgate.identity.v1.ListApiKeysRequest
-	11, // 25: fmgate.identity.v1.IdentityService.RevokeApiKey:input_type -> fmgate.identity.v1.RevokeApiKeyRequest
-	13, // 26: fmgate.identity.v1.IdentityService.WatchRevocations:input_type -> fmgate.identity.v1.WatchRevocationsRequest
-	3,  // 27: fmgate.identity.v1.IdentityService.Authenticate:output_type -> fmgate.identity.v1.AuthenticateResponse
-	8,  // 28: fmgate.identity.v1.IdentityService.CreateApiKey:output_type -> fmgate.identity.v1.CreateApiKeyResponse
-	10, // 29: fmgate.identity.v1.IdentityService.ListApiKeys:output_type -> fmgate.identity.v1.ListApiKeysResponse
-	12, // 30: fmgate.identity.v1.IdentityService.RevokeApiKey:output_type -> fmgate.identity.v1.RevokeApiKeyResponse
-	14, // 31: fmgate.identity.v1.IdentityService.WatchRevocations:output_type -> fmgate.identity.v1.WatchRevocationsResponse
-	27, // [27:32] is the sub-list for method output_type
-	22, // [22:27] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	19, // 5: fmgate.identity.v1.Principal.expire_time:type_name -> google.protobuf.Timestamp
+	6,  // 6: fmgate.identity.v1.Principal.accepted_licenses:type_name -> fmgate.identity.v1.LicenseAcceptance
+	19, // 7: fmgate.identity.v1.LicenseAcceptance.accept_time:type_name -> google.protobuf.Timestamp
+	0,  // 8: fmgate.identity.v1.ApiKey.owner_kind:type_name -> fmgate.identity.v1.PrincipalKind
+	4,  // 9: fmgate.identity.v1.ApiKey.scopes:type_name -> fmgate.identity.v1.ApiKeyScopes
+	19, // 10: fmgate.identity.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
+	19, // 11: fmgate.identity.v1.ApiKey.expire_time:type_name -> google.protobuf.Timestamp
+	19, // 12: fmgate.identity.v1.ApiKey.revoke_time:type_name -> google.protobuf.Timestamp
+	0,  // 13: fmgate.identity.v1.CreateApiKeyRequest.owner_kind:type_name -> fmgate.identity.v1.PrincipalKind
+	19, // 14: fmgate.identity.v1.CreateApiKeyRequest.expire_time:type_name -> google.protobuf.Timestamp
+	4,  // 15: fmgate.identity.v1.CreateApiKeyRequest.scopes:type_name -> fmgate.identity.v1.ApiKeyScopes
+	7,  // 16: fmgate.identity.v1.CreateApiKeyResponse.api_key:type_name -> fmgate.identity.v1.ApiKey
+	7,  // 17: fmgate.identity.v1.ListApiKeysResponse.api_keys:type_name -> fmgate.identity.v1.ApiKey
+	7,  // 18: fmgate.identity.v1.RevokeApiKeyResponse.api_key:type_name -> fmgate.identity.v1.ApiKey
+	16, // 19: fmgate.identity.v1.WatchRevocationsResponse.revocation:type_name -> fmgate.identity.v1.Revocation
+	17, // 20: fmgate.identity.v1.WatchRevocationsResponse.heartbeat:type_name -> fmgate.identity.v1.Heartbeat
+	19, // 21: fmgate.identity.v1.Revocation.revoke_time:type_name -> google.protobuf.Timestamp
+	19, // 22: fmgate.identity.v1.Heartbeat.send_time:type_name -> google.protobuf.Timestamp
+	20, // 23: fmgate.identity.v1.Heartbeat.heartbeat_interval:type_name -> google.protobuf.Duration
+	2,  // 24: fmgate.identity.v1.IdentityService.Authenticate:input_type -> fmgate.identity.v1.AuthenticateRequest
+	8,  // 25: fmgate.identity.v1.IdentityService.CreateApiKey:input_type -> fmgate.identity.v1.CreateApiKeyRequest
+	10, // 26: fmgate.identity.v1.IdentityService.ListApiKeys:input_type -> fmgate.identity.v1.ListApiKeysRequest
+	12, // 27: fmgate.identity.v1.IdentityService.RevokeApiKey:input_type -> fmgate.identity.v1.RevokeApiKeyRequest
+	14, // 28: fmgate.identity.v1.IdentityService.WatchRevocations:input_type -> fmgate.identity.v1.WatchRevocationsRequest
+	3,  // 29: fmgate.identity.v1.IdentityService.Authenticate:output_type -> fmgate.identity.v1.AuthenticateResponse
+	9,  // 30: fmgate.identity.v1.IdentityService.CreateApiKey:output_type -> fmgate.identity.v1.CreateApiKeyResponse
+	11, // 31: fmgate.identity.v1.IdentityService.ListApiKeys:output_type -> fmgate.identity.v1.ListApiKeysResponse
+	13, // 32: fmgate.identity.v1.IdentityService.RevokeApiKey:output_type -> fmgate.identity.v1.RevokeApiKeyResponse
+	15, // 33: fmgate.identity.v1.IdentityService.WatchRevocations:output_type -> fmgate.identity.v1.WatchRevocationsResponse
+	29, // [29:34] is the sub-list for method output_type
+	24, // [24:29] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_fmgate_identity_v1_identity_proto_init() }
@@ -1324,7 +1467,7 @@ func file_fmgate_identity_v1_identity_proto_init() {
 	if File_fmgate_identity_v1_identity_proto != nil {
 		return
 	}
-	file_fmgate_identity_v1_identity_proto_msgTypes[12].OneofWrappers = []any{
+	file_fmgate_identity_v1_identity_proto_msgTypes[13].OneofWrappers = []any{
 		(*WatchRevocationsResponse_Revocation)(nil),
 		(*WatchRevocationsResponse_Heartbeat)(nil),
 	}
@@ -1334,7 +1477,7 @@ func file_fmgate_identity_v1_identity_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fmgate_identity_v1_identity_proto_rawDesc), len(file_fmgate_identity_v1_identity_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
