@@ -4,14 +4,17 @@
 // 	protoc        (unknown)
 // source: fmgate/identity/v1/identity.proto
 
-// Package fmgate.identity.v1 authenticates callers and describes who they are.
+// Package fmgate.identity.v1 authenticates callers and administers who they are.
 
 package identityv1
 
 import (
+	_ "github.com/fmgate/fmgate/gen/fmgate/admin/v1"
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -126,6 +129,59 @@ func (x Operation) Number() protoreflect.EnumNumber {
 // Deprecated: Use Operation.Descriptor instead.
 func (Operation) EnumDescriptor() ([]byte, []int) {
 	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{1}
+}
+
+// RoleScope says where a role's permissions apply.
+type RoleScope int32
+
+const (
+	RoleScope_ROLE_SCOPE_UNSPECIFIED RoleScope = 0
+	// Across the organisation: Principal.permissions.
+	RoleScope_ROLE_SCOPE_ORGANIZATION RoleScope = 1
+	// Within the holder's team only: Principal.team_permissions. A holder without a team
+	// gets nothing from it.
+	RoleScope_ROLE_SCOPE_TEAM RoleScope = 2
+)
+
+// Enum value maps for RoleScope.
+var (
+	RoleScope_name = map[int32]string{
+		0: "ROLE_SCOPE_UNSPECIFIED",
+		1: "ROLE_SCOPE_ORGANIZATION",
+		2: "ROLE_SCOPE_TEAM",
+	}
+	RoleScope_value = map[string]int32{
+		"ROLE_SCOPE_UNSPECIFIED":  0,
+		"ROLE_SCOPE_ORGANIZATION": 1,
+		"ROLE_SCOPE_TEAM":         2,
+	}
+)
+
+func (x RoleScope) Enum() *RoleScope {
+	p := new(RoleScope)
+	*p = x
+	return p
+}
+
+func (x RoleScope) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RoleScope) Descriptor() protoreflect.EnumDescriptor {
+	return file_fmgate_identity_v1_identity_proto_enumTypes[2].Descriptor()
+}
+
+func (RoleScope) Type() protoreflect.EnumType {
+	return &file_fmgate_identity_v1_identity_proto_enumTypes[2]
+}
+
+func (x RoleScope) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RoleScope.Descriptor instead.
+func (RoleScope) EnumDescriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{2}
 }
 
 // AuthenticateRequest carries a credential exactly as the caller presented it.
@@ -282,9 +338,13 @@ type Principal struct {
 	// "oidc:<sub>" for a bearer token.
 	Subject string        `protobuf:"bytes,2,opt,name=subject,proto3" json:"subject,omitempty"`
 	Kind    PrincipalKind `protobuf:"varint,3,opt,name=kind,proto3,enum=fmgate.identity.v1.PrincipalKind" json:"kind,omitempty"`
-	TeamId  string        `protobuf:"bytes,4,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
-	Roles   []string      `protobuf:"bytes,5,rep,name=roles,proto3" json:"roles,omitempty"`
-	// Free attributes such as jurisdiction or cost centre.
+	// The caller's team; empty for none. For an API key, its user's or service account's
+	// when that is stored, else the key's own; for a bearer token, the issuer's mapping.
+	TeamId string `protobuf:"bytes,4,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	// Built-in or custom role ids, from the same source as team_id.
+	Roles []string `protobuf:"bytes,5,rep,name=roles,proto3" json:"roles,omitempty"`
+	// Free attributes such as jurisdiction or cost centre: the stored team's, overridden by
+	// the caller's own.
 	Attributes map[string]string `protobuf:"bytes,6,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// The API key the caller used; empty for a bearer token.
 	ApiKeyId string `protobuf:"bytes,7,opt,name=api_key_id,json=apiKeyId,proto3" json:"api_key_id,omitempty"`
@@ -544,7 +604,10 @@ type ApiKey struct {
 	// Unset: the key is not revoked.
 	RevokeTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=revoke_time,json=revokeTime,proto3" json:"revoke_time,omitempty"`
 	// The principal's subject, such as "user:alice" or "svc:billing-bot".
-	Subject       string `protobuf:"bytes,11,opt,name=subject,proto3" json:"subject,omitempty"`
+	Subject string `protobuf:"bytes,11,opt,name=subject,proto3" json:"subject,omitempty"`
+	// Output only: the team of the key's user or service account (it follows the owner when
+	// the owner changes team), or, for a key whose owner is not stored, the key's own.
+	TeamId        string `protobuf:"bytes,12,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -656,6 +719,13 @@ func (x *ApiKey) GetSubject() string {
 	return ""
 }
 
+func (x *ApiKey) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
 // CreateApiKeyRequest describes the key to create.
 type CreateApiKeyRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
@@ -667,8 +737,10 @@ type CreateApiKeyRequest struct {
 	OwnerKind PrincipalKind `protobuf:"varint,4,opt,name=owner_kind,json=ownerKind,proto3,enum=fmgate.identity.v1.PrincipalKind" json:"owner_kind,omitempty"`
 	OwnerId   string        `protobuf:"bytes,5,opt,name=owner_id,json=ownerId,proto3" json:"owner_id,omitempty"`
 	// Optional; must be in the future.
-	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
-	Scopes        *ApiKeyScopes          `protobuf:"bytes,7,opt,name=scopes,proto3" json:"scopes,omitempty"`
+	ExpireTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	Scopes     *ApiKeyScopes          `protobuf:"bytes,7,opt,name=scopes,proto3" json:"scopes,omitempty"`
+	// When set, the owner must belong to this team (NOT_FOUND naming owner_id otherwise).
+	TeamId        string `protobuf:"bytes,8,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -752,11 +824,22 @@ func (x *CreateApiKeyRequest) GetScopes() *ApiKeyScopes {
 	return nil
 }
 
+func (x *CreateApiKeyRequest) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
 // CreateApiKeyResponse is the new key and its secret, shown this once.
 type CreateApiKeyResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ApiKey        *ApiKey                `protobuf:"bytes,1,opt,name=api_key,json=apiKey,proto3" json:"api_key,omitempty"`
-	Secret        string                 `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	ApiKey *ApiKey                `protobuf:"bytes,1,opt,name=api_key,json=apiKey,proto3" json:"api_key,omitempty"`
+	// The secret: never stored, never logged, never in the audit trail.
+	Secret string `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
+	// The same key as api_key. The admin layer records before and after, and never the
+	// secret.
+	After         *ApiKey `protobuf:"bytes,3,opt,name=after,proto3" json:"after,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -805,20 +888,136 @@ func (x *CreateApiKeyResponse) GetSecret() string {
 	return ""
 }
 
+func (x *CreateApiKeyResponse) GetAfter() *ApiKey {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+// GetApiKeyRequest names a key.
+type GetApiKeyRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	ApiKeyId       string                 `protobuf:"bytes,2,opt,name=api_key_id,json=apiKeyId,proto3" json:"api_key_id,omitempty"`
+	// When set, a key of another team is NOT_FOUND.
+	TeamId        string `protobuf:"bytes,3,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetApiKeyRequest) Reset() {
+	*x = GetApiKeyRequest{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetApiKeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetApiKeyRequest) ProtoMessage() {}
+
+func (x *GetApiKeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetApiKeyRequest.ProtoReflect.Descriptor instead.
+func (*GetApiKeyRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *GetApiKeyRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *GetApiKeyRequest) GetApiKeyId() string {
+	if x != nil {
+		return x.ApiKeyId
+	}
+	return ""
+}
+
+func (x *GetApiKeyRequest) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+// GetApiKeyResponse is the key, never its secret.
+type GetApiKeyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ApiKey        *ApiKey                `protobuf:"bytes,1,opt,name=api_key,json=apiKey,proto3" json:"api_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetApiKeyResponse) Reset() {
+	*x = GetApiKeyResponse{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetApiKeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetApiKeyResponse) ProtoMessage() {}
+
+func (x *GetApiKeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetApiKeyResponse.ProtoReflect.Descriptor instead.
+func (*GetApiKeyResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *GetApiKeyResponse) GetApiKey() *ApiKey {
+	if x != nil {
+		return x.ApiKey
+	}
+	return nil
+}
+
 // ListApiKeysRequest pages through an organisation's keys.
 type ListApiKeysRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
 	// At most 1000; 0 means 100.
-	PageSize      int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageSize  int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// When set, only the keys of this team (see ApiKey.team_id).
+	TeamId        string `protobuf:"bytes,4,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListApiKeysRequest) Reset() {
 	*x = ListApiKeysRequest{}
-	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[8]
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -830,7 +1029,7 @@ func (x *ListApiKeysRequest) String() string {
 func (*ListApiKeysRequest) ProtoMessage() {}
 
 func (x *ListApiKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[8]
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -843,7 +1042,7 @@ func (x *ListApiKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiKeysRequest.ProtoReflect.Descriptor instead.
 func (*ListApiKeysRequest) Descriptor() ([]byte, []int) {
-	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{8}
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListApiKeysRequest) GetOrganizationId() string {
@@ -867,6 +1066,13 @@ func (x *ListApiKeysRequest) GetPageToken() string {
 	return ""
 }
 
+func (x *ListApiKeysRequest) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
 // ListApiKeysResponse is one page of keys, ordered by id.
 type ListApiKeysResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -878,7 +1084,7 @@ type ListApiKeysResponse struct {
 
 func (x *ListApiKeysResponse) Reset() {
 	*x = ListApiKeysResponse{}
-	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[9]
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -890,7 +1096,7 @@ func (x *ListApiKeysResponse) String() string {
 func (*ListApiKeysResponse) ProtoMessage() {}
 
 func (x *ListApiKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[9]
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -903,7 +1109,7 @@ func (x *ListApiKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListApiKeysResponse.ProtoReflect.Descriptor instead.
 func (*ListApiKeysResponse) Descriptor() ([]byte, []int) {
-	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{9}
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListApiKeysResponse) GetApiKeys() []*ApiKey {
@@ -925,13 +1131,15 @@ type RevokeApiKeyRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
 	ApiKeyId       string                 `protobuf:"bytes,2,opt,name=api_key_id,json=apiKeyId,proto3" json:"api_key_id,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// When set, a key of another team is NOT_FOUND.
+	TeamId        string `protobuf:"bytes,3,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RevokeApiKeyRequest) Reset() {
 	*x = RevokeApiKeyRequest{}
-	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[10]
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -943,7 +1151,7 @@ func (x *RevokeApiKeyRequest) String() string {
 func (*RevokeApiKeyRequest) ProtoMessage() {}
 
 func (x *RevokeApiKeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[10]
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -956,7 +1164,7 @@ func (x *RevokeApiKeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiKeyRequest.ProtoReflect.Descriptor instead.
 func (*RevokeApiKeyRequest) Descriptor() ([]byte, []int) {
-	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{10}
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RevokeApiKeyRequest) GetOrganizationId() string {
@@ -973,17 +1181,27 @@ func (x *RevokeApiKeyRequest) GetApiKeyId() string {
 	return ""
 }
 
-// RevokeApiKeyResponse is the revoked key.
+func (x *RevokeApiKeyRequest) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+// RevokeApiKeyResponse is the revoked key, and the key before and after the revocation.
 type RevokeApiKeyResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ApiKey        *ApiKey                `protobuf:"bytes,1,opt,name=api_key,json=apiKey,proto3" json:"api_key,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The same key as after.
+	ApiKey        *ApiKey `protobuf:"bytes,1,opt,name=api_key,json=apiKey,proto3" json:"api_key,omitempty"`
+	Before        *ApiKey `protobuf:"bytes,2,opt,name=before,proto3" json:"before,omitempty"`
+	After         *ApiKey `protobuf:"bytes,3,opt,name=after,proto3" json:"after,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RevokeApiKeyResponse) Reset() {
 	*x = RevokeApiKeyResponse{}
-	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[11]
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -995,7 +1213,7 @@ func (x *RevokeApiKeyResponse) String() string {
 func (*RevokeApiKeyResponse) ProtoMessage() {}
 
 func (x *RevokeApiKeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[11]
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1008,12 +1226,26 @@ func (x *RevokeApiKeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeApiKeyResponse.ProtoReflect.Descriptor instead.
 func (*RevokeApiKeyResponse) Descriptor() ([]byte, []int) {
-	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{11}
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RevokeApiKeyResponse) GetApiKey() *ApiKey {
 	if x != nil {
 		return x.ApiKey
+	}
+	return nil
+}
+
+func (x *RevokeApiKeyResponse) GetBefore() *ApiKey {
+	if x != nil {
+		return x.Before
+	}
+	return nil
+}
+
+func (x *RevokeApiKeyResponse) GetAfter() *ApiKey {
+	if x != nil {
+		return x.After
 	}
 	return nil
 }
@@ -1028,7 +1260,7 @@ type WatchRevocationsRequest struct {
 
 func (x *WatchRevocationsRequest) Reset() {
 	*x = WatchRevocationsRequest{}
-	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[12]
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1040,7 +1272,7 @@ func (x *WatchRevocationsRequest) String() string {
 func (*WatchRevocationsRequest) ProtoMessage() {}
 
 func (x *WatchRevocationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[12]
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1053,7 +1285,7 @@ func (x *WatchRevocationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRevocationsRequest.ProtoReflect.Descriptor instead.
 func (*WatchRevocationsRequest) Descriptor() ([]byte, []int) {
-	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{12}
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{14}
 }
 
 // WatchRevocationsResponse is a revocation or a heartbeat.
@@ -1070,7 +1302,7 @@ type WatchRevocationsResponse struct {
 
 func (x *WatchRevocationsResponse) Reset() {
 	*x = WatchRevocationsResponse{}
-	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[13]
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1082,7 +1314,7 @@ func (x *WatchRevocationsResponse) String() string {
 func (*WatchRevocationsResponse) ProtoMessage() {}
 
 func (x *WatchRevocationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[13]
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1095,7 +1327,7 @@ func (x *WatchRevocationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRevocationsResponse.ProtoReflect.Descriptor instead.
 func (*WatchRevocationsResponse) Descriptor() ([]byte, []int) {
-	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{13}
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WatchRevocationsResponse) GetEvent() isWatchRevocationsResponse_Event {
@@ -1152,7 +1384,7 @@ type Revocation struct {
 
 func (x *Revocation) Reset() {
 	*x = Revocation{}
-	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[14]
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1164,7 +1396,7 @@ func (x *Revocation) String() string {
 func (*Revocation) ProtoMessage() {}
 
 func (x *Revocation) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[14]
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1177,7 +1409,7 @@ func (x *Revocation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revocation.ProtoReflect.Descriptor instead.
 func (*Revocation) Descriptor() ([]byte, []int) {
-	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{14}
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Revocation) GetOrganizationId() string {
@@ -1213,7 +1445,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[15]
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1225,7 +1457,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[15]
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1238,7 +1470,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{15}
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Heartbeat) GetSendTime() *timestamppb.Timestamp {
@@ -1255,11 +1487,3392 @@ func (x *Heartbeat) GetHeartbeatInterval() *durationpb.Duration {
 	return nil
 }
 
+// Organization is the record of an organisation. Every other resource names its
+// organisation by id whether or not this record is stored; the record gives it a name.
+type Organization struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1 to 128 characters of [a-z0-9._-], starting with a letter or digit.
+	OrganizationId string `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	DisplayName    string `protobuf:"bytes,2,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	// Output only.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// Output only: changes with every change of the record. Set it in an update to have the
+	// update refused (ABORTED) when the record changed since it was read.
+	Etag          string `protobuf:"bytes,5,opt,name=etag,proto3" json:"etag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Organization) Reset() {
+	*x = Organization{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Organization) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Organization) ProtoMessage() {}
+
+func (x *Organization) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Organization.ProtoReflect.Descriptor instead.
+func (*Organization) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *Organization) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *Organization) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
+func (x *Organization) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *Organization) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
+func (x *Organization) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
+// CreateOrganizationRequest stores an organisation's record.
+type CreateOrganizationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Organization  *Organization          `protobuf:"bytes,1,opt,name=organization,proto3" json:"organization,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateOrganizationRequest) Reset() {
+	*x = CreateOrganizationRequest{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateOrganizationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateOrganizationRequest) ProtoMessage() {}
+
+func (x *CreateOrganizationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateOrganizationRequest.ProtoReflect.Descriptor instead.
+func (*CreateOrganizationRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *CreateOrganizationRequest) GetOrganization() *Organization {
+	if x != nil {
+		return x.Organization
+	}
+	return nil
+}
+
+// CreateOrganizationResponse is the record as stored (before is never set).
+type CreateOrganizationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Before        *Organization          `protobuf:"bytes,1,opt,name=before,proto3" json:"before,omitempty"`
+	After         *Organization          `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateOrganizationResponse) Reset() {
+	*x = CreateOrganizationResponse{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateOrganizationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateOrganizationResponse) ProtoMessage() {}
+
+func (x *CreateOrganizationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateOrganizationResponse.ProtoReflect.Descriptor instead.
+func (*CreateOrganizationResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *CreateOrganizationResponse) GetBefore() *Organization {
+	if x != nil {
+		return x.Before
+	}
+	return nil
+}
+
+func (x *CreateOrganizationResponse) GetAfter() *Organization {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+// GetOrganizationRequest names an organisation.
+type GetOrganizationRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *GetOrganizationRequest) Reset() {
+	*x = GetOrganizationRequest{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetOrganizationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetOrganizationRequest) ProtoMessage() {}
+
+func (x *GetOrganizationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetOrganizationRequest.ProtoReflect.Descriptor instead.
+func (*GetOrganizationRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *GetOrganizationRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+// GetOrganizationResponse is the organisation's record.
+type GetOrganizationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Organization  *Organization          `protobuf:"bytes,1,opt,name=organization,proto3" json:"organization,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetOrganizationResponse) Reset() {
+	*x = GetOrganizationResponse{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetOrganizationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetOrganizationResponse) ProtoMessage() {}
+
+func (x *GetOrganizationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetOrganizationResponse.ProtoReflect.Descriptor instead.
+func (*GetOrganizationResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *GetOrganizationResponse) GetOrganization() *Organization {
+	if x != nil {
+		return x.Organization
+	}
+	return nil
+}
+
+// UpdateOrganizationRequest changes the record named by organization.organization_id.
+type UpdateOrganizationRequest struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Organization *Organization          `protobuf:"bytes,1,opt,name=organization,proto3" json:"organization,omitempty"`
+	// Fields to change, by proto name; empty or "*" changes every field that can change
+	// (display_name).
+	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateOrganizationRequest) Reset() {
+	*x = UpdateOrganizationRequest{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateOrganizationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateOrganizationRequest) ProtoMessage() {}
+
+func (x *UpdateOrganizationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateOrganizationRequest.ProtoReflect.Descriptor instead.
+func (*UpdateOrganizationRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *UpdateOrganizationRequest) GetOrganization() *Organization {
+	if x != nil {
+		return x.Organization
+	}
+	return nil
+}
+
+func (x *UpdateOrganizationRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
+	}
+	return nil
+}
+
+// UpdateOrganizationResponse is the record before and after the change.
+type UpdateOrganizationResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Before        *Organization          `protobuf:"bytes,1,opt,name=before,proto3" json:"before,omitempty"`
+	After         *Organization          `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateOrganizationResponse) Reset() {
+	*x = UpdateOrganizationResponse{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateOrganizationResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateOrganizationResponse) ProtoMessage() {}
+
+func (x *UpdateOrganizationResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateOrganizationResponse.ProtoReflect.Descriptor instead.
+func (*UpdateOrganizationResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *UpdateOrganizationResponse) GetBefore() *Organization {
+	if x != nil {
+		return x.Before
+	}
+	return nil
+}
+
+func (x *UpdateOrganizationResponse) GetAfter() *Organization {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+// Team is a group of users and service accounts. Its attributes (such as jurisdiction or
+// handles_phi) are its members' principal attributes unless a member's own override them.
+type Team struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	// 1 to 128 characters of [a-z0-9._-], starting with a letter or digit.
+	Id          string            `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	DisplayName string            `protobuf:"bytes,3,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	Attributes  map[string]string `protobuf:"bytes,4,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Output only.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// See Organization.etag.
+	Etag          string `protobuf:"bytes,7,opt,name=etag,proto3" json:"etag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Team) Reset() {
+	*x = Team{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Team) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Team) ProtoMessage() {}
+
+func (x *Team) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Team.ProtoReflect.Descriptor instead.
+func (*Team) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *Team) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *Team) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Team) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
+func (x *Team) GetAttributes() map[string]string {
+	if x != nil {
+		return x.Attributes
+	}
+	return nil
+}
+
+func (x *Team) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *Team) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
+func (x *Team) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
+// CreateTeamRequest adds team.
+type CreateTeamRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Team          *Team                  `protobuf:"bytes,1,opt,name=team,proto3" json:"team,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateTeamRequest) Reset() {
+	*x = CreateTeamRequest{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTeamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTeamRequest) ProtoMessage() {}
+
+func (x *CreateTeamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTeamRequest.ProtoReflect.Descriptor instead.
+func (*CreateTeamRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *CreateTeamRequest) GetTeam() *Team {
+	if x != nil {
+		return x.Team
+	}
+	return nil
+}
+
+// CreateTeamResponse is the team as stored (before is never set).
+type CreateTeamResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Before        *Team                  `protobuf:"bytes,1,opt,name=before,proto3" json:"before,omitempty"`
+	After         *Team                  `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateTeamResponse) Reset() {
+	*x = CreateTeamResponse{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTeamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTeamResponse) ProtoMessage() {}
+
+func (x *CreateTeamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTeamResponse.ProtoReflect.Descriptor instead.
+func (*CreateTeamResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *CreateTeamResponse) GetBefore() *Team {
+	if x != nil {
+		return x.Before
+	}
+	return nil
+}
+
+func (x *CreateTeamResponse) GetAfter() *Team {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+// GetTeamRequest names a team.
+type GetTeamRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	Id             string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *GetTeamRequest) Reset() {
+	*x = GetTeamRequest{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTeamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTeamRequest) ProtoMessage() {}
+
+func (x *GetTeamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTeamRequest.ProtoReflect.Descriptor instead.
+func (*GetTeamRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *GetTeamRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *GetTeamRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// GetTeamResponse is the team.
+type GetTeamResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Team          *Team                  `protobuf:"bytes,1,opt,name=team,proto3" json:"team,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetTeamResponse) Reset() {
+	*x = GetTeamResponse{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetTeamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetTeamResponse) ProtoMessage() {}
+
+func (x *GetTeamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetTeamResponse.ProtoReflect.Descriptor instead.
+func (*GetTeamResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *GetTeamResponse) GetTeam() *Team {
+	if x != nil {
+		return x.Team
+	}
+	return nil
+}
+
+// ListTeamsRequest pages through an organisation's teams.
+type ListTeamsRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	// At most 1000; 0 means 100.
+	PageSize      int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTeamsRequest) Reset() {
+	*x = ListTeamsRequest{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTeamsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTeamsRequest) ProtoMessage() {}
+
+func (x *ListTeamsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTeamsRequest.ProtoReflect.Descriptor instead.
+func (*ListTeamsRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ListTeamsRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *ListTeamsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListTeamsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListTeamsResponse is one page of teams, ordered by id.
+type ListTeamsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Teams         []*Team                `protobuf:"bytes,1,rep,name=teams,proto3" json:"teams,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTeamsResponse) Reset() {
+	*x = ListTeamsResponse{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTeamsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTeamsResponse) ProtoMessage() {}
+
+func (x *ListTeamsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTeamsResponse.ProtoReflect.Descriptor instead.
+func (*ListTeamsResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ListTeamsResponse) GetTeams() []*Team {
+	if x != nil {
+		return x.Teams
+	}
+	return nil
+}
+
+func (x *ListTeamsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// UpdateTeamRequest changes the team named by team.organization_id and team.id.
+type UpdateTeamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Team  *Team                  `protobuf:"bytes,1,opt,name=team,proto3" json:"team,omitempty"`
+	// Fields to change, by proto name (display_name, attributes); empty or "*" changes both.
+	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateTeamRequest) Reset() {
+	*x = UpdateTeamRequest{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateTeamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateTeamRequest) ProtoMessage() {}
+
+func (x *UpdateTeamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateTeamRequest.ProtoReflect.Descriptor instead.
+func (*UpdateTeamRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *UpdateTeamRequest) GetTeam() *Team {
+	if x != nil {
+		return x.Team
+	}
+	return nil
+}
+
+func (x *UpdateTeamRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
+	}
+	return nil
+}
+
+// UpdateTeamResponse is the team before and after the change.
+type UpdateTeamResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Before        *Team                  `protobuf:"bytes,1,opt,name=before,proto3" json:"before,omitempty"`
+	After         *Team                  `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateTeamResponse) Reset() {
+	*x = UpdateTeamResponse{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateTeamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateTeamResponse) ProtoMessage() {}
+
+func (x *UpdateTeamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateTeamResponse.ProtoReflect.Descriptor instead.
+func (*UpdateTeamResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *UpdateTeamResponse) GetBefore() *Team {
+	if x != nil {
+		return x.Before
+	}
+	return nil
+}
+
+func (x *UpdateTeamResponse) GetAfter() *Team {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+// DeleteTeamRequest names the team to delete.
+type DeleteTeamRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	Id             string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// When set, the delete fails (ABORTED) unless it matches the stored team's.
+	Etag          string `protobuf:"bytes,3,opt,name=etag,proto3" json:"etag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteTeamRequest) Reset() {
+	*x = DeleteTeamRequest{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteTeamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteTeamRequest) ProtoMessage() {}
+
+func (x *DeleteTeamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteTeamRequest.ProtoReflect.Descriptor instead.
+func (*DeleteTeamRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *DeleteTeamRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *DeleteTeamRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *DeleteTeamRequest) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
+// DeleteTeamResponse is the deleted team (after is never set).
+type DeleteTeamResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Before        *Team                  `protobuf:"bytes,1,opt,name=before,proto3" json:"before,omitempty"`
+	After         *Team                  `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteTeamResponse) Reset() {
+	*x = DeleteTeamResponse{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteTeamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteTeamResponse) ProtoMessage() {}
+
+func (x *DeleteTeamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteTeamResponse.ProtoReflect.Descriptor instead.
+func (*DeleteTeamResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *DeleteTeamResponse) GetBefore() *Team {
+	if x != nil {
+		return x.Before
+	}
+	return nil
+}
+
+func (x *DeleteTeamResponse) GetAfter() *Team {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+// User is a person of the organisation. Its API keys act with its team, roles and
+// attributes as they are when a key is used.
+type User struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	// 1 to 128 characters of [a-z0-9._-], starting with a letter or digit. Its principals'
+	// subject is "user:<id>".
+	Id string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// Optional; an email address when set.
+	Email       string `protobuf:"bytes,3,opt,name=email,proto3" json:"email,omitempty"`
+	DisplayName string `protobuf:"bytes,4,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	// Optional; a team of the organisation.
+	TeamId string `protobuf:"bytes,5,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	// Built-in role ids or custom roles of the organisation.
+	Roles []string `protobuf:"bytes,6,rep,name=roles,proto3" json:"roles,omitempty"`
+	// Free attributes such as jurisdiction; they override the team's.
+	Attributes map[string]string `protobuf:"bytes,7,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// A disabled user's API keys are refused.
+	Disabled bool `protobuf:"varint,8,opt,name=disabled,proto3" json:"disabled,omitempty"`
+	// Output only.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// See Organization.etag.
+	Etag          string `protobuf:"bytes,11,opt,name=etag,proto3" json:"etag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *User) Reset() {
+	*x = User{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *User) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*User) ProtoMessage() {}
+
+func (x *User) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use User.ProtoReflect.Descriptor instead.
+func (*User) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *User) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *User) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *User) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *User) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
+func (x *User) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *User) GetRoles() []string {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+func (x *User) GetAttributes() map[string]string {
+	if x != nil {
+		return x.Attributes
+	}
+	return nil
+}
+
+func (x *User) GetDisabled() bool {
+	if x != nil {
+		return x.Disabled
+	}
+	return false
+}
+
+func (x *User) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *User) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
+func (x *User) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
+// CreateUserRequest adds user.
+type CreateUserRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          *User                  `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateUserRequest) Reset() {
+	*x = CreateUserRequest{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateUserRequest) ProtoMessage() {}
+
+func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateUserRequest.ProtoReflect.Descriptor instead.
+func (*CreateUserRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *CreateUserRequest) GetUser() *User {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+// CreateUserResponse is the user as stored (before is never set).
+type CreateUserResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Before        *User                  `protobuf:"bytes,1,opt,name=before,proto3" json:"before,omitempty"`
+	After         *User                  `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateUserResponse) Reset() {
+	*x = CreateUserResponse{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateUserResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateUserResponse) ProtoMessage() {}
+
+func (x *CreateUserResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateUserResponse.ProtoReflect.Descriptor instead.
+func (*CreateUserResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *CreateUserResponse) GetBefore() *User {
+	if x != nil {
+		return x.Before
+	}
+	return nil
+}
+
+func (x *CreateUserResponse) GetAfter() *User {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+// GetUserRequest names a user.
+type GetUserRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	Id             string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *GetUserRequest) Reset() {
+	*x = GetUserRequest{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetUserRequest) ProtoMessage() {}
+
+func (x *GetUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetUserRequest.ProtoReflect.Descriptor instead.
+func (*GetUserRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *GetUserRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *GetUserRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// GetUserResponse is the user.
+type GetUserResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	User          *User                  `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetUserResponse) Reset() {
+	*x = GetUserResponse{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetUserResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetUserResponse) ProtoMessage() {}
+
+func (x *GetUserResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetUserResponse.ProtoReflect.Descriptor instead.
+func (*GetUserResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *GetUserResponse) GetUser() *User {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+// ListUsersRequest pages through an organisation's users.
+type ListUsersRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	// At most 1000; 0 means 100.
+	PageSize      int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUsersRequest) Reset() {
+	*x = ListUsersRequest{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUsersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUsersRequest) ProtoMessage() {}
+
+func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUsersRequest.ProtoReflect.Descriptor instead.
+func (*ListUsersRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *ListUsersRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *ListUsersRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListUsersRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListUsersResponse is one page of users, ordered by id.
+type ListUsersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Users         []*User                `protobuf:"bytes,1,rep,name=users,proto3" json:"users,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUsersResponse) Reset() {
+	*x = ListUsersResponse{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUsersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUsersResponse) ProtoMessage() {}
+
+func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUsersResponse.ProtoReflect.Descriptor instead.
+func (*ListUsersResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *ListUsersResponse) GetUsers() []*User {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+func (x *ListUsersResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// UpdateUserRequest changes the user named by user.organization_id and user.id.
+type UpdateUserRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	User  *User                  `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	// Fields to change, by proto name (email, display_name, team_id, roles, attributes,
+	// disabled); empty or "*" changes them all.
+	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateUserRequest) Reset() {
+	*x = UpdateUserRequest{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateUserRequest) ProtoMessage() {}
+
+func (x *UpdateUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateUserRequest.ProtoReflect.Descriptor instead.
+func (*UpdateUserRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *UpdateUserRequest) GetUser() *User {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+func (x *UpdateUserRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
+	}
+	return nil
+}
+
+// UpdateUserResponse is the user before and after the change.
+type UpdateUserResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Before        *User                  `protobuf:"bytes,1,opt,name=before,proto3" json:"before,omitempty"`
+	After         *User                  `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateUserResponse) Reset() {
+	*x = UpdateUserResponse{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateUserResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateUserResponse) ProtoMessage() {}
+
+func (x *UpdateUserResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateUserResponse.ProtoReflect.Descriptor instead.
+func (*UpdateUserResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *UpdateUserResponse) GetBefore() *User {
+	if x != nil {
+		return x.Before
+	}
+	return nil
+}
+
+func (x *UpdateUserResponse) GetAfter() *User {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+// DeleteUserRequest names the user to delete.
+type DeleteUserRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	Id             string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// When set, the delete fails (ABORTED) unless it matches the stored user's.
+	Etag          string `protobuf:"bytes,3,opt,name=etag,proto3" json:"etag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteUserRequest) Reset() {
+	*x = DeleteUserRequest{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteUserRequest) ProtoMessage() {}
+
+func (x *DeleteUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteUserRequest.ProtoReflect.Descriptor instead.
+func (*DeleteUserRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *DeleteUserRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *DeleteUserRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *DeleteUserRequest) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
+// DeleteUserResponse is the deleted user (after is never set).
+type DeleteUserResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Before        *User                  `protobuf:"bytes,1,opt,name=before,proto3" json:"before,omitempty"`
+	After         *User                  `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteUserResponse) Reset() {
+	*x = DeleteUserResponse{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteUserResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteUserResponse) ProtoMessage() {}
+
+func (x *DeleteUserResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteUserResponse.ProtoReflect.Descriptor instead.
+func (*DeleteUserResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *DeleteUserResponse) GetBefore() *User {
+	if x != nil {
+		return x.Before
+	}
+	return nil
+}
+
+func (x *DeleteUserResponse) GetAfter() *User {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+// ServiceAccount is a program of the organisation; as User, without an email. Its
+// principals' subject is "svc:<id>".
+type ServiceAccount struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	Id             string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	DisplayName    string                 `protobuf:"bytes,3,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	TeamId         string                 `protobuf:"bytes,4,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	Roles          []string               `protobuf:"bytes,5,rep,name=roles,proto3" json:"roles,omitempty"`
+	Attributes     map[string]string      `protobuf:"bytes,6,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Disabled       bool                   `protobuf:"varint,7,opt,name=disabled,proto3" json:"disabled,omitempty"`
+	// Output only.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// See Organization.etag.
+	Etag          string `protobuf:"bytes,10,opt,name=etag,proto3" json:"etag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceAccount) Reset() {
+	*x = ServiceAccount{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceAccount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceAccount) ProtoMessage() {}
+
+func (x *ServiceAccount) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceAccount.ProtoReflect.Descriptor instead.
+func (*ServiceAccount) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *ServiceAccount) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *ServiceAccount) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ServiceAccount) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
+func (x *ServiceAccount) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *ServiceAccount) GetRoles() []string {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+func (x *ServiceAccount) GetAttributes() map[string]string {
+	if x != nil {
+		return x.Attributes
+	}
+	return nil
+}
+
+func (x *ServiceAccount) GetDisabled() bool {
+	if x != nil {
+		return x.Disabled
+	}
+	return false
+}
+
+func (x *ServiceAccount) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *ServiceAccount) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
+func (x *ServiceAccount) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
+// CreateServiceAccountRequest adds service_account.
+type CreateServiceAccountRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	ServiceAccount *ServiceAccount        `protobuf:"bytes,1,opt,name=service_account,json=serviceAccount,proto3" json:"service_account,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *CreateServiceAccountRequest) Reset() {
+	*x = CreateServiceAccountRequest{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateServiceAccountRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateServiceAccountRequest) ProtoMessage() {}
+
+func (x *CreateServiceAccountRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateServiceAccountRequest.ProtoReflect.Descriptor instead.
+func (*CreateServiceAccountRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *CreateServiceAccountRequest) GetServiceAccount() *ServiceAccount {
+	if x != nil {
+		return x.ServiceAccount
+	}
+	return nil
+}
+
+// CreateServiceAccountResponse is the service account as stored (before is never set).
+type CreateServiceAccountResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Before        *ServiceAccount        `protobuf:"bytes,1,opt,name=before,proto3" json:"before,omitempty"`
+	After         *ServiceAccount        `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateServiceAccountResponse) Reset() {
+	*x = CreateServiceAccountResponse{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateServiceAccountResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateServiceAccountResponse) ProtoMessage() {}
+
+func (x *CreateServiceAccountResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateServiceAccountResponse.ProtoReflect.Descriptor instead.
+func (*CreateServiceAccountResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *CreateServiceAccountResponse) GetBefore() *ServiceAccount {
+	if x != nil {
+		return x.Before
+	}
+	return nil
+}
+
+func (x *CreateServiceAccountResponse) GetAfter() *ServiceAccount {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+// GetServiceAccountRequest names a service account.
+type GetServiceAccountRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	Id             string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *GetServiceAccountRequest) Reset() {
+	*x = GetServiceAccountRequest{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetServiceAccountRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetServiceAccountRequest) ProtoMessage() {}
+
+func (x *GetServiceAccountRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetServiceAccountRequest.ProtoReflect.Descriptor instead.
+func (*GetServiceAccountRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *GetServiceAccountRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *GetServiceAccountRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// GetServiceAccountResponse is the service account.
+type GetServiceAccountResponse struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	ServiceAccount *ServiceAccount        `protobuf:"bytes,1,opt,name=service_account,json=serviceAccount,proto3" json:"service_account,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *GetServiceAccountResponse) Reset() {
+	*x = GetServiceAccountResponse{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetServiceAccountResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetServiceAccountResponse) ProtoMessage() {}
+
+func (x *GetServiceAccountResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetServiceAccountResponse.ProtoReflect.Descriptor instead.
+func (*GetServiceAccountResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *GetServiceAccountResponse) GetServiceAccount() *ServiceAccount {
+	if x != nil {
+		return x.ServiceAccount
+	}
+	return nil
+}
+
+// ListServiceAccountsRequest pages through an organisation's service accounts.
+type ListServiceAccountsRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	// At most 1000; 0 means 100.
+	PageSize      int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListServiceAccountsRequest) Reset() {
+	*x = ListServiceAccountsRequest{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListServiceAccountsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListServiceAccountsRequest) ProtoMessage() {}
+
+func (x *ListServiceAccountsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListServiceAccountsRequest.ProtoReflect.Descriptor instead.
+func (*ListServiceAccountsRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *ListServiceAccountsRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *ListServiceAccountsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListServiceAccountsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListServiceAccountsResponse is one page of service accounts, ordered by id.
+type ListServiceAccountsResponse struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	ServiceAccounts []*ServiceAccount      `protobuf:"bytes,1,rep,name=service_accounts,json=serviceAccounts,proto3" json:"service_accounts,omitempty"`
+	NextPageToken   string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ListServiceAccountsResponse) Reset() {
+	*x = ListServiceAccountsResponse{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListServiceAccountsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListServiceAccountsResponse) ProtoMessage() {}
+
+func (x *ListServiceAccountsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListServiceAccountsResponse.ProtoReflect.Descriptor instead.
+func (*ListServiceAccountsResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *ListServiceAccountsResponse) GetServiceAccounts() []*ServiceAccount {
+	if x != nil {
+		return x.ServiceAccounts
+	}
+	return nil
+}
+
+func (x *ListServiceAccountsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// UpdateServiceAccountRequest changes the service account named by
+// service_account.organization_id and service_account.id.
+type UpdateServiceAccountRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	ServiceAccount *ServiceAccount        `protobuf:"bytes,1,opt,name=service_account,json=serviceAccount,proto3" json:"service_account,omitempty"`
+	// Fields to change, by proto name (display_name, team_id, roles, attributes, disabled);
+	// empty or "*" changes them all.
+	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateServiceAccountRequest) Reset() {
+	*x = UpdateServiceAccountRequest{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateServiceAccountRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateServiceAccountRequest) ProtoMessage() {}
+
+func (x *UpdateServiceAccountRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateServiceAccountRequest.ProtoReflect.Descriptor instead.
+func (*UpdateServiceAccountRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *UpdateServiceAccountRequest) GetServiceAccount() *ServiceAccount {
+	if x != nil {
+		return x.ServiceAccount
+	}
+	return nil
+}
+
+func (x *UpdateServiceAccountRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
+	}
+	return nil
+}
+
+// UpdateServiceAccountResponse is the service account before and after the change.
+type UpdateServiceAccountResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Before        *ServiceAccount        `protobuf:"bytes,1,opt,name=before,proto3" json:"before,omitempty"`
+	After         *ServiceAccount        `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateServiceAccountResponse) Reset() {
+	*x = UpdateServiceAccountResponse{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateServiceAccountResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateServiceAccountResponse) ProtoMessage() {}
+
+func (x *UpdateServiceAccountResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateServiceAccountResponse.ProtoReflect.Descriptor instead.
+func (*UpdateServiceAccountResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *UpdateServiceAccountResponse) GetBefore() *ServiceAccount {
+	if x != nil {
+		return x.Before
+	}
+	return nil
+}
+
+func (x *UpdateServiceAccountResponse) GetAfter() *ServiceAccount {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+// DeleteServiceAccountRequest names the service account to delete.
+type DeleteServiceAccountRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	Id             string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// When set, the delete fails (ABORTED) unless it matches the stored service account's.
+	Etag          string `protobuf:"bytes,3,opt,name=etag,proto3" json:"etag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteServiceAccountRequest) Reset() {
+	*x = DeleteServiceAccountRequest{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteServiceAccountRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteServiceAccountRequest) ProtoMessage() {}
+
+func (x *DeleteServiceAccountRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteServiceAccountRequest.ProtoReflect.Descriptor instead.
+func (*DeleteServiceAccountRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *DeleteServiceAccountRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *DeleteServiceAccountRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *DeleteServiceAccountRequest) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
+// DeleteServiceAccountResponse is the deleted service account (after is never set).
+type DeleteServiceAccountResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Before        *ServiceAccount        `protobuf:"bytes,1,opt,name=before,proto3" json:"before,omitempty"`
+	After         *ServiceAccount        `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteServiceAccountResponse) Reset() {
+	*x = DeleteServiceAccountResponse{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteServiceAccountResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteServiceAccountResponse) ProtoMessage() {}
+
+func (x *DeleteServiceAccountResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteServiceAccountResponse.ProtoReflect.Descriptor instead.
+func (*DeleteServiceAccountResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *DeleteServiceAccountResponse) GetBefore() *ServiceAccount {
+	if x != nil {
+		return x.Before
+	}
+	return nil
+}
+
+func (x *DeleteServiceAccountResponse) GetAfter() *ServiceAccount {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+// Role is a named set of permissions. Built-in roles (org_admin, model_admin, policy_admin,
+// auditor: organisation scope; developer, viewer: team scope) exist in every organisation
+// and never change; organisations add custom roles.
+type Role struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	// 1 to 128 characters of [a-z0-9._-], starting with a letter or digit; not a built-in
+	// role's id.
+	Id          string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	DisplayName string `protobuf:"bytes,3,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	// Permissions ("models.read", "keys.write", ...), each known and listed once.
+	Permissions []string  `protobuf:"bytes,4,rep,name=permissions,proto3" json:"permissions,omitempty"`
+	Scope       RoleScope `protobuf:"varint,5,opt,name=scope,proto3,enum=fmgate.identity.v1.RoleScope" json:"scope,omitempty"`
+	// Output only: a built-in role.
+	Builtin bool `protobuf:"varint,6,opt,name=builtin,proto3" json:"builtin,omitempty"`
+	// Output only; unset for built-in roles.
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	UpdateTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// See Organization.etag.
+	Etag          string `protobuf:"bytes,9,opt,name=etag,proto3" json:"etag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Role) Reset() {
+	*x = Role{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Role) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Role) ProtoMessage() {}
+
+func (x *Role) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Role.ProtoReflect.Descriptor instead.
+func (*Role) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *Role) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *Role) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Role) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
+func (x *Role) GetPermissions() []string {
+	if x != nil {
+		return x.Permissions
+	}
+	return nil
+}
+
+func (x *Role) GetScope() RoleScope {
+	if x != nil {
+		return x.Scope
+	}
+	return RoleScope_ROLE_SCOPE_UNSPECIFIED
+}
+
+func (x *Role) GetBuiltin() bool {
+	if x != nil {
+		return x.Builtin
+	}
+	return false
+}
+
+func (x *Role) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *Role) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
+func (x *Role) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
+// CreateRoleRequest adds a custom role.
+type CreateRoleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Role          *Role                  `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateRoleRequest) Reset() {
+	*x = CreateRoleRequest{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateRoleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateRoleRequest) ProtoMessage() {}
+
+func (x *CreateRoleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateRoleRequest.ProtoReflect.Descriptor instead.
+func (*CreateRoleRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *CreateRoleRequest) GetRole() *Role {
+	if x != nil {
+		return x.Role
+	}
+	return nil
+}
+
+// CreateRoleResponse is the role as stored (before is never set).
+type CreateRoleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Before        *Role                  `protobuf:"bytes,1,opt,name=before,proto3" json:"before,omitempty"`
+	After         *Role                  `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateRoleResponse) Reset() {
+	*x = CreateRoleResponse{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateRoleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateRoleResponse) ProtoMessage() {}
+
+func (x *CreateRoleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateRoleResponse.ProtoReflect.Descriptor instead.
+func (*CreateRoleResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *CreateRoleResponse) GetBefore() *Role {
+	if x != nil {
+		return x.Before
+	}
+	return nil
+}
+
+func (x *CreateRoleResponse) GetAfter() *Role {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+// GetRoleRequest names a role.
+type GetRoleRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	Id             string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *GetRoleRequest) Reset() {
+	*x = GetRoleRequest{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRoleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRoleRequest) ProtoMessage() {}
+
+func (x *GetRoleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRoleRequest.ProtoReflect.Descriptor instead.
+func (*GetRoleRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *GetRoleRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *GetRoleRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// GetRoleResponse is the role.
+type GetRoleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Role          *Role                  `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRoleResponse) Reset() {
+	*x = GetRoleResponse{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRoleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRoleResponse) ProtoMessage() {}
+
+func (x *GetRoleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRoleResponse.ProtoReflect.Descriptor instead.
+func (*GetRoleResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *GetRoleResponse) GetRole() *Role {
+	if x != nil {
+		return x.Role
+	}
+	return nil
+}
+
+// ListRolesRequest pages through the roles of an organisation, built-in ones included.
+type ListRolesRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	// At most 1000; 0 means 100.
+	PageSize      int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRolesRequest) Reset() {
+	*x = ListRolesRequest{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRolesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRolesRequest) ProtoMessage() {}
+
+func (x *ListRolesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRolesRequest.ProtoReflect.Descriptor instead.
+func (*ListRolesRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *ListRolesRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *ListRolesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListRolesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListRolesResponse is one page of roles, ordered by id.
+type ListRolesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Roles         []*Role                `protobuf:"bytes,1,rep,name=roles,proto3" json:"roles,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRolesResponse) Reset() {
+	*x = ListRolesResponse{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRolesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRolesResponse) ProtoMessage() {}
+
+func (x *ListRolesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRolesResponse.ProtoReflect.Descriptor instead.
+func (*ListRolesResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *ListRolesResponse) GetRoles() []*Role {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+func (x *ListRolesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// UpdateRoleRequest changes the custom role named by role.organization_id and role.id.
+type UpdateRoleRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Role  *Role                  `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	// Fields to change, by proto name (display_name, permissions, scope); empty or "*"
+	// changes them all.
+	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateRoleRequest) Reset() {
+	*x = UpdateRoleRequest{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateRoleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateRoleRequest) ProtoMessage() {}
+
+func (x *UpdateRoleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateRoleRequest.ProtoReflect.Descriptor instead.
+func (*UpdateRoleRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *UpdateRoleRequest) GetRole() *Role {
+	if x != nil {
+		return x.Role
+	}
+	return nil
+}
+
+func (x *UpdateRoleRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
+	}
+	return nil
+}
+
+// UpdateRoleResponse is the role before and after the change.
+type UpdateRoleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Before        *Role                  `protobuf:"bytes,1,opt,name=before,proto3" json:"before,omitempty"`
+	After         *Role                  `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateRoleResponse) Reset() {
+	*x = UpdateRoleResponse{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateRoleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateRoleResponse) ProtoMessage() {}
+
+func (x *UpdateRoleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateRoleResponse.ProtoReflect.Descriptor instead.
+func (*UpdateRoleResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *UpdateRoleResponse) GetBefore() *Role {
+	if x != nil {
+		return x.Before
+	}
+	return nil
+}
+
+func (x *UpdateRoleResponse) GetAfter() *Role {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+// DeleteRoleRequest names the custom role to delete.
+type DeleteRoleRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	Id             string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// When set, the delete fails (ABORTED) unless it matches the stored role's.
+	Etag          string `protobuf:"bytes,3,opt,name=etag,proto3" json:"etag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteRoleRequest) Reset() {
+	*x = DeleteRoleRequest{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteRoleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteRoleRequest) ProtoMessage() {}
+
+func (x *DeleteRoleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteRoleRequest.ProtoReflect.Descriptor instead.
+func (*DeleteRoleRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *DeleteRoleRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *DeleteRoleRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *DeleteRoleRequest) GetEtag() string {
+	if x != nil {
+		return x.Etag
+	}
+	return ""
+}
+
+// DeleteRoleResponse is the deleted role (after is never set).
+type DeleteRoleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Before        *Role                  `protobuf:"bytes,1,opt,name=before,proto3" json:"before,omitempty"`
+	After         *Role                  `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteRoleResponse) Reset() {
+	*x = DeleteRoleResponse{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteRoleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteRoleResponse) ProtoMessage() {}
+
+func (x *DeleteRoleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteRoleResponse.ProtoReflect.Descriptor instead.
+func (*DeleteRoleResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *DeleteRoleResponse) GetBefore() *Role {
+	if x != nil {
+		return x.Before
+	}
+	return nil
+}
+
+func (x *DeleteRoleResponse) GetAfter() *Role {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+// AcceptLicenseRequest records a team's acceptance of a model's licence.
+type AcceptLicenseRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	// The team that accepts. Required.
+	TeamId string `protobuf:"bytes,2,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	// The registry model name. Required.
+	Model string `protobuf:"bytes,3,opt,name=model,proto3" json:"model,omitempty"`
+	// The licence's name and version as the model card gives them. Required.
+	LicenseName    string `protobuf:"bytes,4,opt,name=license_name,json=licenseName,proto3" json:"license_name,omitempty"`
+	LicenseVersion string `protobuf:"bytes,5,opt,name=license_version,json=licenseVersion,proto3" json:"license_version,omitempty"`
+	// Who accepts: the caller's subject.
+	AcceptedBy    string `protobuf:"bytes,6,opt,name=accepted_by,json=acceptedBy,proto3" json:"accepted_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcceptLicenseRequest) Reset() {
+	*x = AcceptLicenseRequest{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcceptLicenseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcceptLicenseRequest) ProtoMessage() {}
+
+func (x *AcceptLicenseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcceptLicenseRequest.ProtoReflect.Descriptor instead.
+func (*AcceptLicenseRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *AcceptLicenseRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *AcceptLicenseRequest) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *AcceptLicenseRequest) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *AcceptLicenseRequest) GetLicenseName() string {
+	if x != nil {
+		return x.LicenseName
+	}
+	return ""
+}
+
+func (x *AcceptLicenseRequest) GetLicenseVersion() string {
+	if x != nil {
+		return x.LicenseVersion
+	}
+	return ""
+}
+
+func (x *AcceptLicenseRequest) GetAcceptedBy() string {
+	if x != nil {
+		return x.AcceptedBy
+	}
+	return ""
+}
+
+// AcceptLicenseResponse is the acceptance as stored: before is the acceptance already
+// recorded, if any (then after equals it).
+type AcceptLicenseResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Before        *LicenseAcceptance     `protobuf:"bytes,1,opt,name=before,proto3" json:"before,omitempty"`
+	After         *LicenseAcceptance     `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcceptLicenseResponse) Reset() {
+	*x = AcceptLicenseResponse{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcceptLicenseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcceptLicenseResponse) ProtoMessage() {}
+
+func (x *AcceptLicenseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcceptLicenseResponse.ProtoReflect.Descriptor instead.
+func (*AcceptLicenseResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *AcceptLicenseResponse) GetBefore() *LicenseAcceptance {
+	if x != nil {
+		return x.Before
+	}
+	return nil
+}
+
+func (x *AcceptLicenseResponse) GetAfter() *LicenseAcceptance {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
+// ListLicenseAcceptancesRequest pages through an organisation's licence acceptances.
+type ListLicenseAcceptancesRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	// When set, only this team's acceptances.
+	TeamId string `protobuf:"bytes,2,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	// At most 1000; 0 means 100.
+	PageSize      int32  `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListLicenseAcceptancesRequest) Reset() {
+	*x = ListLicenseAcceptancesRequest{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListLicenseAcceptancesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListLicenseAcceptancesRequest) ProtoMessage() {}
+
+func (x *ListLicenseAcceptancesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListLicenseAcceptancesRequest.ProtoReflect.Descriptor instead.
+func (*ListLicenseAcceptancesRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{71}
+}
+
+func (x *ListLicenseAcceptancesRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *ListLicenseAcceptancesRequest) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *ListLicenseAcceptancesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListLicenseAcceptancesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// ListLicenseAcceptancesResponse is one page of acceptances, ordered by team, model,
+// licence name and version.
+type ListLicenseAcceptancesResponse struct {
+	state              protoimpl.MessageState `protogen:"open.v1"`
+	LicenseAcceptances []*LicenseAcceptance   `protobuf:"bytes,1,rep,name=license_acceptances,json=licenseAcceptances,proto3" json:"license_acceptances,omitempty"`
+	NextPageToken      string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
+}
+
+func (x *ListLicenseAcceptancesResponse) Reset() {
+	*x = ListLicenseAcceptancesResponse{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListLicenseAcceptancesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListLicenseAcceptancesResponse) ProtoMessage() {}
+
+func (x *ListLicenseAcceptancesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListLicenseAcceptancesResponse.ProtoReflect.Descriptor instead.
+func (*ListLicenseAcceptancesResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{72}
+}
+
+func (x *ListLicenseAcceptancesResponse) GetLicenseAcceptances() []*LicenseAcceptance {
+	if x != nil {
+		return x.LicenseAcceptances
+	}
+	return nil
+}
+
+func (x *ListLicenseAcceptancesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+// RevokeLicenseAcceptanceRequest names the acceptance to remove.
+type RevokeLicenseAcceptanceRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	TeamId         string                 `protobuf:"bytes,2,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	Model          string                 `protobuf:"bytes,3,opt,name=model,proto3" json:"model,omitempty"`
+	LicenseName    string                 `protobuf:"bytes,4,opt,name=license_name,json=licenseName,proto3" json:"license_name,omitempty"`
+	LicenseVersion string                 `protobuf:"bytes,5,opt,name=license_version,json=licenseVersion,proto3" json:"license_version,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RevokeLicenseAcceptanceRequest) Reset() {
+	*x = RevokeLicenseAcceptanceRequest{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[73]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeLicenseAcceptanceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeLicenseAcceptanceRequest) ProtoMessage() {}
+
+func (x *RevokeLicenseAcceptanceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[73]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeLicenseAcceptanceRequest.ProtoReflect.Descriptor instead.
+func (*RevokeLicenseAcceptanceRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{73}
+}
+
+func (x *RevokeLicenseAcceptanceRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *RevokeLicenseAcceptanceRequest) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *RevokeLicenseAcceptanceRequest) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *RevokeLicenseAcceptanceRequest) GetLicenseName() string {
+	if x != nil {
+		return x.LicenseName
+	}
+	return ""
+}
+
+func (x *RevokeLicenseAcceptanceRequest) GetLicenseVersion() string {
+	if x != nil {
+		return x.LicenseVersion
+	}
+	return ""
+}
+
+// RevokeLicenseAcceptanceResponse is the removed acceptance (after is never set).
+type RevokeLicenseAcceptanceResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Before        *LicenseAcceptance     `protobuf:"bytes,1,opt,name=before,proto3" json:"before,omitempty"`
+	After         *LicenseAcceptance     `protobuf:"bytes,2,opt,name=after,proto3" json:"after,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RevokeLicenseAcceptanceResponse) Reset() {
+	*x = RevokeLicenseAcceptanceResponse{}
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[74]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RevokeLicenseAcceptanceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RevokeLicenseAcceptanceResponse) ProtoMessage() {}
+
+func (x *RevokeLicenseAcceptanceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_identity_v1_identity_proto_msgTypes[74]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RevokeLicenseAcceptanceResponse.ProtoReflect.Descriptor instead.
+func (*RevokeLicenseAcceptanceResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_identity_v1_identity_proto_rawDescGZIP(), []int{74}
+}
+
+func (x *RevokeLicenseAcceptanceResponse) GetBefore() *LicenseAcceptance {
+	if x != nil {
+		return x.Before
+	}
+	return nil
+}
+
+func (x *RevokeLicenseAcceptanceResponse) GetAfter() *LicenseAcceptance {
+	if x != nil {
+		return x.After
+	}
+	return nil
+}
+
 var File_fmgate_identity_v1_identity_proto protoreflect.FileDescriptor
 
 const file_fmgate_identity_v1_identity_proto_rawDesc = "" +
 	"\n" +
-	"!fmgate/identity/v1/identity.proto\x12\x12fmgate.identity.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"5\n" +
+	"!fmgate/identity/v1/identity.proto\x12\x12fmgate.identity.v1\x1a\x1cfmgate/admin/v1/access.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"5\n" +
 	"\x13AuthenticateRequest\x12\x1e\n" +
 	"\n" +
 	"credential\x18\x01 \x01(\tR\n" +
@@ -1302,7 +4915,7 @@ const file_fmgate_identity_v1_identity_proto_rawDesc = "" +
 	"\vaccepted_by\x18\x06 \x01(\tR\n" +
 	"acceptedBy\x12;\n" +
 	"\vaccept_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"acceptTime\"\xf2\x03\n" +
+	"acceptTime\"\x8b\x04\n" +
 	"\x06ApiKey\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x1c\n" +
 	"\n" +
@@ -1320,7 +4933,8 @@ const file_fmgate_identity_v1_identity_proto_rawDesc = "" +
 	"\vrevoke_time\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"revokeTime\x12\x18\n" +
-	"\asubject\x18\v \x01(\tR\asubject\"\xd3\x02\n" +
+	"\asubject\x18\v \x01(\tR\asubject\x12\x17\n" +
+	"\ateam_id\x18\f \x01(\tR\x06teamId\"\xf2\x02\n" +
 	"\x13CreateApiKeyRequest\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x1c\n" +
 	"\n" +
@@ -1331,24 +4945,37 @@ const file_fmgate_identity_v1_identity_proto_rawDesc = "" +
 	"\bowner_id\x18\x05 \x01(\tR\aownerId\x12;\n" +
 	"\vexpire_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"expireTime\x128\n" +
-	"\x06scopes\x18\a \x01(\v2 .fmgate.identity.v1.ApiKeyScopesR\x06scopes\"c\n" +
+	"\x06scopes\x18\a \x01(\v2 .fmgate.identity.v1.ApiKeyScopesR\x06scopes\x12\x1d\n" +
+	"\ateam_id\x18\b \x01(\tB\x04\xb8\xe1\x18\x02R\x06teamId\"\x95\x01\n" +
 	"\x14CreateApiKeyResponse\x123\n" +
 	"\aapi_key\x18\x01 \x01(\v2\x1a.fmgate.identity.v1.ApiKeyR\x06apiKey\x12\x16\n" +
-	"\x06secret\x18\x02 \x01(\tR\x06secret\"y\n" +
+	"\x06secret\x18\x02 \x01(\tR\x06secret\x120\n" +
+	"\x05after\x18\x03 \x01(\v2\x1a.fmgate.identity.v1.ApiKeyR\x05after\"x\n" +
+	"\x10GetApiKeyRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x1c\n" +
+	"\n" +
+	"api_key_id\x18\x02 \x01(\tR\bapiKeyId\x12\x1d\n" +
+	"\ateam_id\x18\x03 \x01(\tB\x04\xb8\xe1\x18\x02R\x06teamId\"H\n" +
+	"\x11GetApiKeyResponse\x123\n" +
+	"\aapi_key\x18\x01 \x01(\v2\x1a.fmgate.identity.v1.ApiKeyR\x06apiKey\"\x98\x01\n" +
 	"\x12ListApiKeysRequest\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x03 \x01(\tR\tpageToken\"t\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\x12\x1d\n" +
+	"\ateam_id\x18\x04 \x01(\tB\x04\xb8\xe1\x18\x02R\x06teamId\"t\n" +
 	"\x13ListApiKeysResponse\x125\n" +
 	"\bapi_keys\x18\x01 \x03(\v2\x1a.fmgate.identity.v1.ApiKeyR\aapiKeys\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\\\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"{\n" +
 	"\x13RevokeApiKeyRequest\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x1c\n" +
 	"\n" +
-	"api_key_id\x18\x02 \x01(\tR\bapiKeyId\"K\n" +
+	"api_key_id\x18\x02 \x01(\tR\bapiKeyId\x12\x1d\n" +
+	"\ateam_id\x18\x03 \x01(\tB\x04\xb8\xe1\x18\x02R\x06teamId\"\xb1\x01\n" +
 	"\x14RevokeApiKeyResponse\x123\n" +
-	"\aapi_key\x18\x01 \x01(\v2\x1a.fmgate.identity.v1.ApiKeyR\x06apiKey\"\x19\n" +
+	"\aapi_key\x18\x01 \x01(\v2\x1a.fmgate.identity.v1.ApiKeyR\x06apiKey\x122\n" +
+	"\x06before\x18\x02 \x01(\v2\x1a.fmgate.identity.v1.ApiKeyR\x06before\x120\n" +
+	"\x05after\x18\x03 \x01(\v2\x1a.fmgate.identity.v1.ApiKeyR\x05after\"\x19\n" +
 	"\x17WatchRevocationsRequest\"\xa4\x01\n" +
 	"\x18WatchRevocationsResponse\x12@\n" +
 	"\n" +
@@ -1365,7 +4992,254 @@ const file_fmgate_identity_v1_identity_proto_rawDesc = "" +
 	"revokeTime\"\x8e\x01\n" +
 	"\tHeartbeat\x127\n" +
 	"\tsend_time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\bsendTime\x12H\n" +
-	"\x12heartbeat_interval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval*l\n" +
+	"\x12heartbeat_interval\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x11heartbeatInterval\"\xe8\x01\n" +
+	"\fOrganization\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12!\n" +
+	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12;\n" +
+	"\vcreate_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12;\n" +
+	"\vupdate_time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime\x12\x12\n" +
+	"\x04etag\x18\x05 \x01(\tR\x04etag\"a\n" +
+	"\x19CreateOrganizationRequest\x12D\n" +
+	"\forganization\x18\x01 \x01(\v2 .fmgate.identity.v1.OrganizationR\forganization\"\x8e\x01\n" +
+	"\x1aCreateOrganizationResponse\x128\n" +
+	"\x06before\x18\x01 \x01(\v2 .fmgate.identity.v1.OrganizationR\x06before\x126\n" +
+	"\x05after\x18\x02 \x01(\v2 .fmgate.identity.v1.OrganizationR\x05after\"A\n" +
+	"\x16GetOrganizationRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\"_\n" +
+	"\x17GetOrganizationResponse\x12D\n" +
+	"\forganization\x18\x01 \x01(\v2 .fmgate.identity.v1.OrganizationR\forganization\"\x9e\x01\n" +
+	"\x19UpdateOrganizationRequest\x12D\n" +
+	"\forganization\x18\x01 \x01(\v2 .fmgate.identity.v1.OrganizationR\forganization\x12;\n" +
+	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
+	"updateMask\"\x8e\x01\n" +
+	"\x1aUpdateOrganizationResponse\x128\n" +
+	"\x06before\x18\x01 \x01(\v2 .fmgate.identity.v1.OrganizationR\x06before\x126\n" +
+	"\x05after\x18\x02 \x01(\v2 .fmgate.identity.v1.OrganizationR\x05after\"\xf9\x02\n" +
+	"\x04Team\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12!\n" +
+	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName\x12H\n" +
+	"\n" +
+	"attributes\x18\x04 \x03(\v2(.fmgate.identity.v1.Team.AttributesEntryR\n" +
+	"attributes\x12;\n" +
+	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12;\n" +
+	"\vupdate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime\x12\x12\n" +
+	"\x04etag\x18\a \x01(\tR\x04etag\x1a=\n" +
+	"\x0fAttributesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"A\n" +
+	"\x11CreateTeamRequest\x12,\n" +
+	"\x04team\x18\x01 \x01(\v2\x18.fmgate.identity.v1.TeamR\x04team\"v\n" +
+	"\x12CreateTeamResponse\x120\n" +
+	"\x06before\x18\x01 \x01(\v2\x18.fmgate.identity.v1.TeamR\x06before\x12.\n" +
+	"\x05after\x18\x02 \x01(\v2\x18.fmgate.identity.v1.TeamR\x05after\"I\n" +
+	"\x0eGetTeamRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\"?\n" +
+	"\x0fGetTeamResponse\x12,\n" +
+	"\x04team\x18\x01 \x01(\v2\x18.fmgate.identity.v1.TeamR\x04team\"w\n" +
+	"\x10ListTeamsRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"k\n" +
+	"\x11ListTeamsResponse\x12.\n" +
+	"\x05teams\x18\x01 \x03(\v2\x18.fmgate.identity.v1.TeamR\x05teams\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"~\n" +
+	"\x11UpdateTeamRequest\x12,\n" +
+	"\x04team\x18\x01 \x01(\v2\x18.fmgate.identity.v1.TeamR\x04team\x12;\n" +
+	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
+	"updateMask\"v\n" +
+	"\x12UpdateTeamResponse\x120\n" +
+	"\x06before\x18\x01 \x01(\v2\x18.fmgate.identity.v1.TeamR\x06before\x12.\n" +
+	"\x05after\x18\x02 \x01(\v2\x18.fmgate.identity.v1.TeamR\x05after\"`\n" +
+	"\x11DeleteTeamRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x12\n" +
+	"\x04etag\x18\x03 \x01(\tR\x04etag\"v\n" +
+	"\x12DeleteTeamResponse\x120\n" +
+	"\x06before\x18\x01 \x01(\v2\x18.fmgate.identity.v1.TeamR\x06before\x12.\n" +
+	"\x05after\x18\x02 \x01(\v2\x18.fmgate.identity.v1.TeamR\x05after\"\xda\x03\n" +
+	"\x04User\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x14\n" +
+	"\x05email\x18\x03 \x01(\tR\x05email\x12!\n" +
+	"\fdisplay_name\x18\x04 \x01(\tR\vdisplayName\x12\x17\n" +
+	"\ateam_id\x18\x05 \x01(\tR\x06teamId\x12\x14\n" +
+	"\x05roles\x18\x06 \x03(\tR\x05roles\x12H\n" +
+	"\n" +
+	"attributes\x18\a \x03(\v2(.fmgate.identity.v1.User.AttributesEntryR\n" +
+	"attributes\x12\x1a\n" +
+	"\bdisabled\x18\b \x01(\bR\bdisabled\x12;\n" +
+	"\vcreate_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12;\n" +
+	"\vupdate_time\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime\x12\x12\n" +
+	"\x04etag\x18\v \x01(\tR\x04etag\x1a=\n" +
+	"\x0fAttributesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"A\n" +
+	"\x11CreateUserRequest\x12,\n" +
+	"\x04user\x18\x01 \x01(\v2\x18.fmgate.identity.v1.UserR\x04user\"v\n" +
+	"\x12CreateUserResponse\x120\n" +
+	"\x06before\x18\x01 \x01(\v2\x18.fmgate.identity.v1.UserR\x06before\x12.\n" +
+	"\x05after\x18\x02 \x01(\v2\x18.fmgate.identity.v1.UserR\x05after\"I\n" +
+	"\x0eGetUserRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\"?\n" +
+	"\x0fGetUserResponse\x12,\n" +
+	"\x04user\x18\x01 \x01(\v2\x18.fmgate.identity.v1.UserR\x04user\"w\n" +
+	"\x10ListUsersRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"k\n" +
+	"\x11ListUsersResponse\x12.\n" +
+	"\x05users\x18\x01 \x03(\v2\x18.fmgate.identity.v1.UserR\x05users\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"~\n" +
+	"\x11UpdateUserRequest\x12,\n" +
+	"\x04user\x18\x01 \x01(\v2\x18.fmgate.identity.v1.UserR\x04user\x12;\n" +
+	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
+	"updateMask\"v\n" +
+	"\x12UpdateUserResponse\x120\n" +
+	"\x06before\x18\x01 \x01(\v2\x18.fmgate.identity.v1.UserR\x06before\x12.\n" +
+	"\x05after\x18\x02 \x01(\v2\x18.fmgate.identity.v1.UserR\x05after\"`\n" +
+	"\x11DeleteUserRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x12\n" +
+	"\x04etag\x18\x03 \x01(\tR\x04etag\"v\n" +
+	"\x12DeleteUserResponse\x120\n" +
+	"\x06before\x18\x01 \x01(\v2\x18.fmgate.identity.v1.UserR\x06before\x12.\n" +
+	"\x05after\x18\x02 \x01(\v2\x18.fmgate.identity.v1.UserR\x05after\"\xd8\x03\n" +
+	"\x0eServiceAccount\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12!\n" +
+	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName\x12\x17\n" +
+	"\ateam_id\x18\x04 \x01(\tR\x06teamId\x12\x14\n" +
+	"\x05roles\x18\x05 \x03(\tR\x05roles\x12R\n" +
+	"\n" +
+	"attributes\x18\x06 \x03(\v22.fmgate.identity.v1.ServiceAccount.AttributesEntryR\n" +
+	"attributes\x12\x1a\n" +
+	"\bdisabled\x18\a \x01(\bR\bdisabled\x12;\n" +
+	"\vcreate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12;\n" +
+	"\vupdate_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime\x12\x12\n" +
+	"\x04etag\x18\n" +
+	" \x01(\tR\x04etag\x1a=\n" +
+	"\x0fAttributesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"j\n" +
+	"\x1bCreateServiceAccountRequest\x12K\n" +
+	"\x0fservice_account\x18\x01 \x01(\v2\".fmgate.identity.v1.ServiceAccountR\x0eserviceAccount\"\x94\x01\n" +
+	"\x1cCreateServiceAccountResponse\x12:\n" +
+	"\x06before\x18\x01 \x01(\v2\".fmgate.identity.v1.ServiceAccountR\x06before\x128\n" +
+	"\x05after\x18\x02 \x01(\v2\".fmgate.identity.v1.ServiceAccountR\x05after\"S\n" +
+	"\x18GetServiceAccountRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\"h\n" +
+	"\x19GetServiceAccountResponse\x12K\n" +
+	"\x0fservice_account\x18\x01 \x01(\v2\".fmgate.identity.v1.ServiceAccountR\x0eserviceAccount\"\x81\x01\n" +
+	"\x1aListServiceAccountsRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"\x94\x01\n" +
+	"\x1bListServiceAccountsResponse\x12M\n" +
+	"\x10service_accounts\x18\x01 \x03(\v2\".fmgate.identity.v1.ServiceAccountR\x0fserviceAccounts\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa7\x01\n" +
+	"\x1bUpdateServiceAccountRequest\x12K\n" +
+	"\x0fservice_account\x18\x01 \x01(\v2\".fmgate.identity.v1.ServiceAccountR\x0eserviceAccount\x12;\n" +
+	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
+	"updateMask\"\x94\x01\n" +
+	"\x1cUpdateServiceAccountResponse\x12:\n" +
+	"\x06before\x18\x01 \x01(\v2\".fmgate.identity.v1.ServiceAccountR\x06before\x128\n" +
+	"\x05after\x18\x02 \x01(\v2\".fmgate.identity.v1.ServiceAccountR\x05after\"j\n" +
+	"\x1bDeleteServiceAccountRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x12\n" +
+	"\x04etag\x18\x03 \x01(\tR\x04etag\"\x94\x01\n" +
+	"\x1cDeleteServiceAccountResponse\x12:\n" +
+	"\x06before\x18\x01 \x01(\v2\".fmgate.identity.v1.ServiceAccountR\x06before\x128\n" +
+	"\x05after\x18\x02 \x01(\v2\".fmgate.identity.v1.ServiceAccountR\x05after\"\xe1\x02\n" +
+	"\x04Role\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12!\n" +
+	"\fdisplay_name\x18\x03 \x01(\tR\vdisplayName\x12 \n" +
+	"\vpermissions\x18\x04 \x03(\tR\vpermissions\x123\n" +
+	"\x05scope\x18\x05 \x01(\x0e2\x1d.fmgate.identity.v1.RoleScopeR\x05scope\x12\x18\n" +
+	"\abuiltin\x18\x06 \x01(\bR\abuiltin\x12;\n" +
+	"\vcreate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12;\n" +
+	"\vupdate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime\x12\x12\n" +
+	"\x04etag\x18\t \x01(\tR\x04etag\"A\n" +
+	"\x11CreateRoleRequest\x12,\n" +
+	"\x04role\x18\x01 \x01(\v2\x18.fmgate.identity.v1.RoleR\x04role\"v\n" +
+	"\x12CreateRoleResponse\x120\n" +
+	"\x06before\x18\x01 \x01(\v2\x18.fmgate.identity.v1.RoleR\x06before\x12.\n" +
+	"\x05after\x18\x02 \x01(\v2\x18.fmgate.identity.v1.RoleR\x05after\"I\n" +
+	"\x0eGetRoleRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\"?\n" +
+	"\x0fGetRoleResponse\x12,\n" +
+	"\x04role\x18\x01 \x01(\v2\x18.fmgate.identity.v1.RoleR\x04role\"w\n" +
+	"\x10ListRolesRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"k\n" +
+	"\x11ListRolesResponse\x12.\n" +
+	"\x05roles\x18\x01 \x03(\v2\x18.fmgate.identity.v1.RoleR\x05roles\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"~\n" +
+	"\x11UpdateRoleRequest\x12,\n" +
+	"\x04role\x18\x01 \x01(\v2\x18.fmgate.identity.v1.RoleR\x04role\x12;\n" +
+	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
+	"updateMask\"v\n" +
+	"\x12UpdateRoleResponse\x120\n" +
+	"\x06before\x18\x01 \x01(\v2\x18.fmgate.identity.v1.RoleR\x06before\x12.\n" +
+	"\x05after\x18\x02 \x01(\v2\x18.fmgate.identity.v1.RoleR\x05after\"`\n" +
+	"\x11DeleteRoleRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x0e\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x12\n" +
+	"\x04etag\x18\x03 \x01(\tR\x04etag\"v\n" +
+	"\x12DeleteRoleResponse\x120\n" +
+	"\x06before\x18\x01 \x01(\v2\x18.fmgate.identity.v1.RoleR\x06before\x12.\n" +
+	"\x05after\x18\x02 \x01(\v2\x18.fmgate.identity.v1.RoleR\x05after\"\xe7\x01\n" +
+	"\x14AcceptLicenseRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x1d\n" +
+	"\ateam_id\x18\x02 \x01(\tB\x04\xb8\xe1\x18\x02R\x06teamId\x12\x14\n" +
+	"\x05model\x18\x03 \x01(\tR\x05model\x12!\n" +
+	"\flicense_name\x18\x04 \x01(\tR\vlicenseName\x12'\n" +
+	"\x0flicense_version\x18\x05 \x01(\tR\x0elicenseVersion\x12%\n" +
+	"\vaccepted_by\x18\x06 \x01(\tB\x04\xb8\xe1\x18\x01R\n" +
+	"acceptedBy\"\x93\x01\n" +
+	"\x15AcceptLicenseResponse\x12=\n" +
+	"\x06before\x18\x01 \x01(\v2%.fmgate.identity.v1.LicenseAcceptanceR\x06before\x12;\n" +
+	"\x05after\x18\x02 \x01(\v2%.fmgate.identity.v1.LicenseAcceptanceR\x05after\"\xa3\x01\n" +
+	"\x1dListLicenseAcceptancesRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x1d\n" +
+	"\ateam_id\x18\x02 \x01(\tB\x04\xb8\xe1\x18\x02R\x06teamId\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\"\xa0\x01\n" +
+	"\x1eListLicenseAcceptancesResponse\x12V\n" +
+	"\x13license_acceptances\x18\x01 \x03(\v2%.fmgate.identity.v1.LicenseAcceptanceR\x12licenseAcceptances\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xca\x01\n" +
+	"\x1eRevokeLicenseAcceptanceRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x1d\n" +
+	"\ateam_id\x18\x02 \x01(\tB\x04\xb8\xe1\x18\x02R\x06teamId\x12\x14\n" +
+	"\x05model\x18\x03 \x01(\tR\x05model\x12!\n" +
+	"\flicense_name\x18\x04 \x01(\tR\vlicenseName\x12'\n" +
+	"\x0flicense_version\x18\x05 \x01(\tR\x0elicenseVersion\"\x9d\x01\n" +
+	"\x1fRevokeLicenseAcceptanceResponse\x12=\n" +
+	"\x06before\x18\x01 \x01(\v2%.fmgate.identity.v1.LicenseAcceptanceR\x06before\x12;\n" +
+	"\x05after\x18\x02 \x01(\v2%.fmgate.identity.v1.LicenseAcceptanceR\x05after*l\n" +
 	"\rPrincipalKind\x12\x1e\n" +
 	"\x1aPRINCIPAL_KIND_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13PRINCIPAL_KIND_USER\x10\x01\x12\"\n" +
@@ -1374,12 +5248,84 @@ const file_fmgate_identity_v1_identity_proto_rawDesc = "" +
 	"\x15OPERATION_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12OPERATION_GENERATE\x10\x01\x12\x13\n" +
 	"\x0fOPERATION_EMBED\x10\x02\x12\x19\n" +
-	"\x15OPERATION_LIST_MODELS\x10\x032\x95\x04\n" +
+	"\x15OPERATION_LIST_MODELS\x10\x03*Y\n" +
+	"\tRoleScope\x12\x1a\n" +
+	"\x16ROLE_SCOPE_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17ROLE_SCOPE_ORGANIZATION\x10\x01\x12\x13\n" +
+	"\x0fROLE_SCOPE_TEAM\x10\x022\xe70\n" +
 	"\x0fIdentityService\x12c\n" +
-	"\fAuthenticate\x12'.fmgate.identity.v1.AuthenticateRequest\x1a(.fmgate.identity.v1.AuthenticateResponse\"\x00\x12c\n" +
-	"\fCreateApiKey\x12'.fmgate.identity.v1.CreateApiKeyRequest\x1a(.fmgate.identity.v1.CreateApiKeyResponse\"\x00\x12`\n" +
-	"\vListApiKeys\x12&.fmgate.identity.v1.ListApiKeysRequest\x1a'.fmgate.identity.v1.ListApiKeysResponse\"\x00\x12c\n" +
-	"\fRevokeApiKey\x12'.fmgate.identity.v1.RevokeApiKeyRequest\x1a(.fmgate.identity.v1.RevokeApiKeyResponse\"\x00\x12q\n" +
+	"\fAuthenticate\x12'.fmgate.identity.v1.AuthenticateRequest\x1a(.fmgate.identity.v1.AuthenticateResponse\"\x00\x12\xce\x01\n" +
+	"\x12CreateOrganization\x12-.fmgate.identity.v1.CreateOrganizationRequest\x1a..fmgate.identity.v1.CreateOrganizationResponse\"Y\xb2\xe1\x183\n" +
+	"\x0eidentity.write\x12\x13organization.create\x1a\forganization\x82\xd3\xe4\x93\x02\x1c:\forganization\"\f/api/v1/orgs\x12\xb3\x01\n" +
+	"\x0fGetOrganization\x12*.fmgate.identity.v1.GetOrganizationRequest\x1a+.fmgate.identity.v1.GetOrganizationResponse\"G\xb2\xe1\x18\x1d\n" +
+	"\ridentity.read\x1a\forganization\x82\xd3\xe4\x93\x02 \x12\x1e/api/v1/orgs/{organization_id}\x12\xed\x01\n" +
+	"\x12UpdateOrganization\x12-.fmgate.identity.v1.UpdateOrganizationRequest\x1a..fmgate.identity.v1.UpdateOrganizationResponse\"x\xb2\xe1\x183\n" +
+	"\x0eidentity.write\x12\x13organization.update\x1a\forganization\x82\xd3\xe4\x93\x02;:\forganization2+/api/v1/orgs/{organization.organization_id}\x12\xbb\x01\n" +
+	"\n" +
+	"CreateTeam\x12%.fmgate.identity.v1.CreateTeamRequest\x1a&.fmgate.identity.v1.CreateTeamResponse\"^\xb2\xe1\x18#\n" +
+	"\x0eidentity.write\x12\vteam.create\x1a\x04team\x82\xd3\xe4\x93\x021:\x04team\")/api/v1/orgs/{team.organization_id}/teams\x12\x9e\x01\n" +
+	"\aGetTeam\x12\".fmgate.identity.v1.GetTeamRequest\x1a#.fmgate.identity.v1.GetTeamResponse\"J\xb2\xe1\x18\x15\n" +
+	"\ridentity.read\x1a\x04team\x82\xd3\xe4\x93\x02+\x12)/api/v1/orgs/{organization_id}/teams/{id}\x12\x9f\x01\n" +
+	"\tListTeams\x12$.fmgate.identity.v1.ListTeamsRequest\x1a%.fmgate.identity.v1.ListTeamsResponse\"E\xb2\xe1\x18\x15\n" +
+	"\ridentity.read\x1a\x04team\x82\xd3\xe4\x93\x02&\x12$/api/v1/orgs/{organization_id}/teams\x12\xc5\x01\n" +
+	"\n" +
+	"UpdateTeam\x12%.fmgate.identity.v1.UpdateTeamRequest\x1a&.fmgate.identity.v1.UpdateTeamResponse\"h\xb2\xe1\x18#\n" +
+	"\x0eidentity.write\x12\vteam.update\x1a\x04team\x82\xd3\xe4\x93\x02;:\x04team23/api/v1/orgs/{team.organization_id}/teams/{team.id}\x12\xb5\x01\n" +
+	"\n" +
+	"DeleteTeam\x12%.fmgate.identity.v1.DeleteTeamRequest\x1a&.fmgate.identity.v1.DeleteTeamResponse\"X\xb2\xe1\x18#\n" +
+	"\x0eidentity.write\x12\vteam.delete\x1a\x04team\x82\xd3\xe4\x93\x02+*)/api/v1/orgs/{organization_id}/teams/{id}\x12\xbb\x01\n" +
+	"\n" +
+	"CreateUser\x12%.fmgate.identity.v1.CreateUserRequest\x1a&.fmgate.identity.v1.CreateUserResponse\"^\xb2\xe1\x18#\n" +
+	"\x0eidentity.write\x12\vuser.create\x1a\x04user\x82\xd3\xe4\x93\x021:\x04user\")/api/v1/orgs/{user.organization_id}/users\x12\x9e\x01\n" +
+	"\aGetUser\x12\".fmgate.identity.v1.GetUserRequest\x1a#.fmgate.identity.v1.GetUserResponse\"J\xb2\xe1\x18\x15\n" +
+	"\ridentity.read\x1a\x04user\x82\xd3\xe4\x93\x02+\x12)/api/v1/orgs/{organization_id}/users/{id}\x12\x9f\x01\n" +
+	"\tListUsers\x12$.fmgate.identity.v1.ListUsersRequest\x1a%.fmgate.identity.v1.ListUsersResponse\"E\xb2\xe1\x18\x15\n" +
+	"\ridentity.read\x1a\x04user\x82\xd3\xe4\x93\x02&\x12$/api/v1/orgs/{organization_id}/users\x12\xc5\x01\n" +
+	"\n" +
+	"UpdateUser\x12%.fmgate.identity.v1.UpdateUserRequest\x1a&.fmgate.identity.v1.UpdateUserResponse\"h\xb2\xe1\x18#\n" +
+	"\x0eidentity.write\x12\vuser.update\x1a\x04user\x82\xd3\xe4\x93\x02;:\x04user23/api/v1/orgs/{user.organization_id}/users/{user.id}\x12\xb5\x01\n" +
+	"\n" +
+	"DeleteUser\x12%.fmgate.identity.v1.DeleteUserRequest\x1a&.fmgate.identity.v1.DeleteUserResponse\"X\xb2\xe1\x18#\n" +
+	"\x0eidentity.write\x12\vuser.delete\x1a\x04user\x82\xd3\xe4\x93\x02+*)/api/v1/orgs/{organization_id}/users/{id}\x12\x90\x02\n" +
+	"\x14CreateServiceAccount\x12/.fmgate.identity.v1.CreateServiceAccountRequest\x1a0.fmgate.identity.v1.CreateServiceAccountResponse\"\x94\x01\xb2\xe1\x189\n" +
+	"\x0eidentity.write\x12\x16service_account.create\x1a\x0fservice_account\x82\xd3\xe4\x93\x02Q:\x0fservice_account\">/api/v1/orgs/{service_account.organization_id}/serviceAccounts\x12\xd1\x01\n" +
+	"\x11GetServiceAccount\x12,.fmgate.identity.v1.GetServiceAccountRequest\x1a-.fmgate.identity.v1.GetServiceAccountResponse\"_\xb2\xe1\x18 \n" +
+	"\ridentity.read\x1a\x0fservice_account\x82\xd3\xe4\x93\x025\x123/api/v1/orgs/{organization_id}/serviceAccounts/{id}\x12\xd2\x01\n" +
+	"\x13ListServiceAccounts\x12..fmgate.identity.v1.ListServiceAccountsRequest\x1a/.fmgate.identity.v1.ListServiceAccountsResponse\"Z\xb2\xe1\x18 \n" +
+	"\ridentity.read\x1a\x0fservice_account\x82\xd3\xe4\x93\x020\x12./api/v1/orgs/{organization_id}/serviceAccounts\x12\xa5\x02\n" +
+	"\x14UpdateServiceAccount\x12/.fmgate.identity.v1.UpdateServiceAccountRequest\x1a0.fmgate.identity.v1.UpdateServiceAccountResponse\"\xa9\x01\xb2\xe1\x189\n" +
+	"\x0eidentity.write\x12\x16service_account.update\x1a\x0fservice_account\x82\xd3\xe4\x93\x02f:\x0fservice_account2S/api/v1/orgs/{service_account.organization_id}/serviceAccounts/{service_account.id}\x12\xf3\x01\n" +
+	"\x14DeleteServiceAccount\x12/.fmgate.identity.v1.DeleteServiceAccountRequest\x1a0.fmgate.identity.v1.DeleteServiceAccountResponse\"x\xb2\xe1\x189\n" +
+	"\x0eidentity.write\x12\x16service_account.delete\x1a\x0fservice_account\x82\xd3\xe4\x93\x025*3/api/v1/orgs/{organization_id}/serviceAccounts/{id}\x12\xbb\x01\n" +
+	"\n" +
+	"CreateRole\x12%.fmgate.identity.v1.CreateRoleRequest\x1a&.fmgate.identity.v1.CreateRoleResponse\"^\xb2\xe1\x18#\n" +
+	"\x0eidentity.write\x12\vrole.create\x1a\x04role\x82\xd3\xe4\x93\x021:\x04role\")/api/v1/orgs/{role.organization_id}/roles\x12\x9e\x01\n" +
+	"\aGetRole\x12\".fmgate.identity.v1.GetRoleRequest\x1a#.fmgate.identity.v1.GetRoleResponse\"J\xb2\xe1\x18\x15\n" +
+	"\ridentity.read\x1a\x04role\x82\xd3\xe4\x93\x02+\x12)/api/v1/orgs/{organization_id}/roles/{id}\x12\x9f\x01\n" +
+	"\tListRoles\x12$.fmgate.identity.v1.ListRolesRequest\x1a%.fmgate.identity.v1.ListRolesResponse\"E\xb2\xe1\x18\x15\n" +
+	"\ridentity.read\x1a\x04role\x82\xd3\xe4\x93\x02&\x12$/api/v1/orgs/{organization_id}/roles\x12\xc5\x01\n" +
+	"\n" +
+	"UpdateRole\x12%.fmgate.identity.v1.UpdateRoleRequest\x1a&.fmgate.identity.v1.UpdateRoleResponse\"h\xb2\xe1\x18#\n" +
+	"\x0eidentity.write\x12\vrole.update\x1a\x04role\x82\xd3\xe4\x93\x02;:\x04role23/api/v1/orgs/{role.organization_id}/roles/{role.id}\x12\xb5\x01\n" +
+	"\n" +
+	"DeleteRole\x12%.fmgate.identity.v1.DeleteRoleRequest\x1a&.fmgate.identity.v1.DeleteRoleResponse\"X\xb2\xe1\x18#\n" +
+	"\x0eidentity.write\x12\vrole.delete\x1a\x04role\x82\xd3\xe4\x93\x02+*)/api/v1/orgs/{organization_id}/roles/{id}\x12\xbd\x01\n" +
+	"\fCreateApiKey\x12'.fmgate.identity.v1.CreateApiKeyRequest\x1a(.fmgate.identity.v1.CreateApiKeyResponse\"Z\xb2\xe1\x18%\n" +
+	"\n" +
+	"keys.write\x12\x0eapi_key.create\x1a\aapi_key\x82\xd3\xe4\x93\x02+:\x01*\"&/api/v1/orgs/{organization_id}/apiKeys\x12\xad\x01\n" +
+	"\tGetApiKey\x12$.fmgate.identity.v1.GetApiKeyRequest\x1a%.fmgate.identity.v1.GetApiKeyResponse\"S\xb2\xe1\x18\x14\n" +
+	"\tkeys.read\x1a\aapi_key\x82\xd3\xe4\x93\x025\x123/api/v1/orgs/{organization_id}/apiKeys/{api_key_id}\x12\xa6\x01\n" +
+	"\vListApiKeys\x12&.fmgate.identity.v1.ListApiKeysRequest\x1a'.fmgate.identity.v1.ListApiKeysResponse\"F\xb2\xe1\x18\x14\n" +
+	"\tkeys.read\x1a\aapi_key\x82\xd3\xe4\x93\x02(\x12&/api/v1/orgs/{organization_id}/apiKeys\x12\xd1\x01\n" +
+	"\fRevokeApiKey\x12'.fmgate.identity.v1.RevokeApiKeyRequest\x1a(.fmgate.identity.v1.RevokeApiKeyResponse\"n\xb2\xe1\x18%\n" +
+	"\n" +
+	"keys.write\x12\x0eapi_key.revoke\x1a\aapi_key\x82\xd3\xe4\x93\x02?:\x01*\":/api/v1/orgs/{organization_id}/apiKeys/{api_key_id}:revoke\x12\xd7\x01\n" +
+	"\rAcceptLicense\x12(.fmgate.identity.v1.AcceptLicenseRequest\x1a).fmgate.identity.v1.AcceptLicenseResponse\"q\xb2\xe1\x181\n" +
+	"\veula.accept\x12\x0elicense.accept\x1a\x12license_acceptance\x82\xd3\xe4\x93\x026:\x01*\"1/api/v1/orgs/{organization_id}/licenseAcceptances\x12\xe1\x01\n" +
+	"\x16ListLicenseAcceptances\x121.fmgate.identity.v1.ListLicenseAcceptancesRequest\x1a2.fmgate.identity.v1.ListLicenseAcceptancesResponse\"`\xb2\xe1\x18#\n" +
+	"\ridentity.read\x1a\x12license_acceptance\x82\xd3\xe4\x93\x023\x121/api/v1/orgs/{organization_id}/licenseAcceptances\x12\xfc\x01\n" +
+	"\x17RevokeLicenseAcceptance\x122.fmgate.identity.v1.RevokeLicenseAcceptanceRequest\x1a3.fmgate.identity.v1.RevokeLicenseAcceptanceResponse\"x\xb2\xe1\x181\n" +
+	"\veula.accept\x12\x0elicense.revoke\x1a\x12license_acceptance\x82\xd3\xe4\x93\x02=:\x01*\"8/api/v1/orgs/{organization_id}/licenseAcceptances:revoke\x12q\n" +
 	"\x10WatchRevocations\x12+.fmgate.identity.v1.WatchRevocationsRequest\x1a,.fmgate.identity.v1.WatchRevocationsResponse\"\x000\x01B\xcd\x01\n" +
 	"\x16com.fmgate.identity.v1B\rIdentityProtoP\x01Z:github.com/fmgate/fmgate/gen/fmgate/identity/v1;identityv1\xa2\x02\x03FIX\xaa\x02\x12Fmgate.Identity.V1\xca\x02\x12Fmgate\\Identity\\V1\xe2\x02\x1eFmgate\\Identity\\V1\\GPBMetadata\xea\x02\x14Fmgate::Identity::V1b\x06proto3"
 
@@ -1395,71 +5341,264 @@ func file_fmgate_identity_v1_identity_proto_rawDescGZIP() []byte {
 	return file_fmgate_identity_v1_identity_proto_rawDescData
 }
 
-var file_fmgate_identity_v1_identity_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_fmgate_identity_v1_identity_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_fmgate_identity_v1_identity_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_fmgate_identity_v1_identity_proto_msgTypes = make([]protoimpl.MessageInfo, 79)
 var file_fmgate_identity_v1_identity_proto_goTypes = []any{
-	(PrincipalKind)(0),               // 0: fmgate.identity.v1.PrincipalKind
-	(Operation)(0),                   // 1: fmgate.identity.v1.Operation
-	(*AuthenticateRequest)(nil),      // 2: fmgate.identity.v1.AuthenticateRequest
-	(*AuthenticateResponse)(nil),     // 3: fmgate.identity.v1.AuthenticateResponse
-	(*ApiKeyScopes)(nil),             // 4: fmgate.identity.v1.ApiKeyScopes
-	(*Principal)(nil),                // 5: fmgate.identity.v1.Principal
-	(*LicenseAcceptance)(nil),        // 6: fmgate.identity.v1.LicenseAcceptance
-	(*ApiKey)(nil),                   // 7: fmgate.identity.v1.ApiKey
-	(*CreateApiKeyRequest)(nil),      // 8: fmgate.identity.v1.CreateApiKeyRequest
-	(*CreateApiKeyResponse)(nil),     // 9: fmgate.identity.v1.CreateApiKeyResponse
-	(*ListApiKeysRequest)(nil),       // 10: fmgate.identity.v1.ListApiKeysRequest
-	(*ListApiKeysResponse)(nil),      // 11: fmgate.identity.v1.ListApiKeysResponse
-	(*RevokeApiKeyRequest)(nil),      // 12: fmgate.identity.v1.RevokeApiKeyRequest
-	(*RevokeApiKeyResponse)(nil),     // 13: fmgate.identity.v1.RevokeApiKeyResponse
-	(*WatchRevocationsRequest)(nil),  // 14: fmgate.identity.v1.WatchRevocationsRequest
-	(*WatchRevocationsResponse)(nil), // 15: fmgate.identity.v1.WatchRevocationsResponse
-	(*Revocation)(nil),               // 16: fmgate.identity.v1.Revocation
-	(*Heartbeat)(nil),                // 17: fmgate.identity.v1.Heartbeat
-	nil,                              // 18: fmgate.identity.v1.Principal.AttributesEntry
-	(*timestamppb.Timestamp)(nil),    // 19: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),      // 20: google.protobuf.Duration
+	(PrincipalKind)(0),                      // 0: fmgate.identity.v1.PrincipalKind
+	(Operation)(0),                          // 1: fmgate.identity.v1.Operation
+	(RoleScope)(0),                          // 2: fmgate.identity.v1.RoleScope
+	(*AuthenticateRequest)(nil),             // 3: fmgate.identity.v1.AuthenticateRequest
+	(*AuthenticateResponse)(nil),            // 4: fmgate.identity.v1.AuthenticateResponse
+	(*ApiKeyScopes)(nil),                    // 5: fmgate.identity.v1.ApiKeyScopes
+	(*Principal)(nil),                       // 6: fmgate.identity.v1.Principal
+	(*LicenseAcceptance)(nil),               // 7: fmgate.identity.v1.LicenseAcceptance
+	(*ApiKey)(nil),                          // 8: fmgate.identity.v1.ApiKey
+	(*CreateApiKeyRequest)(nil),             // 9: fmgate.identity.v1.CreateApiKeyRequest
+	(*CreateApiKeyResponse)(nil),            // 10: fmgate.identity.v1.CreateApiKeyResponse
+	(*GetApiKeyRequest)(nil),                // 11: fmgate.identity.v1.GetApiKeyRequest
+	(*GetApiKeyResponse)(nil),               // 12: fmgate.identity.v1.GetApiKeyResponse
+	(*ListApiKeysRequest)(nil),              // 13: fmgate.identity.v1.ListApiKeysRequest
+	(*ListApiKeysResponse)(nil),             // 14: fmgate.identity.v1.ListApiKeysResponse
+	(*RevokeApiKeyRequest)(nil),             // 15: fmgate.identity.v1.RevokeApiKeyRequest
+	(*RevokeApiKeyResponse)(nil),            // 16: fmgate.identity.v1.RevokeApiKeyResponse
+	(*WatchRevocationsRequest)(nil),         // 17: fmgate.identity.v1.WatchRevocationsRequest
+	(*WatchRevocationsResponse)(nil),        // 18: fmgate.identity.v1.WatchRevocationsResponse
+	(*Revocation)(nil),                      // 19: fmgate.identity.v1.Revocation
+	(*Heartbeat)(nil),                       // 20: fmgate.identity.v1.Heartbeat
+	(*Organization)(nil),                    // 21: fmgate.identity.v1.Organization
+	(*CreateOrganizationRequest)(nil),       // 22: fmgate.identity.v1.CreateOrganizationRequest
+	(*CreateOrganizationResponse)(nil),      // 23: fmgate.identity.v1.CreateOrganizationResponse
+	(*GetOrganizationRequest)(nil),          // 24: fmgate.identity.v1.GetOrganizationRequest
+	(*GetOrganizationResponse)(nil),         // 25: fmgate.identity.v1.GetOrganizationResponse
+	(*UpdateOrganizationRequest)(nil),       // 26: fmgate.identity.v1.UpdateOrganizationRequest
+	(*UpdateOrganizationResponse)(nil),      // 27: fmgate.identity.v1.UpdateOrganizationResponse
+	(*Team)(nil),                            // 28: fmgate.identity.v1.Team
+	(*CreateTeamRequest)(nil),               // 29: fmgate.identity.v1.CreateTeamRequest
+	(*CreateTeamResponse)(nil),              // 30: fmgate.identity.v1.CreateTeamResponse
+	(*GetTeamRequest)(nil),                  // 31: fmgate.identity.v1.GetTeamRequest
+	(*GetTeamResponse)(nil),                 // 32: fmgate.identity.v1.GetTeamResponse
+	(*ListTeamsRequest)(nil),                // 33: fmgate.identity.v1.ListTeamsRequest
+	(*ListTeamsResponse)(nil),               // 34: fmgate.identity.v1.ListTeamsResponse
+	(*UpdateTeamRequest)(nil),               // 35: fmgate.identity.v1.UpdateTeamRequest
+	(*UpdateTeamResponse)(nil),              // 36: fmgate.identity.v1.UpdateTeamResponse
+	(*DeleteTeamRequest)(nil),               // 37: fmgate.identity.v1.DeleteTeamRequest
+	(*DeleteTeamResponse)(nil),              // 38: fmgate.identity.v1.DeleteTeamResponse
+	(*User)(nil),                            // 39: fmgate.identity.v1.User
+	(*CreateUserRequest)(nil),               // 40: fmgate.identity.v1.CreateUserRequest
+	(*CreateUserResponse)(nil),              // 41: fmgate.identity.v1.CreateUserResponse
+	(*GetUserRequest)(nil),                  // 42: fmgate.identity.v1.GetUserRequest
+	(*GetUserResponse)(nil),                 // 43: fmgate.identity.v1.GetUserResponse
+	(*ListUsersRequest)(nil),                // 44: fmgate.identity.v1.ListUsersRequest
+	(*ListUsersResponse)(nil),               // 45: fmgate.identity.v1.ListUsersResponse
+	(*UpdateUserRequest)(nil),               // 46: fmgate.identity.v1.UpdateUserRequest
+	(*UpdateUserResponse)(nil),              // 47: fmgate.identity.v1.UpdateUserResponse
+	(*DeleteUserRequest)(nil),               // 48: fmgate.identity.v1.DeleteUserRequest
+	(*DeleteUserResponse)(nil),              // 49: fmgate.identity.v1.DeleteUserResponse
+	(*ServiceAccount)(nil),                  // 50: fmgate.identity.v1.ServiceAccount
+	(*CreateServiceAccountRequest)(nil),     // 51: fmgate.identity.v1.CreateServiceAccountRequest
+	(*CreateServiceAccountResponse)(nil),    // 52: fmgate.identity.v1.CreateServiceAccountResponse
+	(*GetServiceAccountRequest)(nil),        // 53: fmgate.identity.v1.GetServiceAccountRequest
+	(*GetServiceAccountResponse)(nil),       // 54: fmgate.identity.v1.GetServiceAccountResponse
+	(*ListServiceAccountsRequest)(nil),      // 55: fmgate.identity.v1.ListServiceAccountsRequest
+	(*ListServiceAccountsResponse)(nil),     // 56: fmgate.identity.v1.ListServiceAccountsResponse
+	(*UpdateServiceAccountRequest)(nil),     // 57: fmgate.identity.v1.UpdateServiceAccountRequest
+	(*UpdateServiceAccountResponse)(nil),    // 58: fmgate.identity.v1.UpdateServiceAccountResponse
+	(*DeleteServiceAccountRequest)(nil),     // 59: fmgate.identity.v1.DeleteServiceAccountRequest
+	(*DeleteServiceAccountResponse)(nil),    // 60: fmgate.identity.v1.DeleteServiceAccountResponse
+	(*Role)(nil),                            // 61: fmgate.identity.v1.Role
+	(*CreateRoleRequest)(nil),               // 62: fmgate.identity.v1.CreateRoleRequest
+	(*CreateRoleResponse)(nil),              // 63: fmgate.identity.v1.CreateRoleResponse
+	(*GetRoleRequest)(nil),                  // 64: fmgate.identity.v1.GetRoleRequest
+	(*GetRoleResponse)(nil),                 // 65: fmgate.identity.v1.GetRoleResponse
+	(*ListRolesRequest)(nil),                // 66: fmgate.identity.v1.ListRolesRequest
+	(*ListRolesResponse)(nil),               // 67: fmgate.identity.v1.ListRolesResponse
+	(*UpdateRoleRequest)(nil),               // 68: fmgate.identity.v1.UpdateRoleRequest
+	(*UpdateRoleResponse)(nil),              // 69: fmgate.identity.v1.UpdateRoleResponse
+	(*DeleteRoleRequest)(nil),               // 70: fmgate.identity.v1.DeleteRoleRequest
+	(*DeleteRoleResponse)(nil),              // 71: fmgate.identity.v1.DeleteRoleResponse
+	(*AcceptLicenseRequest)(nil),            // 72: fmgate.identity.v1.AcceptLicenseRequest
+	(*AcceptLicenseResponse)(nil),           // 73: fmgate.identity.v1.AcceptLicenseResponse
+	(*ListLicenseAcceptancesRequest)(nil),   // 74: fmgate.identity.v1.ListLicenseAcceptancesRequest
+	(*ListLicenseAcceptancesResponse)(nil),  // 75: fmgate.identity.v1.ListLicenseAcceptancesResponse
+	(*RevokeLicenseAcceptanceRequest)(nil),  // 76: fmgate.identity.v1.RevokeLicenseAcceptanceRequest
+	(*RevokeLicenseAcceptanceResponse)(nil), // 77: fmgate.identity.v1.RevokeLicenseAcceptanceResponse
+	nil,                                     // 78: fmgate.identity.v1.Principal.AttributesEntry
+	nil,                                     // 79: fmgate.identity.v1.Team.AttributesEntry
+	nil,                                     // 80: fmgate.identity.v1.User.AttributesEntry
+	nil,                                     // 81: fmgate.identity.v1.ServiceAccount.AttributesEntry
+	(*timestamppb.Timestamp)(nil),           // 82: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),             // 83: google.protobuf.Duration
+	(*fieldmaskpb.FieldMask)(nil),           // 84: google.protobuf.FieldMask
 }
 var file_fmgate_identity_v1_identity_proto_depIdxs = []int32{
-	5,  // 0: fmgate.identity.v1.AuthenticateResponse.principal:type_name -> fmgate.identity.v1.Principal
-	1,  // 1: fmgate.identity.v1.ApiKeyScopes.operations:type_name -> fmgate.identity.v1.Operation
-	0,  // 2: fmgate.identity.v1.Principal.kind:type_name -> fmgate.identity.v1.PrincipalKind
-	18, // 3: fmgate.identity.v1.Principal.attributes:type_name -> fmgate.identity.v1.Principal.AttributesEntry
-	4,  // 4: fmgate.identity.v1.Principal.scopes:type_name -> fmgate.identity.v1.ApiKeyScopes
-	19, // 5: fmgate.identity.v1.Principal.expire_time:type_name -> google.protobuf.Timestamp
-	6,  // 6: fmgate.identity.v1.Principal.accepted_licenses:type_name -> fmgate.identity.v1.LicenseAcceptance
-	19, // 7: fmgate.identity.v1.LicenseAcceptance.accept_time:type_name -> google.protobuf.Timestamp
-	0,  // 8: fmgate.identity.v1.ApiKey.owner_kind:type_name -> fmgate.identity.v1.PrincipalKind
-	4,  // 9: fmgate.identity.v1.ApiKey.scopes:type_name -> fmgate.identity.v1.ApiKeyScopes
-	19, // 10: fmgate.identity.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
-	19, // 11: fmgate.identity.v1.ApiKey.expire_time:type_name -> google.protobuf.Timestamp
-	19, // 12: fmgate.identity.v1.ApiKey.revoke_time:type_name -> google.protobuf.Timestamp
-	0,  // 13: fmgate.identity.v1.CreateApiKeyRequest.owner_kind:type_name -> fmgate.identity.v1.PrincipalKind
-	19, // 14: fmgate.identity.v1.CreateApiKeyRequest.expire_time:type_name -> google.protobuf.Timestamp
-	4,  // 15: fmgate.identity.v1.CreateApiKeyRequest.scopes:type_name -> fmgate.identity.v1.ApiKeyScopes
-	7,  // 16: fmgate.identity.v1.CreateApiKeyResponse.api_key:type_name -> fmgate.identity.v1.ApiKey
-	7,  // 17: fmgate.identity.v1.ListApiKeysResponse.api_keys:type_name -> fmgate.identity.v1.ApiKey
-	7,  // 18: fmgate.identity.v1.RevokeApiKeyResponse.api_key:type_name -> fmgate.identity.v1.ApiKey
-	16, // 19: fmgate.identity.v1.WatchRevocationsResponse.revocation:type_name -> fmgate.identity.v1.Revocation
-	17, // 20: fmgate.identity.v1.WatchRevocationsResponse.heartbeat:type_name -> fmgate.identity.v1.Heartbeat
-	19, // 21: fmgate.identity.v1.Revocation.revoke_time:type_name -> google.protobuf.Timestamp
-	19, // 22: fmgate.identity.v1.Heartbeat.send_time:type_name -> google.protobuf.Timestamp
-	20, // 23: fmgate.identity.v1.Heartbeat.heartbeat_interval:type_name -> google.protobuf.Duration
-	2,  // 24: fmgate.identity.v1.IdentityService.Authenticate:input_type -> fmgate.identity.v1.AuthenticateRequest
-	8,  // 25: fmgate.identity.v1.IdentityService.CreateApiKey:input_type -> fmgate.identity.v1.CreateApiKeyRequest
-	10, // 26: fmgate.identity.v1.IdentityService.ListApiKeys:input_type -> fmgate.identity.v1.ListApiKeysRequest
-	12, // 27: fmgate.identity.v1.IdentityService.RevokeApiKey:input_type -> fmgate.identity.v1.RevokeApiKeyRequest
-	14, // 28: fmgate.identity.v1.IdentityService.WatchRevocations:input_type -> fmgate.identity.v1.WatchRevocationsRequest
-	3,  // 29: fmgate.identity.v1.IdentityService.Authenticate:output_type -> fmgate.identity.v1.AuthenticateResponse
-	9,  // 30: fmgate.identity.v1.IdentityService.CreateApiKey:output_type -> fmgate.identity.v1.CreateApiKeyResponse
-	11, // 31: fmgate.identity.v1.IdentityService.ListApiKeys:output_type -> fmgate.identity.v1.ListApiKeysResponse
-	13, // 32: fmgate.identity.v1.IdentityService.RevokeApiKey:output_type -> fmgate.identity.v1.RevokeApiKeyResponse
-	15, // 33: fmgate.identity.v1.IdentityService.WatchRevocations:output_type -> fmgate.identity.v1.WatchRevocationsResponse
-	29, // [29:34] is the sub-list for method output_type
-	24, // [24:29] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	6,   // 0: fmgate.identity.v1.AuthenticateResponse.principal:type_name -> fmgate.identity.v1.Principal
+	1,   // 1: fmgate.identity.v1.ApiKeyScopes.operations:type_name -> fmgate.identity.v1.Operation
+	0,   // 2: fmgate.identity.v1.Principal.kind:type_name -> fmgate.identity.v1.PrincipalKind
+	78,  // 3: fmgate.identity.v1.Principal.attributes:type_name -> fmgate.identity.v1.Principal.AttributesEntry
+	5,   // 4: fmgate.identity.v1.Principal.scopes:type_name -> fmgate.identity.v1.ApiKeyScopes
+	82,  // 5: fmgate.identity.v1.Principal.expire_time:type_name -> google.protobuf.Timestamp
+	7,   // 6: fmgate.identity.v1.Principal.accepted_licenses:type_name -> fmgate.identity.v1.LicenseAcceptance
+	82,  // 7: fmgate.identity.v1.LicenseAcceptance.accept_time:type_name -> google.protobuf.Timestamp
+	0,   // 8: fmgate.identity.v1.ApiKey.owner_kind:type_name -> fmgate.identity.v1.PrincipalKind
+	5,   // 9: fmgate.identity.v1.ApiKey.scopes:type_name -> fmgate.identity.v1.ApiKeyScopes
+	82,  // 10: fmgate.identity.v1.ApiKey.create_time:type_name -> google.protobuf.Timestamp
+	82,  // 11: fmgate.identity.v1.ApiKey.expire_time:type_name -> google.protobuf.Timestamp
+	82,  // 12: fmgate.identity.v1.ApiKey.revoke_time:type_name -> google.protobuf.Timestamp
+	0,   // 13: fmgate.identity.v1.CreateApiKeyRequest.owner_kind:type_name -> fmgate.identity.v1.PrincipalKind
+	82,  // 14: fmgate.identity.v1.CreateApiKeyRequest.expire_time:type_name -> google.protobuf.Timestamp
+	5,   // 15: fmgate.identity.v1.CreateApiKeyRequest.scopes:type_name -> fmgate.identity.v1.ApiKeyScopes
+	8,   // 16: fmgate.identity.v1.CreateApiKeyResponse.api_key:type_name -> fmgate.identity.v1.ApiKey
+	8,   // 17: fmgate.identity.v1.CreateApiKeyResponse.after:type_name -> fmgate.identity.v1.ApiKey
+	8,   // 18: fmgate.identity.v1.GetApiKeyResponse.api_key:type_name -> fmgate.identity.v1.ApiKey
+	8,   // 19: fmgate.identity.v1.ListApiKeysResponse.api_keys:type_name -> fmgate.identity.v1.ApiKey
+	8,   // 20: fmgate.identity.v1.RevokeApiKeyResponse.api_key:type_name -> fmgate.identity.v1.ApiKey
+	8,   // 21: fmgate.identity.v1.RevokeApiKeyResponse.before:type_name -> fmgate.identity.v1.ApiKey
+	8,   // 22: fmgate.identity.v1.RevokeApiKeyResponse.after:type_name -> fmgate.identity.v1.ApiKey
+	19,  // 23: fmgate.identity.v1.WatchRevocationsResponse.revocation:type_name -> fmgate.identity.v1.Revocation
+	20,  // 24: fmgate.identity.v1.WatchRevocationsResponse.heartbeat:type_name -> fmgate.identity.v1.Heartbeat
+	82,  // 25: fmgate.identity.v1.Revocation.revoke_time:type_name -> google.protobuf.Timestamp
+	82,  // 26: fmgate.identity.v1.Heartbeat.send_time:type_name -> google.protobuf.Timestamp
+	83,  // 27: fmgate.identity.v1.Heartbeat.heartbeat_interval:type_name -> google.protobuf.Duration
+	82,  // 28: fmgate.identity.v1.Organization.create_time:type_name -> google.protobuf.Timestamp
+	82,  // 29: fmgate.identity.v1.Organization.update_time:type_name -> google.protobuf.Timestamp
+	21,  // 30: fmgate.identity.v1.CreateOrganizationRequest.organization:type_name -> fmgate.identity.v1.Organization
+	21,  // 31: fmgate.identity.v1.CreateOrganizationResponse.before:type_name -> fmgate.identity.v1.Organization
+	21,  // 32: fmgate.identity.v1.CreateOrganizationResponse.after:type_name -> fmgate.identity.v1.Organization
+	21,  // 33: fmgate.identity.v1.GetOrganizationResponse.organization:type_name -> fmgate.identity.v1.Organization
+	21,  // 34: fmgate.identity.v1.UpdateOrganizationRequest.organization:type_name -> fmgate.identity.v1.Organization
+	84,  // 35: fmgate.identity.v1.UpdateOrganizationRequest.update_mask:type_name -> google.protobuf.FieldMask
+	21,  // 36: fmgate.identity.v1.UpdateOrganizationResponse.before:type_name -> fmgate.identity.v1.Organization
+	21,  // 37: fmgate.identity.v1.UpdateOrganizationResponse.after:type_name -> fmgate.identity.v1.Organization
+	79,  // 38: fmgate.identity.v1.Team.attributes:type_name -> fmgate.identity.v1.Team.AttributesEntry
+	82,  // 39: fmgate.identity.v1.Team.create_time:type_name -> google.protobuf.Timestamp
+	82,  // 40: fmgate.identity.v1.Team.update_time:type_name -> google.protobuf.Timestamp
+	28,  // 41: fmgate.identity.v1.CreateTeamRequest.team:type_name -> fmgate.identity.v1.Team
+	28,  // 42: fmgate.identity.v1.CreateTeamResponse.before:type_name -> fmgate.identity.v1.Team
+	28,  // 43: fmgate.identity.v1.CreateTeamResponse.after:type_name -> fmgate.identity.v1.Team
+	28,  // 44: fmgate.identity.v1.GetTeamResponse.team:type_name -> fmgate.identity.v1.Team
+	28,  // 45: fmgate.identity.v1.ListTeamsResponse.teams:type_name -> fmgate.identity.v1.Team
+	28,  // 46: fmgate.identity.v1.UpdateTeamRequest.team:type_name -> fmgate.identity.v1.Team
+	84,  // 47: fmgate.identity.v1.UpdateTeamRequest.update_mask:type_name -> google.protobuf.FieldMask
+	28,  // 48: fmgate.identity.v1.UpdateTeamResponse.before:type_name -> fmgate.identity.v1.Team
+	28,  // 49: fmgate.identity.v1.UpdateTeamResponse.after:type_name -> fmgate.identity.v1.Team
+	28,  // 50: fmgate.identity.v1.DeleteTeamResponse.before:type_name -> fmgate.identity.v1.Team
+	28,  // 51: fmgate.identity.v1.DeleteTeamResponse.after:type_name -> fmgate.identity.v1.Team
+	80,  // 52: fmgate.identity.v1.User.attributes:type_name -> fmgate.identity.v1.User.AttributesEntry
+	82,  // 53: fmgate.identity.v1.User.create_time:type_name -> google.protobuf.Timestamp
+	82,  // 54: fmgate.identity.v1.User.update_time:type_name -> google.protobuf.Timestamp
+	39,  // 55: fmgate.identity.v1.CreateUserRequest.user:type_name -> fmgate.identity.v1.User
+	39,  // 56: fmgate.identity.v1.CreateUserResponse.before:type_name -> fmgate.identity.v1.User
+	39,  // 57: fmgate.identity.v1.CreateUserResponse.after:type_name -> fmgate.identity.v1.User
+	39,  // 58: fmgate.identity.v1.GetUserResponse.user:type_name -> fmgate.identity.v1.User
+	39,  // 59: fmgate.identity.v1.ListUsersResponse.users:type_name -> fmgate.identity.v1.User
+	39,  // 60: fmgate.identity.v1.UpdateUserRequest.user:type_name -> fmgate.identity.v1.User
+	84,  // 61: fmgate.identity.v1.UpdateUserRequest.update_mask:type_name -> google.protobuf.FieldMask
+	39,  // 62: fmgate.identity.v1.UpdateUserResponse.before:type_name -> fmgate.identity.v1.User
+	39,  // 63: fmgate.identity.v1.UpdateUserResponse.after:type_name -> fmgate.identity.v1.User
+	39,  // 64: fmgate.identity.v1.DeleteUserResponse.before:type_name -> fmgate.identity.v1.User
+	39,  // 65: fmgate.identity.v1.DeleteUserResponse.after:type_name -> fmgate.identity.v1.User
+	81,  // 66: fmgate.identity.v1.ServiceAccount.attributes:type_name -> fmgate.identity.v1.ServiceAccount.AttributesEntry
+	82,  // 67: fmgate.identity.v1.ServiceAccount.create_time:type_name -> google.protobuf.Timestamp
+	82,  // 68: fmgate.identity.v1.ServiceAccount.update_time:type_name -> google.protobuf.Timestamp
+	50,  // 69: fmgate.identity.v1.CreateServiceAccountRequest.service_account:type_name -> fmgate.identity.v1.ServiceAccount
+	50,  // 70: fmgate.identity.v1.CreateServiceAccountResponse.before:type_name -> fmgate.identity.v1.ServiceAccount
+	50,  // 71: fmgate.identity.v1.CreateServiceAccountResponse.after:type_name -> fmgate.identity.v1.ServiceAccount
+	50,  // 72: fmgate.identity.v1.GetServiceAccountResponse.service_account:type_name -> fmgate.identity.v1.ServiceAccount
+	50,  // 73: fmgate.identity.v1.ListServiceAccountsResponse.service_accounts:type_name -> fmgate.identity.v1.ServiceAccount
+	50,  // 74: fmgate.identity.v1.UpdateServiceAccountRequest.service_account:type_name -> fmgate.identity.v1.ServiceAccount
+	84,  // 75: fmgate.identity.v1.UpdateServiceAccountRequest.update_mask:type_name -> google.protobuf.FieldMask
+	50,  // 76: fmgate.identity.v1.UpdateServiceAccountResponse.before:type_name -> fmgate.identity.v1.ServiceAccount
+	50,  // 77: fmgate.identity.v1.UpdateServiceAccountResponse.after:type_name -> fmgate.identity.v1.ServiceAccount
+	50,  // 78: fmgate.identity.v1.DeleteServiceAccountResponse.before:type_name -> fmgate.identity.v1.ServiceAccount
+	50,  // 79: fmgate.identity.v1.DeleteServiceAccountResponse.after:type_name -> fmgate.identity.v1.ServiceAccount
+	2,   // 80: fmgate.identity.v1.Role.scope:type_name -> fmgate.identity.v1.RoleScope
+	82,  // 81: fmgate.identity.v1.Role.create_time:type_name -> google.protobuf.Timestamp
+	82,  // 82: fmgate.identity.v1.Role.update_time:type_name -> google.protobuf.Timestamp
+	61,  // 83: fmgate.identity.v1.CreateRoleRequest.role:type_name -> fmgate.identity.v1.Role
+	61,  // 84: fmgate.identity.v1.CreateRoleResponse.before:type_name -> fmgate.identity.v1.Role
+	61,  // 85: fmgate.identity.v1.CreateRoleResponse.after:type_name -> fmgate.identity.v1.Role
+	61,  // 86: fmgate.identity.v1.GetRoleResponse.role:type_name -> fmgate.identity.v1.Role
+	61,  // 87: fmgate.identity.v1.ListRolesResponse.roles:type_name -> fmgate.identity.v1.Role
+	61,  // 88: fmgate.identity.v1.UpdateRoleRequest.role:type_name -> fmgate.identity.v1.Role
+	84,  // 89: fmgate.identity.v1.UpdateRoleRequest.update_mask:type_name -> google.protobuf.FieldMask
+	61,  // 90: fmgate.identity.v1.UpdateRoleResponse.before:type_name -> fmgate.identity.v1.Role
+	61,  // 91: fmgate.identity.v1.UpdateRoleResponse.after:type_name -> fmgate.identity.v1.Role
+	61,  // 92: fmgate.identity.v1.DeleteRoleResponse.before:type_name -> fmgate.identity.v1.Role
+	61,  // 93: fmgate.identity.v1.DeleteRoleResponse.after:type_name -> fmgate.identity.v1.Role
+	7,   // 94: fmgate.identity.v1.AcceptLicenseResponse.before:type_name -> fmgate.identity.v1.LicenseAcceptance
+	7,   // 95: fmgate.identity.v1.AcceptLicenseResponse.after:type_name -> fmgate.identity.v1.LicenseAcceptance
+	7,   // 96: fmgate.identity.v1.ListLicenseAcceptancesResponse.license_acceptances:type_name -> fmgate.identity.v1.LicenseAcceptance
+	7,   // 97: fmgate.identity.v1.RevokeLicenseAcceptanceResponse.before:type_name -> fmgate.identity.v1.LicenseAcceptance
+	7,   // 98: fmgate.identity.v1.RevokeLicenseAcceptanceResponse.after:type_name -> fmgate.identity.v1.LicenseAcceptance
+	3,   // 99: fmgate.identity.v1.IdentityService.Authenticate:input_type -> fmgate.identity.v1.AuthenticateRequest
+	22,  // 100: fmgate.identity.v1.IdentityService.CreateOrganization:input_type -> fmgate.identity.v1.CreateOrganizationRequest
+	24,  // 101: fmgate.identity.v1.IdentityService.GetOrganization:input_type -> fmgate.identity.v1.GetOrganizationRequest
+	26,  // 102: fmgate.identity.v1.IdentityService.UpdateOrganization:input_type -> fmgate.identity.v1.UpdateOrganizationRequest
+	29,  // 103: fmgate.identity.v1.IdentityService.CreateTeam:input_type -> fmgate.identity.v1.CreateTeamRequest
+	31,  // 104: fmgate.identity.v1.IdentityService.GetTeam:input_type -> fmgate.identity.v1.GetTeamRequest
+	33,  // 105: fmgate.identity.v1.IdentityService.ListTeams:input_type -> fmgate.identity.v1.ListTeamsRequest
+	35,  // 106: fmgate.identity.v1.IdentityService.UpdateTeam:input_type -> fmgate.identity.v1.UpdateTeamRequest
+	37,  // 107: fmgate.identity.v1.IdentityService.DeleteTeam:input_type -> fmgate.identity.v1.DeleteTeamRequest
+	40,  // 108: fmgate.identity.v1.IdentityService.CreateUser:input_type -> fmgate.identity.v1.CreateUserRequest
+	42,  // 109: fmgate.identity.v1.IdentityService.GetUser:input_type -> fmgate.identity.v1.GetUserRequest
+	44,  // 110: fmgate.identity.v1.IdentityService.ListUsers:input_type -> fmgate.identity.v1.ListUsersRequest
+	46,  // 111: fmgate.identity.v1.IdentityService.UpdateUser:input_type -> fmgate.identity.v1.UpdateUserRequest
+	48,  // 112: fmgate.identity.v1.IdentityService.DeleteUser:input_type -> fmgate.identity.v1.DeleteUserRequest
+	51,  // 113: fmgate.identity.v1.IdentityService.CreateServiceAccount:input_type -> fmgate.identity.v1.CreateServiceAccountRequest
+	53,  // 114: fmgate.identity.v1.IdentityService.GetServiceAccount:input_type -> fmgate.identity.v1.GetServiceAccountRequest
+	55,  // 115: fmgate.identity.v1.IdentityService.ListServiceAccounts:input_type -> fmgate.identity.v1.ListServiceAccountsRequest
+	57,  // 116: fmgate.identity.v1.IdentityService.UpdateServiceAccount:input_type -> fmgate.identity.v1.UpdateServiceAccountRequest
+	59,  // 117: fmgate.identity.v1.IdentityService.DeleteServiceAccount:input_type -> fmgate.identity.v1.DeleteServiceAccountRequest
+	62,  // 118: fmgate.identity.v1.IdentityService.CreateRole:input_type -> fmgate.identity.v1.CreateRoleRequest
+	64,  // 119: fmgate.identity.v1.IdentityService.GetRole:input_type -> fmgate.identity.v1.GetRoleRequest
+	66,  // 120: fmgate.identity.v1.IdentityService.ListRoles:input_type -> fmgate.identity.v1.ListRolesRequest
+	68,  // 121: fmgate.identity.v1.IdentityService.UpdateRole:input_type -> fmgate.identity.v1.UpdateRoleRequest
+	70,  // 122: fmgate.identity.v1.IdentityService.DeleteRole:input_type -> fmgate.identity.v1.DeleteRoleRequest
+	9,   // 123: fmgate.identity.v1.IdentityService.CreateApiKey:input_type -> fmgate.identity.v1.CreateApiKeyRequest
+	11,  // 124: fmgate.identity.v1.IdentityService.GetApiKey:input_type -> fmgate.identity.v1.GetApiKeyRequest
+	13,  // 125: fmgate.identity.v1.IdentityService.ListApiKeys:input_type -> fmgate.identity.v1.ListApiKeysRequest
+	15,  // 126: fmgate.identity.v1.IdentityService.RevokeApiKey:input_type -> fmgate.identity.v1.RevokeApiKeyRequest
+	72,  // 127: fmgate.identity.v1.IdentityService.AcceptLicense:input_type -> fmgate.identity.v1.AcceptLicenseRequest
+	74,  // 128: fmgate.identity.v1.IdentityService.ListLicenseAcceptances:input_type -> fmgate.identity.v1.ListLicenseAcceptancesRequest
+	76,  // 129: fmgate.identity.v1.IdentityService.RevokeLicenseAcceptance:input_type -> fmgate.identity.v1.RevokeLicenseAcceptanceRequest
+	17,  // 130: fmgate.identity.v1.IdentityService.WatchRevocations:input_type -> fmgate.identity.v1.WatchRevocationsRequest
+	4,   // 131: fmgate.identity.v1.IdentityService.Authenticate:output_type -> fmgate.identity.v1.AuthenticateResponse
+	23,  // 132: fmgate.identity.v1.IdentityService.CreateOrganization:output_type -> fmgate.identity.v1.CreateOrganizationResponse
+	25,  // 133: fmgate.identity.v1.IdentityService.GetOrganization:output_type -> fmgate.identity.v1.GetOrganizationResponse
+	27,  // 134: fmgate.identity.v1.IdentityService.UpdateOrganization:output_type -> fmgate.identity.v1.UpdateOrganizationResponse
+	30,  // 135: fmgate.identity.v1.IdentityService.CreateTeam:output_type -> fmgate.identity.v1.CreateTeamResponse
+	32,  // 136: fmgate.identity.v1.IdentityService.GetTeam:output_type -> fmgate.identity.v1.GetTeamResponse
+	34,  // 137: fmgate.identity.v1.IdentityService.ListTeams:output_type -> fmgate.identity.v1.ListTeamsResponse
+	36,  // 138: fmgate.identity.v1.IdentityService.UpdateTeam:output_type -> fmgate.identity.v1.UpdateTeamResponse
+	38,  // 139: fmgate.identity.v1.IdentityService.DeleteTeam:output_type -> fmgate.identity.v1.DeleteTeamResponse
+	41,  // 140: fmgate.identity.v1.IdentityService.CreateUser:output_type -> fmgate.identity.v1.CreateUserResponse
+	43,  // 141: fmgate.identity.v1.IdentityService.GetUser:output_type -> fmgate.identity.v1.GetUserResponse
+	45,  // 142: fmgate.identity.v1.IdentityService.ListUsers:output_type -> fmgate.identity.v1.ListUsersResponse
+	47,  // 143: fmgate.identity.v1.IdentityService.UpdateUser:output_type -> fmgate.identity.v1.UpdateUserResponse
+	49,  // 144: fmgate.identity.v1.IdentityService.DeleteUser:output_type -> fmgate.identity.v1.DeleteUserResponse
+	52,  // 145: fmgate.identity.v1.IdentityService.CreateServiceAccount:output_type -> fmgate.identity.v1.CreateServiceAccountResponse
+	54,  // 146: fmgate.identity.v1.IdentityService.GetServiceAccount:output_type -> fmgate.identity.v1.GetServiceAccountResponse
+	56,  // 147: fmgate.identity.v1.IdentityService.ListServiceAccounts:output_type -> fmgate.identity.v1.ListServiceAccountsResponse
+	58,  // 148: fmgate.identity.v1.IdentityService.UpdateServiceAccount:output_type -> fmgate.identity.v1.UpdateServiceAccountResponse
+	60,  // 149: fmgate.identity.v1.IdentityService.DeleteServiceAccount:output_type -> fmgate.identity.v1.DeleteServiceAccountResponse
+	63,  // 150: fmgate.identity.v1.IdentityService.CreateRole:output_type -> fmgate.identity.v1.CreateRoleResponse
+	65,  // 151: fmgate.identity.v1.IdentityService.GetRole:output_type -> fmgate.identity.v1.GetRoleResponse
+	67,  // 152: fmgate.identity.v1.IdentityService.ListRoles:output_type -> fmgate.identity.v1.ListRolesResponse
+	69,  // 153: fmgate.identity.v1.IdentityService.UpdateRole:output_type -> fmgate.identity.v1.UpdateRoleResponse
+	71,  // 154: fmgate.identity.v1.IdentityService.DeleteRole:output_type -> fmgate.identity.v1.DeleteRoleResponse
+	10,  // 155: fmgate.identity.v1.IdentityService.CreateApiKey:output_type -> fmgate.identity.v1.CreateApiKeyResponse
+	12,  // 156: fmgate.identity.v1.IdentityService.GetApiKey:output_type -> fmgate.identity.v1.GetApiKeyResponse
+	14,  // 157: fmgate.identity.v1.IdentityService.ListApiKeys:output_type -> fmgate.identity.v1.ListApiKeysResponse
+	16,  // 158: fmgate.identity.v1.IdentityService.RevokeApiKey:output_type -> fmgate.identity.v1.RevokeApiKeyResponse
+	73,  // 159: fmgate.identity.v1.IdentityService.AcceptLicense:output_type -> fmgate.identity.v1.AcceptLicenseResponse
+	75,  // 160: fmgate.identity.v1.IdentityService.ListLicenseAcceptances:output_type -> fmgate.identity.v1.ListLicenseAcceptancesResponse
+	77,  // 161: fmgate.identity.v1.IdentityService.RevokeLicenseAcceptance:output_type -> fmgate.identity.v1.RevokeLicenseAcceptanceResponse
+	18,  // 162: fmgate.identity.v1.IdentityService.WatchRevocations:output_type -> fmgate.identity.v1.WatchRevocationsResponse
+	131, // [131:163] is the sub-list for method output_type
+	99,  // [99:131] is the sub-list for method input_type
+	99,  // [99:99] is the sub-list for extension type_name
+	99,  // [99:99] is the sub-list for extension extendee
+	0,   // [0:99] is the sub-list for field type_name
 }
 
 func init() { file_fmgate_identity_v1_identity_proto_init() }
@@ -1467,7 +5606,7 @@ func file_fmgate_identity_v1_identity_proto_init() {
 	if File_fmgate_identity_v1_identity_proto != nil {
 		return
 	}
-	file_fmgate_identity_v1_identity_proto_msgTypes[13].OneofWrappers = []any{
+	file_fmgate_identity_v1_identity_proto_msgTypes[15].OneofWrappers = []any{
 		(*WatchRevocationsResponse_Revocation)(nil),
 		(*WatchRevocationsResponse_Heartbeat)(nil),
 	}
@@ -1476,8 +5615,8 @@ func file_fmgate_identity_v1_identity_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fmgate_identity_v1_identity_proto_rawDesc), len(file_fmgate_identity_v1_identity_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   17,
+			NumEnums:      3,
+			NumMessages:   79,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
