@@ -227,7 +227,7 @@ func seedRegistry(ctx context.Context, store registry.Store, res *resources.File
 		ep := registry.Endpoint{
 			OrganizationID: e.Organization, ID: e.ID, Provider: registry.Provider(e.Provider), BaseURL: e.BaseURL,
 			UpstreamModel: e.UpstreamModel, CredentialRef: e.CredentialRef, Region: e.Region,
-			Weight: e.Weight, Priority: e.Priority, APIVersion: e.APIVersion,
+			Weight: e.Weight, Priority: e.Priority, APIVersion: e.APIVersion, CoveredByBAA: e.CoveredByBAA,
 		}
 		if err := store.PutEndpoint(ctx, ep); err != nil {
 			return fmt.Errorf("seed endpoint %s/%s: %w", e.Organization, e.ID, err)

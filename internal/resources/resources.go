@@ -56,6 +56,10 @@ type Endpoint struct {
 	Priority int32 `yaml:"priority"`
 	// APIVersion is the vendor API version (required for azure_openai).
 	APIVersion string `yaml:"api_version"`
+	// CoveredByBAA says the vendor has signed a business associate agreement (HIPAA) with
+	// the organisation; policies (the HIPAA pack) send protected health information only to
+	// covered endpoints.
+	CoveredByBAA bool `yaml:"covered_by_baa"`
 }
 
 // APIKey is an API key. The secret itself is never in the file: either SecretEnv names the

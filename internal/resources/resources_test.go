@@ -22,6 +22,7 @@ endpoints:
     weight: 3
     priority: 1
     api_version: 2024-10-21
+    covered_by_baa: true
 api_keys:
   - organization: acme
     id: k1
@@ -42,7 +43,7 @@ credentials:
 	assert.Equal(t, []string{"e1"}, f.Models[0].Endpoints)
 	assert.Equal(t, []string{"small", "tiny"}, f.Models[0].FallbackModels)
 	assert.Equal(t, Endpoint{Organization: "acme", ID: "e1", Provider: "azure_openai", Weight: 3, Priority: 1,
-		APIVersion: "2024-10-21"}, f.Endpoints[0])
+		APIVersion: "2024-10-21", CoveredByBAA: true}, f.Endpoints[0])
 	assert.Equal(t, "1m0s", f.Limits[0].Window.String())
 	assert.Equal(t, []Credential{{Organization: "acme", Name: "openai-key", ValueEnv: "ACME_OPENAI_KEY"}}, f.Credentials)
 }

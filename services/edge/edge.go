@@ -650,7 +650,7 @@ func endpointFacts(route *registryv1.ResolveRouteResponse) []*policyv1.EndpointF
 	out := make([]*policyv1.EndpointFacts, len(route.GetEndpoints()))
 	for i, e := range route.GetEndpoints() {
 		out[i] = &policyv1.EndpointFacts{
-			Id: e.GetId(), Region: e.GetRegion(),
+			Id: e.GetId(), Region: e.GetRegion(), CoveredByBaa: e.GetCoveredByBaa(),
 			Provider: strings.ToLower(strings.TrimPrefix(e.GetProvider().String(), "PROVIDER_KIND_")),
 		}
 	}

@@ -278,6 +278,30 @@ func TestEndpointAdmin(t *testing.T) {
 		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"weight"}}})
 	assert.Equal(t, codes.Aborted, status.Code(err))
 
+	// BAA coverage: set by its own mask path, left alone by other paths, read back.
+	assert.False(t, upd.GetAfter().GetCoveredByBaa())
+	baa, err := client.UpdateEndpoint(ctx, &registryv1.UpdateEndpointRequest{
+		Endpoint:   &registryv1.Endpoint{OrganizationId: "org-a", Id: "ep-1", CoveredByBaa: true, Weight: 1},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"covered_by_baa"}}})
+	require.NoError(t, err)
+	assert.True(t, baa.GetAfter().GetCoveredByBaa())
+	assert.Equal(t, int32(9), baa.GetAfter().GetWeight(), "only the masked path changes")
+	upd, err = client.UpdateEndpoint(ctx, &registryv1.UpdateEndpointRequest{
+		Endpoint:   &registryv1.Endpoint{OrganizationId: "org-a", Id: "ep-1", Weight: 9},
+		UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"weight"}}})
+	require.NoError(t, err)
+	assert.True(t, upd.GetAfter().GetCoveredByBaa(), "another path leaves coverage as it was")
+	got, err := client.GetEndpoint(ctx, &registryv1.GetEndpointRequest{OrganizationId: "org-a", Id: "ep-1"})
+	require.NoError(t, err)
+	assert.True(t, got.GetEndpoint().GetCoveredByBaa())
+	covered, err := client.CreateEndpoint(ctx, &registryv1.CreateEndpointRequest{Endpoint: &registryv1.Endpoint{
+		OrganizationId: "org-a", Id: "ep-baa", Provider: registryv1.ProviderKind_PROVIDER_KIND_OPENAI,
+		BaseUrl: "https://api.openai.com/v1", UpstreamModel: "gpt-4o", CoveredByBaa: true}})
+	require.NoError(t, err)
+	assert.True(t, covered.GetAfter().GetCoveredByBaa(), "created covered")
+	_, err = client.DeleteEndpoint(ctx, &registryv1.DeleteEndpointRequest{OrganizationId: "org-a", Id: "ep-baa"})
+	require.NoError(t, err)
+
 	list, err := client.ListEndpoints(ctx, &registryv1.ListEndpointsRequest{OrganizationId: "org-b"})
 	require.NoError(t, err)
 	assert.Empty(t, list.GetEndpoints())

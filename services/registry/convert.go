@@ -158,6 +158,7 @@ func endpointToProto(e Endpoint) *registryv1.Endpoint {
 		Weight:         e.Weight,
 		Priority:       e.Priority,
 		ApiVersion:     e.APIVersion,
+		CoveredByBaa:   e.CoveredByBAA,
 		Etag:           e.Etag(),
 	}
 }
@@ -217,6 +218,7 @@ func EndpointFromProto(e *registryv1.Endpoint) Endpoint {
 		Weight:         e.GetWeight(),
 		Priority:       e.GetPriority(),
 		APIVersion:     e.GetApiVersion(),
+		CoveredByBAA:   e.GetCoveredByBaa(),
 	}
 }
 

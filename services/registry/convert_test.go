@@ -30,6 +30,31 @@ func TestConvertRoundTrip(t *testing.T) {
 	e := Endpoint{Weight: 5, Priority: 2, APIVersion: "v"}
 	assert.True(t, proto.Equal(&registryv1.Endpoint{Weight: 5, Priority: 2, ApiVersion: "v", Etag: e.Etag()},
 		endpointToProto(e)))
+	covered := e
+	covered.CoveredByBAA = true
+	pe := endpointToProto(covered)
+	assert.True(t, pe.GetCoveredByBaa())
+	assert.Equal(t, covered, EndpointFromProto(pe))
+	assert.NotEqual(t, e.Etag(), covered.Etag(), "coverage is part of the etag")
+}
+
+// An endpoint without BAA coverage keeps the etag it had before the field existed, so that
+// an etag read before an upgrade still matches after it.
+func TestEndpointEtagStableWithoutBAA(t *testing.T) {
+	e := Endpoint{OrganizationID: "o", ID: "e", Provider: ProviderOpenAI, BaseURL: "https://x/v1", UpstreamModel: "m"}
+	type before struct { // Endpoint as it was before CoveredByBAA
+		OrganizationID, ID string
+		Provider           Provider
+		BaseURL            string
+		UpstreamModel      string
+		CredentialRef      string
+		Region             string
+		Weight             int32
+		Priority           int32
+		APIVersion         string
+	}
+	old := before{OrganizationID: "o", ID: "e", Provider: ProviderOpenAI, BaseURL: "https://x/v1", UpstreamModel: "m"}
+	assert.Equal(t, etagOf(old), e.Etag())
 }
 
 func TestConvertCardRoundTrip(t *testing.T) {

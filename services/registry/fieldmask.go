@@ -66,6 +66,7 @@ var endpointPaths = map[string]setter[Endpoint]{
 	"weight":         func(d *Endpoint, s Endpoint) { d.Weight = s.Weight },
 	"priority":       func(d *Endpoint, s Endpoint) { d.Priority = s.Priority },
 	"api_version":    func(d *Endpoint, s Endpoint) { d.APIVersion = s.APIVersion },
+	"covered_by_baa": func(d *Endpoint, s Endpoint) { d.CoveredByBAA = s.CoveredByBAA },
 }
 
 // maskSetters returns the setters of paths, or every top-level one for an empty mask or "*"

@@ -171,6 +171,11 @@ type Endpoint struct {
 	// APIVersion is the vendor API version, where the vendor wants one; required for
 	// azure_openai (its api-version query parameter).
 	APIVersion string
+	// CoveredByBAA says the vendor serving the endpoint has signed a business associate
+	// agreement (HIPAA) with the organization. Policies read it as the endpoint fact
+	// covered_by_baa. Left out of the etag's JSON when false, so that endpoints stored
+	// before the field existed keep their etags.
+	CoveredByBAA bool `json:",omitempty"`
 }
 
 // Bounds of Endpoint.Weight and Endpoint.Priority.

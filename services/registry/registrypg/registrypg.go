@@ -64,7 +64,7 @@ const modelFilter = `organization_id = $1 AND (cardinality($2::text[]) = 0 OR li
 const uniqueViolation = "23505"
 
 const endpointColumns = `organization_id, id, provider, base_url, upstream_model, credential_ref, region,
-	weight, priority, api_version`
+	weight, priority, api_version, covered_by_baa`
 
 // New returns a store on the tables of schema.
 func New(pool *pgxpool.Pool, schema string) *Store {
@@ -104,11 +104,12 @@ func New(pool *pgxpool.Pool, schema string) *Store {
 			FROM {schema}.model_transitions
 			WHERE organization_id = $1 AND model = $2 AND seq > $3 ORDER BY seq LIMIT $4`),
 		createEndpoint: q(`INSERT INTO {schema}.endpoints (` + endpointColumns + `)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`),
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`),
 		lockEndpoint: q(`SELECT ` + endpointColumns + ` FROM {schema}.endpoints
 			WHERE organization_id = $1 AND id = $2 FOR UPDATE`),
 		updateEndpoint: q(`UPDATE {schema}.endpoints SET provider = $3, base_url = $4, upstream_model = $5,
-				credential_ref = $6, region = $7, weight = $8, priority = $9, api_version = $10
+				credential_ref = $6, region = $7, weight = $8, priority = $9, api_version = $10,
+				covered_by_baa = $11
 			WHERE organization_id = $1 AND id = $2`),
 		deleteEndpoint: q(`DELETE FROM {schema}.endpoints WHERE organization_id = $1 AND id = $2`),
 		createHosting: q(`INSERT INTO {schema}.hosting_requests (` + hostingColumns + `)
@@ -138,18 +139,18 @@ func New(pool *pgxpool.Pool, schema string) *Store {
 		listModelsAfter: q(`SELECT ` + modelColumns + ` FROM {schema}.models
 			WHERE ` + modelFilter + ` AND name > $4 ORDER BY name LIMIT $3`),
 		putEndpoint: q(`INSERT INTO {schema}.endpoints (` + endpointColumns + `)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 			ON CONFLICT (organization_id, id) DO UPDATE SET
 				provider = EXCLUDED.provider, base_url = EXCLUDED.base_url,
 				upstream_model = EXCLUDED.upstream_model, credential_ref = EXCLUDED.credential_ref,
 				region = EXCLUDED.region, weight = EXCLUDED.weight, priority = EXCLUDED.priority,
-				api_version = EXCLUDED.api_version
+				api_version = EXCLUDED.api_version, covered_by_baa = EXCLUDED.covered_by_baa
 			WHERE (endpoints.provider, endpoints.base_url, endpoints.upstream_model,
 				endpoints.credential_ref, endpoints.region, endpoints.weight, endpoints.priority,
-				endpoints.api_version)
+				endpoints.api_version, endpoints.covered_by_baa)
 				IS DISTINCT FROM (EXCLUDED.provider, EXCLUDED.base_url, EXCLUDED.upstream_model,
 				EXCLUDED.credential_ref, EXCLUDED.region, EXCLUDED.weight, EXCLUDED.priority,
-				EXCLUDED.api_version)`),
+				EXCLUDED.api_version, EXCLUDED.covered_by_baa)`),
 		getEndpoint: q(`SELECT ` + endpointColumns + ` FROM {schema}.endpoints
 			WHERE organization_id = $1 AND id = $2`),
 		getEndpoints: q(`SELECT ` + endpointColumns + ` FROM {schema}.endpoints
@@ -197,13 +198,13 @@ func modelArgs(m registry.Model) ([]any, error) {
 
 func endpointArgs(e registry.Endpoint) []any {
 	return []any{e.OrganizationID, e.ID, string(e.Provider), e.BaseURL, e.UpstreamModel, e.CredentialRef,
-		e.Region, e.Weight, e.Priority, e.APIVersion}
+		e.Region, e.Weight, e.Priority, e.APIVersion, e.CoveredByBAA}
 }
 
 func scanEndpoint(row pgx.CollectableRow) (registry.Endpoint, error) {
 	var e registry.Endpoint
 	err := row.Scan(&e.OrganizationID, &e.ID, &e.Provider, &e.BaseURL, &e.UpstreamModel, &e.CredentialRef, &e.Region,
-		&e.Weight, &e.Priority, &e.APIVersion)
+		&e.Weight, &e.Priority, &e.APIVersion, &e.CoveredByBAA)
 	return e, err
 }
 

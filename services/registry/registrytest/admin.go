@@ -335,17 +335,22 @@ func testTransitions(t *testing.T, s registry.Store) {
 func testEndpointCRUD(t *testing.T, s registry.Store) {
 	ctx := t.Context()
 	e := Endpoint("org-a", "ep-1")
+	e.CoveredByBAA = true
 	require.NoError(t, s.CreateEndpoint(ctx, e))
 	assert.ErrorIs(t, s.CreateEndpoint(ctx, e), registry.ErrAlreadyExists)
 	require.NoError(t, s.CreateEndpoint(ctx, Endpoint("org-b", "ep-1")))
+	created, err := s.GetEndpoint(ctx, "org-a", "ep-1")
+	require.NoError(t, err)
+	assert.Equal(t, e, created, "created with BAA coverage")
 
 	before, after, err := s.UpdateEndpoint(ctx, "org-a", "ep-1", func(cur registry.Endpoint) (registry.Endpoint, error) {
-		cur.Weight, cur.Priority = 7, 2
+		cur.Weight, cur.Priority, cur.CoveredByBAA = 7, 2, false
 		return cur, nil
 	})
 	require.NoError(t, err)
 	assert.Equal(t, e, before)
 	assert.Equal(t, int32(7), after.Weight)
+	assert.False(t, after.CoveredByBAA)
 	got, err := s.GetEndpoint(ctx, "org-a", "ep-1")
 	require.NoError(t, err)
 	assert.Equal(t, after, got)

@@ -246,6 +246,24 @@ func testEndpointRoundTrip(t *testing.T, s registry.Store) {
 	got, err = s.GetEndpoint(ctx, "org-a", "ep-1")
 	require.NoError(t, err)
 	assert.Equal(t, e, got)
+
+	// BAA coverage is stored, changed by a put, and read back by every read.
+	e.CoveredByBAA = true
+	require.NoError(t, s.PutEndpoint(ctx, e))
+	got, err = s.GetEndpoint(ctx, "org-a", "ep-1")
+	require.NoError(t, err)
+	assert.True(t, got.CoveredByBAA)
+	eps, err := s.GetEndpoints(ctx, "org-a", []string{"ep-1"})
+	require.NoError(t, err)
+	assert.Equal(t, []registry.Endpoint{e}, eps)
+	page, _, err := s.ListEndpoints(ctx, "org-a", registry.Page{})
+	require.NoError(t, err)
+	assert.Equal(t, []registry.Endpoint{e}, page)
+	e.CoveredByBAA = false
+	require.NoError(t, s.PutEndpoint(ctx, e))
+	got, err = s.GetEndpoint(ctx, "org-a", "ep-1")
+	require.NoError(t, err)
+	assert.False(t, got.CoveredByBAA, "a put withdraws coverage")
 }
 
 func testModelFallbacks(t *testing.T, s registry.Store) {

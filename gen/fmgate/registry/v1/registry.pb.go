@@ -738,7 +738,12 @@ type Endpoint struct {
 	// The vendor API version, where the vendor wants one (Azure OpenAI's api-version).
 	ApiVersion string `protobuf:"bytes,10,opt,name=api_version,json=apiVersion,proto3" json:"api_version,omitempty"`
 	// Changes with every change of the endpoint (see Model.etag).
-	Etag          string `protobuf:"bytes,11,opt,name=etag,proto3" json:"etag,omitempty"`
+	Etag string `protobuf:"bytes,11,opt,name=etag,proto3" json:"etag,omitempty"`
+	// Whether the vendor serving the endpoint has signed a business associate agreement (HIPAA)
+	// with the organisation, so that protected health information may be sent to it. Policies
+	// read it as endpoint fact covered_by_baa (the HIPAA pack sends principals handling PHI only
+	// to covered endpoints).
+	CoveredByBaa  bool `protobuf:"varint,12,opt,name=covered_by_baa,json=coveredByBaa,proto3" json:"covered_by_baa,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -848,6 +853,13 @@ func (x *Endpoint) GetEtag() string {
 		return x.Etag
 	}
 	return ""
+}
+
+func (x *Endpoint) GetCoveredByBaa() bool {
+	if x != nil {
+		return x.CoveredByBaa
+	}
+	return false
 }
 
 // ResolveRouteRequest names a model of an organisation.
@@ -3709,7 +3721,7 @@ const file_fmgate_registry_v1_registry_proto_rawDesc = "" +
 	"\x04etag\x18\x1b \x01(\tR\x04etag\x1aD\n" +
 	"\x16EvaluationMetricsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\xeb\x02\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x91\x03\n" +
 	"\bEndpoint\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12<\n" +
@@ -3723,7 +3735,8 @@ const file_fmgate_registry_v1_registry_proto_rawDesc = "" +
 	"\vapi_version\x18\n" +
 	" \x01(\tR\n" +
 	"apiVersion\x12\x12\n" +
-	"\x04etag\x18\v \x01(\tR\x04etag\"T\n" +
+	"\x04etag\x18\v \x01(\tR\x04etag\x12$\n" +
+	"\x0ecovered_by_baa\x18\f \x01(\bR\fcoveredByBaa\"T\n" +
 	"\x13ResolveRouteRequest\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\"\xed\x01\n" +
