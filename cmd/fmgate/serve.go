@@ -233,18 +233,19 @@ type process struct {
 	tracing *telemetry.Providers
 	stdout  io.Writer
 
-	srv       *grpcserver.Server
-	pool      *pgxpool.Pool
-	redis     *redis.Client
-	conns     []*grpc.ClientConn
-	peerConns map[string]*grpc.ClientConn
-	sim       *http.Server
-	edge      *edge.Server
-	audit     *audit.Recorder // the edge's audit events; nil when this process does not run the edge
-	http      *http.Server
-	grpcLis   net.Listener
-	httpLis   net.Listener
-	closers   []func()
+	srv        *grpcserver.Server
+	pool       *pgxpool.Pool
+	redis      *redis.Client
+	conns      []*grpc.ClientConn
+	peerConns  map[string]*grpc.ClientConn
+	sim        *http.Server
+	edge       *edge.Server
+	audit      *audit.Recorder // the process's audit events: the edge's generations, the admin layer's changes
+	auditStore audit.Store
+	http       *http.Server
+	grpcLis    net.Listener
+	httpLis    net.Listener
+	closers    []func()
 }
 
 func (p *process) runs(svc string) bool { return slices.Contains(p.local, svc) }
@@ -258,7 +259,8 @@ func (p *process) start(ctx context.Context) error {
 	if err := p.checkCredentials(res); err != nil {
 		return err
 	}
-	if p.cfg.postgresURL != "" && (p.runs("registry") || p.runs("identity") || p.runs("policy") || p.runs("edge") || p.storesCredentials()) {
+	// Every process connects when configured: each appends its audit events to Postgres.
+	if p.cfg.postgresURL != "" {
 		if p.pool, err = pg.Connect(ctx, p.cfg.postgresURL); err != nil {
 			return err
 		}
@@ -270,6 +272,12 @@ func (p *process) start(ctx context.Context) error {
 	}
 	p.srv = grpcserver.New(p.log, p.tracing, p.cfg.meshToken)
 	p.peerConns = map[string]*grpc.ClientConn{}
+	if err := p.startAudit(); err != nil {
+		return err
+	}
+	if err := p.startAdmin(); err != nil {
+		return err
+	}
 	for _, svc := range p.local {
 		if err := p.startService(ctx, svc, res, lookup); err != nil {
 			return fmt.Errorf("start %s: %w", svc, err)
@@ -282,10 +290,15 @@ func (p *process) start(ctx context.Context) error {
 		if p.httpLis, err = net.Listen("tcp", p.cfg.httpAddr); err != nil {
 			return fmt.Errorf("listen http: %w", err)
 		}
+		admin, err := p.adminClients()
+		if err != nil {
+			return err
+		}
 		handler, err := edge.NewHTTPHandler(ctx, edge.HTTPConfig{
 			Gateway:        gatewayv1.NewGatewayServiceClient(p.srv.Channel("edge")),
 			Ready:          p.ready,
 			TracerProvider: p.tracing.For("edge"),
+			Admin:          admin,
 		})
 		if err != nil {
 			return err

@@ -18,9 +18,7 @@ import (
 	policyv1 "github.com/fmgate/fmgate/gen/fmgate/policy/v1"
 	quotav1 "github.com/fmgate/fmgate/gen/fmgate/quota/v1"
 	registryv1 "github.com/fmgate/fmgate/gen/fmgate/registry/v1"
-	"github.com/fmgate/fmgate/internal/audit"
-	"github.com/fmgate/fmgate/internal/audit/auditmem"
-	"github.com/fmgate/fmgate/internal/audit/auditpg"
+	"github.com/fmgate/fmgate/internal/audit/auditserver"
 	"github.com/fmgate/fmgate/internal/resources"
 	"github.com/fmgate/fmgate/internal/seal"
 	"github.com/fmgate/fmgate/services/dispatch"
@@ -124,17 +122,7 @@ func (p *process) startService(ctx context.Context, svc string, res *resources.F
 			conns[dep] = conn
 		}
 		cc := func(svc string) grpc.ClientConnInterface { return conns[svc] }
-		// The edge's audit trail: Postgres (schema audit, migrated by `fmgate migrate`) when
-		// configured, else memory. The recorder's Run loop is started and flushed by run.
-		var store audit.Store = auditmem.New()
-		if p.pool != nil {
-			store = auditpg.New(p.pool, auditpg.DefaultSchema)
-		}
-		rec, err := audit.NewRecorder(store, edge.AuditService, audit.RecorderConfig{SpoolDir: p.cfg.auditSpoolDir, Log: log})
-		if err != nil {
-			return err
-		}
-		p.audit = rec
+		auditserver.New(p.auditStore).Register(p.srv)
 		p.edge = edge.NewServer(edge.Deps{
 			Identity:   identityv1.NewIdentityServiceClient(cc("identity")),
 			Registry:   registryv1.NewRegistryServiceClient(cc("registry")),
@@ -143,7 +131,7 @@ func (p *process) startService(ctx context.Context, svc string, res *resources.F
 			Moderation: moderationv1.NewModerationServiceClient(cc("moderation")),
 			Dispatch:   dispatchv1.NewDispatchServiceClient(cc("dispatch")),
 			Log:        log,
-			Audit:      rec,
+			Audit:      p.audit,
 		}, edge.Config{})
 		p.edge.Register(p.srv)
 	default:

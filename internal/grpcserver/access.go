@@ -24,8 +24,11 @@ const MeshTokenHeader = "x-fmgate-mesh-token"
 //     was configured with. With no token configured (the all-in-one default) no network
 //     caller reaches them: a client of the gateway's port cannot call dispatch or identity
 //     directly and so bypass authentication, policy, quota or moderation.
-//   - Every other RPC of an internal service is an administrative one. Until the admin layer
-//     (authorisation by role and tenant) exists, they refuse every caller.
+//   - Every other RPC is an administrative one: the admin guard (SetAdminGuard; package
+//     internal/adminauth) authenticates the caller's own credential, authorises it by role
+//     and tenant, and audits the change, whether the call came over the network, through
+//     the edge's REST mapping or in process. Without a guard they refuse every caller.
+//     Administrative streams are refused: no administrative RPC streams.
 var (
 	publicPrefixes = []string{"/fmgate.gateway.v1.GatewayService/", "/grpc.health.v1.Health/", "/grpc.reflection."}
 	servicePaths   = map[string]bool{
@@ -46,16 +49,36 @@ var (
 	}
 )
 
-// authorize decides whether the caller of method may go on.
-func (s *Server) authorize(ctx context.Context, method string) error {
+// SetAdminGuard installs the interceptor that guards administrative RPCs. Call it before the
+// server takes calls.
+func (s *Server) SetAdminGuard(g grpc.UnaryServerInterceptor) { s.admin = g }
+
+// kind says which of the three kinds of RPC method is.
+type kind int
+
+const (
+	kindPublic kind = iota
+	kindInternal
+	kindAdmin
+)
+
+func kindOf(method string) kind {
 	for _, p := range publicPrefixes {
 		if strings.HasPrefix(method, p) {
-			return nil
+			return kindPublic
 		}
 	}
-	if !servicePaths[method] {
-		return status.Error(codes.PermissionDenied, "administrative APIs are not enabled: no admin authorisation is configured")
+	if servicePaths[method] {
+		return kindInternal
 	}
+	return kindAdmin
+}
+
+// errNoAdmin refuses administrative calls on a server without an admin guard.
+var errNoAdmin = status.Error(codes.PermissionDenied, "administrative APIs are not enabled on this server")
+
+// authorizeInternal decides whether the caller of an internal RPC may go on.
+func (s *Server) authorizeInternal(ctx context.Context) error {
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil && p.Addr.Network() == "inproc" {
 		return nil
 	}
@@ -71,15 +94,30 @@ func (s *Server) authorize(ctx context.Context, method string) error {
 }
 
 func (s *Server) guardUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if err := s.authorize(ctx, info.FullMethod); err != nil {
-		return nil, err
+	switch kindOf(info.FullMethod) {
+	case kindPublic:
+	case kindInternal:
+		if err := s.authorizeInternal(ctx); err != nil {
+			return nil, err
+		}
+	default:
+		if s.admin == nil {
+			return nil, errNoAdmin
+		}
+		return s.admin(ctx, req, info, handler)
 	}
 	return handler(ctx, req)
 }
 
 func (s *Server) guardStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if err := s.authorize(ss.Context(), info.FullMethod); err != nil {
-		return err
+	switch kindOf(info.FullMethod) {
+	case kindPublic:
+	case kindInternal:
+		if err := s.authorizeInternal(ss.Context()); err != nil {
+			return err
+		}
+	default:
+		return errNoAdmin
 	}
 	return handler(srv, ss)
 }

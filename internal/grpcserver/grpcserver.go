@@ -43,6 +43,7 @@ type Server struct {
 	stream    grpc.StreamServerInterceptor
 	stats     stats.Handler
 	meshToken string
+	admin     grpc.UnaryServerInterceptor
 	services  []registration
 	channels  []*inprocgrpc.Channel
 }

@@ -15,7 +15,11 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	auditv1 "github.com/fmgate/fmgate/gen/fmgate/audit/v1"
 	gatewayv1 "github.com/fmgate/fmgate/gen/fmgate/gateway/v1"
+	identityv1 "github.com/fmgate/fmgate/gen/fmgate/identity/v1"
+	policyv1 "github.com/fmgate/fmgate/gen/fmgate/policy/v1"
+	registryv1 "github.com/fmgate/fmgate/gen/fmgate/registry/v1"
 	"github.com/fmgate/fmgate/internal/apierr"
 )
 
@@ -34,6 +38,41 @@ type HTTPConfig struct {
 	Ready func(context.Context) error
 	// TracerProvider traces incoming HTTP requests (the edge's provider).
 	TracerProvider trace.TracerProvider
+	// Admin holds clients of the services whose administrative RPCs the edge maps to REST
+	// under /api/v1/orgs/... (their google.api.http options). The edge only transcodes: the
+	// admin layer of the process serving each RPC authenticates the caller's Authorization
+	// header (forwarded as metadata), authorises and audits the call. Nil clients are not
+	// mapped.
+	Admin AdminClients
+}
+
+// AdminClients are the administrative services the edge maps to REST.
+type AdminClients struct {
+	Registry registryv1.RegistryServiceClient
+	Policy   policyv1.PolicyServiceClient
+	Identity identityv1.IdentityServiceClient
+	Audit    auditv1.AuditServiceClient
+}
+
+// register maps every administrative service of a to REST on gw.
+func (a AdminClients) register(ctx context.Context, gw *runtime.ServeMux) error {
+	var err error
+	if a.Registry != nil && err == nil {
+		err = registryv1.RegisterRegistryServiceHandlerClient(ctx, gw, a.Registry)
+	}
+	if a.Policy != nil && err == nil {
+		err = policyv1.RegisterPolicyServiceHandlerClient(ctx, gw, a.Policy)
+	}
+	if a.Identity != nil && err == nil {
+		err = identityv1.RegisterIdentityServiceHandlerClient(ctx, gw, a.Identity)
+	}
+	if a.Audit != nil && err == nil {
+		err = auditv1.RegisterAuditServiceHandlerClient(ctx, gw, a.Audit)
+	}
+	if err != nil {
+		return fmt.Errorf("register admin handlers: %w", err)
+	}
+	return nil
 }
 
 // NewHTTPHandler returns the edge's HTTP handler: /api/v1 (grpc-gateway), the OpenAPI
@@ -50,6 +89,9 @@ func NewHTTPHandler(ctx context.Context, cfg HTTPConfig) (http.Handler, error) {
 	)
 	if err := gatewayv1.RegisterGatewayServiceHandlerClient(ctx, gw, cfg.Gateway); err != nil {
 		return nil, fmt.Errorf("register gateway handlers: %w", err)
+	}
+	if err := cfg.Admin.register(ctx, gw); err != nil {
+		return nil, err
 	}
 
 	mux := http.NewServeMux()

@@ -10,7 +10,9 @@
 package policyv1
 
 import (
+	_ "github.com/fmgate/fmgate/gen/fmgate/admin/v1"
 	v1 "github.com/fmgate/fmgate/gen/fmgate/identity/v1"
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
@@ -2364,7 +2366,7 @@ var File_fmgate_policy_v1_policy_proto protoreflect.FileDescriptor
 
 const file_fmgate_policy_v1_policy_proto_rawDesc = "" +
 	"\n" +
-	"\x1dfmgate/policy/v1/policy.proto\x12\x10fmgate.policy.v1\x1a!fmgate/identity/v1/identity.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\x02\n" +
+	"\x1dfmgate/policy/v1/policy.proto\x12\x10fmgate.policy.v1\x1a\x1cfmgate/admin/v1/access.proto\x1a!fmgate/identity/v1/identity.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9c\x02\n" +
 	"\x0fEvaluateRequest\x12;\n" +
 	"\tprincipal\x18\x01 \x01(\v2\x1d.fmgate.identity.v1.PrincipalR\tprincipal\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x128\n" +
@@ -2458,12 +2460,12 @@ const file_fmgate_policy_v1_policy_proto_rawDesc = "" +
 	"updated_by\x18\r \x01(\tR\tupdatedBy\"\\\n" +
 	"\x0ePolicyRevision\x120\n" +
 	"\x06policy\x18\x01 \x01(\v2\x18.fmgate.policy.v1.PolicyR\x06policy\x12\x18\n" +
-	"\adeleted\x18\x02 \x01(\bR\adeleted\"\x8f\x01\n" +
+	"\adeleted\x18\x02 \x01(\bR\adeleted\"\x95\x01\n" +
 	"\x13CreatePolicyRequest\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x120\n" +
-	"\x06policy\x18\x02 \x01(\v2\x18.fmgate.policy.v1.PolicyR\x06policy\x12\x1d\n" +
+	"\x06policy\x18\x02 \x01(\v2\x18.fmgate.policy.v1.PolicyR\x06policy\x12#\n" +
 	"\n" +
-	"updated_by\x18\x03 \x01(\tR\tupdatedBy\"x\n" +
+	"updated_by\x18\x03 \x01(\tB\x04\xb8\xe1\x18\x01R\tupdatedBy\"x\n" +
 	"\x14CreatePolicyResponse\x120\n" +
 	"\x06before\x18\x01 \x01(\v2\x18.fmgate.policy.v1.PolicyR\x06before\x12.\n" +
 	"\x05after\x18\x02 \x01(\v2\x18.fmgate.policy.v1.PolicyR\x05after\"K\n" +
@@ -2479,23 +2481,23 @@ const file_fmgate_policy_v1_policy_proto_rawDesc = "" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"t\n" +
 	"\x14ListPoliciesResponse\x124\n" +
 	"\bpolicies\x18\x01 \x03(\v2\x18.fmgate.policy.v1.PolicyR\bpolicies\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xcc\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xd2\x01\n" +
 	"\x13UpdatePolicyRequest\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x120\n" +
 	"\x06policy\x18\x02 \x01(\v2\x18.fmgate.policy.v1.PolicyR\x06policy\x12;\n" +
 	"\vupdate_mask\x18\x03 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
-	"updateMask\x12\x1d\n" +
+	"updateMask\x12#\n" +
 	"\n" +
-	"updated_by\x18\x04 \x01(\tR\tupdatedBy\"x\n" +
+	"updated_by\x18\x04 \x01(\tB\x04\xb8\xe1\x18\x01R\tupdatedBy\"x\n" +
 	"\x14UpdatePolicyResponse\x120\n" +
 	"\x06before\x18\x01 \x01(\v2\x18.fmgate.policy.v1.PolicyR\x06before\x12.\n" +
-	"\x05after\x18\x02 \x01(\v2\x18.fmgate.policy.v1.PolicyR\x05after\"\x81\x01\n" +
+	"\x05after\x18\x02 \x01(\v2\x18.fmgate.policy.v1.PolicyR\x05after\"\x87\x01\n" +
 	"\x13DeletePolicyRequest\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\x12\n" +
-	"\x04etag\x18\x03 \x01(\tR\x04etag\x12\x1d\n" +
+	"\x04etag\x18\x03 \x01(\tR\x04etag\x12#\n" +
 	"\n" +
-	"updated_by\x18\x04 \x01(\tR\tupdatedBy\"x\n" +
+	"updated_by\x18\x04 \x01(\tB\x04\xb8\xe1\x18\x01R\tupdatedBy\"x\n" +
 	"\x14DeletePolicyResponse\x120\n" +
 	"\x06before\x18\x01 \x01(\v2\x18.fmgate.policy.v1.PolicyR\x06before\x12.\n" +
 	"\x05after\x18\x02 \x01(\v2\x18.fmgate.policy.v1.PolicyR\x05after\"\x91\x01\n" +
@@ -2522,15 +2524,15 @@ const file_fmgate_policy_v1_policy_proto_rawDesc = "" +
 	"parameters\x124\n" +
 	"\bpolicies\x18\x05 \x03(\v2\x18.fmgate.policy.v1.PolicyR\bpolicies\"Y\n" +
 	"\x19ListPackTemplatesResponse\x12<\n" +
-	"\ttemplates\x18\x01 \x03(\v2\x1e.fmgate.policy.v1.PackTemplateR\ttemplates\"\x8d\x02\n" +
+	"\ttemplates\x18\x01 \x03(\v2\x1e.fmgate.policy.v1.PackTemplateR\ttemplates\"\x93\x02\n" +
 	"\x16InstantiatePackRequest\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x12\n" +
 	"\x04pack\x18\x02 \x01(\tR\x04pack\x12X\n" +
 	"\n" +
 	"parameters\x18\x03 \x03(\v28.fmgate.policy.v1.InstantiatePackRequest.ParametersEntryR\n" +
-	"parameters\x12\x1d\n" +
+	"parameters\x12#\n" +
 	"\n" +
-	"updated_by\x18\x04 \x01(\tR\tupdatedBy\x1a=\n" +
+	"updated_by\x18\x04 \x01(\tB\x04\xb8\xe1\x18\x01R\tupdatedBy\x1a=\n" +
 	"\x0fParametersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"p\n" +
@@ -2555,18 +2557,27 @@ const file_fmgate_policy_v1_policy_proto_rawDesc = "" +
 	"\x12EFFECT_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fEFFECT_ALLOW\x10\x01\x12\x0f\n" +
 	"\vEFFECT_DENY\x10\x02\x12\x14\n" +
-	"\x10EFFECT_CONSTRAIN\x10\x032\xe2\a\n" +
+	"\x10EFFECT_CONSTRAIN\x10\x032\xfc\r\n" +
 	"\rPolicyService\x12S\n" +
-	"\bEvaluate\x12!.fmgate.policy.v1.EvaluateRequest\x1a\".fmgate.policy.v1.EvaluateResponse\"\x00\x12P\n" +
-	"\aExplain\x12 .fmgate.policy.v1.ExplainRequest\x1a!.fmgate.policy.v1.ExplainResponse\"\x00\x12_\n" +
-	"\fCreatePolicy\x12%.fmgate.policy.v1.CreatePolicyRequest\x1a&.fmgate.policy.v1.CreatePolicyResponse\"\x00\x12V\n" +
-	"\tGetPolicy\x12\".fmgate.policy.v1.GetPolicyRequest\x1a#.fmgate.policy.v1.GetPolicyResponse\"\x00\x12_\n" +
-	"\fListPolicies\x12%.fmgate.policy.v1.ListPoliciesRequest\x1a&.fmgate.policy.v1.ListPoliciesResponse\"\x00\x12_\n" +
-	"\fUpdatePolicy\x12%.fmgate.policy.v1.UpdatePolicyRequest\x1a&.fmgate.policy.v1.UpdatePolicyResponse\"\x00\x12_\n" +
-	"\fDeletePolicy\x12%.fmgate.policy.v1.DeletePolicyRequest\x1a&.fmgate.policy.v1.DeletePolicyResponse\"\x00\x12t\n" +
-	"\x13ListPolicyRevisions\x12,.fmgate.policy.v1.ListPolicyRevisionsRequest\x1a-.fmgate.policy.v1.ListPolicyRevisionsResponse\"\x00\x12n\n" +
-	"\x11ListPackTemplates\x12*.fmgate.policy.v1.ListPackTemplatesRequest\x1a+.fmgate.policy.v1.ListPackTemplatesResponse\"\x00\x12h\n" +
-	"\x0fInstantiatePack\x12(.fmgate.policy.v1.InstantiatePackRequest\x1a).fmgate.policy.v1.InstantiatePackResponse\"\x00B\xbd\x01\n" +
+	"\bEvaluate\x12!.fmgate.policy.v1.EvaluateRequest\x1a\".fmgate.policy.v1.EvaluateResponse\"\x00\x12\xa7\x01\n" +
+	"\aExplain\x12 .fmgate.policy.v1.ExplainRequest\x1a!.fmgate.policy.v1.ExplainResponse\"W\xb2\xe1\x18\x0f\n" +
+	"\rpolicies.read\x82\xd3\xe4\x93\x02>:\x01*\"9/api/v1/orgs/{principal.organization_id}/policies:explain\x12\xc1\x01\n" +
+	"\fCreatePolicy\x12%.fmgate.policy.v1.CreatePolicyRequest\x1a&.fmgate.policy.v1.CreatePolicyResponse\"b\xb2\xe1\x18'\n" +
+	"\x0epolicies.write\x12\rpolicy.create\x1a\x06policy\x82\xd3\xe4\x93\x021:\x06policy\"'/api/v1/orgs/{organization_id}/policies\x12\x9d\x01\n" +
+	"\tGetPolicy\x12\".fmgate.policy.v1.GetPolicyRequest\x1a#.fmgate.policy.v1.GetPolicyResponse\"G\xb2\xe1\x18\x0f\n" +
+	"\rpolicies.read\x82\xd3\xe4\x93\x02.\x12,/api/v1/orgs/{organization_id}/policies/{id}\x12\xa1\x01\n" +
+	"\fListPolicies\x12%.fmgate.policy.v1.ListPoliciesRequest\x1a&.fmgate.policy.v1.ListPoliciesResponse\"B\xb2\xe1\x18\x0f\n" +
+	"\rpolicies.read\x82\xd3\xe4\x93\x02)\x12'/api/v1/orgs/{organization_id}/policies\x12\xcd\x01\n" +
+	"\fUpdatePolicy\x12%.fmgate.policy.v1.UpdatePolicyRequest\x1a&.fmgate.policy.v1.UpdatePolicyResponse\"n\xb2\xe1\x18'\n" +
+	"\x0epolicies.write\x12\rpolicy.update\x1a\x06policy\x82\xd3\xe4\x93\x02=:\x06policy23/api/v1/orgs/{organization_id}/policies/{policy.id}\x12\xbe\x01\n" +
+	"\fDeletePolicy\x12%.fmgate.policy.v1.DeletePolicyRequest\x1a&.fmgate.policy.v1.DeletePolicyResponse\"_\xb2\xe1\x18'\n" +
+	"\x0epolicies.write\x12\rpolicy.delete\x1a\x06policy\x82\xd3\xe4\x93\x02.*,/api/v1/orgs/{organization_id}/policies/{id}\x12\xc5\x01\n" +
+	"\x13ListPolicyRevisions\x12,.fmgate.policy.v1.ListPolicyRevisionsRequest\x1a-.fmgate.policy.v1.ListPolicyRevisionsResponse\"Q\xb2\xe1\x18\x0f\n" +
+	"\rpolicies.read\x82\xd3\xe4\x93\x028\x126/api/v1/orgs/{organization_id}/policies/{id}/revisions\x12\x9c\x01\n" +
+	"\x11ListPackTemplates\x12*.fmgate.policy.v1.ListPackTemplatesRequest\x1a+.fmgate.policy.v1.ListPackTemplatesResponse\".\xb2\xe1\x18\x0f\n" +
+	"\rpolicies.read\x82\xd3\xe4\x93\x02\x15\x12\x13/api/v1/policyPacks\x12\xeb\x01\n" +
+	"\x0fInstantiatePack\x12(.fmgate.policy.v1.InstantiatePackRequest\x1a).fmgate.policy.v1.InstantiatePackResponse\"\x82\x01\xb2\xe1\x186\n" +
+	"\x0epolicies.write\x12\x17policy_pack.instantiate\x1a\vpolicy_pack\x82\xd3\xe4\x93\x02B:\x01*\"=/api/v1/orgs/{organization_id}/policyPacks/{pack}:instantiateB\xbd\x01\n" +
 	"\x14com.fmgate.policy.v1B\vPolicyProtoP\x01Z6github.com/fmgate/fmgate/gen/fmgate/policy/v1;policyv1\xa2\x02\x03FPX\xaa\x02\x10Fmgate.Policy.V1\xca\x02\x10Fmgate\\Policy\\V1\xe2\x02\x1cFmgate\\Policy\\V1\\GPBMetadata\xea\x02\x12Fmgate::Policy::V1b\x06proto3"
 
 var (

@@ -10,6 +10,8 @@
 package registryv1
 
 import (
+	_ "github.com/fmgate/fmgate/gen/fmgate/admin/v1"
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
@@ -1284,6 +1286,148 @@ func (x *GetEndpointResponse) GetEndpoint() *Endpoint {
 	return nil
 }
 
+// ListCatalogModelsRequest pages through an organisation's catalogue.
+type ListCatalogModelsRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
+	// At most 1000; 0 means 50.
+	PageSize  int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Keeps models in these states; empty keeps every state.
+	LifecycleStates []LifecycleState `protobuf:"varint,4,rep,packed,name=lifecycle_states,json=lifecycleStates,proto3,enum=fmgate.registry.v1.LifecycleState" json:"lifecycle_states,omitempty"`
+	// Keeps models of this vendor, when set.
+	Vendor string `protobuf:"bytes,5,opt,name=vendor,proto3" json:"vendor,omitempty"`
+	// Keeps models carrying this use-case tag, when set.
+	UseCaseTag    string `protobuf:"bytes,6,opt,name=use_case_tag,json=useCaseTag,proto3" json:"use_case_tag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCatalogModelsRequest) Reset() {
+	*x = ListCatalogModelsRequest{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCatalogModelsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCatalogModelsRequest) ProtoMessage() {}
+
+func (x *ListCatalogModelsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCatalogModelsRequest.ProtoReflect.Descriptor instead.
+func (*ListCatalogModelsRequest) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ListCatalogModelsRequest) GetOrganizationId() string {
+	if x != nil {
+		return x.OrganizationId
+	}
+	return ""
+}
+
+func (x *ListCatalogModelsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListCatalogModelsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListCatalogModelsRequest) GetLifecycleStates() []LifecycleState {
+	if x != nil {
+		return x.LifecycleStates
+	}
+	return nil
+}
+
+func (x *ListCatalogModelsRequest) GetVendor() string {
+	if x != nil {
+		return x.Vendor
+	}
+	return ""
+}
+
+func (x *ListCatalogModelsRequest) GetUseCaseTag() string {
+	if x != nil {
+		return x.UseCaseTag
+	}
+	return ""
+}
+
+// ListCatalogModelsResponse is one page of models, by name.
+type ListCatalogModelsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Models        []*Model               `protobuf:"bytes,1,rep,name=models,proto3" json:"models,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCatalogModelsResponse) Reset() {
+	*x = ListCatalogModelsResponse{}
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCatalogModelsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCatalogModelsResponse) ProtoMessage() {}
+
+func (x *ListCatalogModelsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCatalogModelsResponse.ProtoReflect.Descriptor instead.
+func (*ListCatalogModelsResponse) Descriptor() ([]byte, []int) {
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ListCatalogModelsResponse) GetModels() []*Model {
+	if x != nil {
+		return x.Models
+	}
+	return nil
+}
+
+func (x *ListCatalogModelsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 // CreateModelRequest adds model to its organisation.
 type CreateModelRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1296,7 +1440,7 @@ type CreateModelRequest struct {
 
 func (x *CreateModelRequest) Reset() {
 	*x = CreateModelRequest{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[12]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1308,7 +1452,7 @@ func (x *CreateModelRequest) String() string {
 func (*CreateModelRequest) ProtoMessage() {}
 
 func (x *CreateModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[12]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1321,7 +1465,7 @@ func (x *CreateModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateModelRequest.ProtoReflect.Descriptor instead.
 func (*CreateModelRequest) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{12}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CreateModelRequest) GetModel() *Model {
@@ -1342,7 +1486,7 @@ type CreateModelResponse struct {
 
 func (x *CreateModelResponse) Reset() {
 	*x = CreateModelResponse{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[13]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1354,7 +1498,7 @@ func (x *CreateModelResponse) String() string {
 func (*CreateModelResponse) ProtoMessage() {}
 
 func (x *CreateModelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[13]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1367,7 +1511,7 @@ func (x *CreateModelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateModelResponse.ProtoReflect.Descriptor instead.
 func (*CreateModelResponse) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{13}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CreateModelResponse) GetBefore() *Model {
@@ -1395,7 +1539,7 @@ type GetModelRequest struct {
 
 func (x *GetModelRequest) Reset() {
 	*x = GetModelRequest{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[14]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1407,7 +1551,7 @@ func (x *GetModelRequest) String() string {
 func (*GetModelRequest) ProtoMessage() {}
 
 func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[14]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1420,7 +1564,7 @@ func (x *GetModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelRequest.ProtoReflect.Descriptor instead.
 func (*GetModelRequest) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{14}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetModelRequest) GetOrganizationId() string {
@@ -1447,7 +1591,7 @@ type GetModelResponse struct {
 
 func (x *GetModelResponse) Reset() {
 	*x = GetModelResponse{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[15]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1459,7 +1603,7 @@ func (x *GetModelResponse) String() string {
 func (*GetModelResponse) ProtoMessage() {}
 
 func (x *GetModelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[15]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1472,7 +1616,7 @@ func (x *GetModelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetModelResponse.ProtoReflect.Descriptor instead.
 func (*GetModelResponse) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{15}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetModelResponse) GetModel() *Model {
@@ -1495,7 +1639,7 @@ type UpdateModelRequest struct {
 
 func (x *UpdateModelRequest) Reset() {
 	*x = UpdateModelRequest{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[16]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1507,7 +1651,7 @@ func (x *UpdateModelRequest) String() string {
 func (*UpdateModelRequest) ProtoMessage() {}
 
 func (x *UpdateModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[16]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1520,7 +1664,7 @@ func (x *UpdateModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateModelRequest.ProtoReflect.Descriptor instead.
 func (*UpdateModelRequest) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{16}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *UpdateModelRequest) GetModel() *Model {
@@ -1548,7 +1692,7 @@ type UpdateModelResponse struct {
 
 func (x *UpdateModelResponse) Reset() {
 	*x = UpdateModelResponse{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[17]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1560,7 +1704,7 @@ func (x *UpdateModelResponse) String() string {
 func (*UpdateModelResponse) ProtoMessage() {}
 
 func (x *UpdateModelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[17]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1573,7 +1717,7 @@ func (x *UpdateModelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateModelResponse.ProtoReflect.Descriptor instead.
 func (*UpdateModelResponse) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{17}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *UpdateModelResponse) GetBefore() *Model {
@@ -1603,7 +1747,7 @@ type DeleteModelRequest struct {
 
 func (x *DeleteModelRequest) Reset() {
 	*x = DeleteModelRequest{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[18]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1615,7 +1759,7 @@ func (x *DeleteModelRequest) String() string {
 func (*DeleteModelRequest) ProtoMessage() {}
 
 func (x *DeleteModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[18]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1628,7 +1772,7 @@ func (x *DeleteModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteModelRequest.ProtoReflect.Descriptor instead.
 func (*DeleteModelRequest) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{18}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DeleteModelRequest) GetOrganizationId() string {
@@ -1663,7 +1807,7 @@ type DeleteModelResponse struct {
 
 func (x *DeleteModelResponse) Reset() {
 	*x = DeleteModelResponse{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[19]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1675,7 +1819,7 @@ func (x *DeleteModelResponse) String() string {
 func (*DeleteModelResponse) ProtoMessage() {}
 
 func (x *DeleteModelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[19]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1688,7 +1832,7 @@ func (x *DeleteModelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteModelResponse.ProtoReflect.Descriptor instead.
 func (*DeleteModelResponse) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{19}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DeleteModelResponse) GetBefore() *Model {
@@ -1723,7 +1867,7 @@ type TransitionModelRequest struct {
 
 func (x *TransitionModelRequest) Reset() {
 	*x = TransitionModelRequest{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[20]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1735,7 +1879,7 @@ func (x *TransitionModelRequest) String() string {
 func (*TransitionModelRequest) ProtoMessage() {}
 
 func (x *TransitionModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[20]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1748,7 +1892,7 @@ func (x *TransitionModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransitionModelRequest.ProtoReflect.Descriptor instead.
 func (*TransitionModelRequest) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{20}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *TransitionModelRequest) GetOrganizationId() string {
@@ -1805,7 +1949,7 @@ type TransitionModelResponse struct {
 
 func (x *TransitionModelResponse) Reset() {
 	*x = TransitionModelResponse{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[21]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1817,7 +1961,7 @@ func (x *TransitionModelResponse) String() string {
 func (*TransitionModelResponse) ProtoMessage() {}
 
 func (x *TransitionModelResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[21]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1830,7 +1974,7 @@ func (x *TransitionModelResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransitionModelResponse.ProtoReflect.Descriptor instead.
 func (*TransitionModelResponse) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{21}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *TransitionModelResponse) GetBefore() *Model {
@@ -1870,7 +2014,7 @@ type ModelTransition struct {
 
 func (x *ModelTransition) Reset() {
 	*x = ModelTransition{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[22]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1882,7 +2026,7 @@ func (x *ModelTransition) String() string {
 func (*ModelTransition) ProtoMessage() {}
 
 func (x *ModelTransition) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[22]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1895,7 +2039,7 @@ func (x *ModelTransition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ModelTransition.ProtoReflect.Descriptor instead.
 func (*ModelTransition) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{22}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ModelTransition) GetOrganizationId() string {
@@ -1960,7 +2104,7 @@ type ListModelTransitionsRequest struct {
 
 func (x *ListModelTransitionsRequest) Reset() {
 	*x = ListModelTransitionsRequest{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[23]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1972,7 +2116,7 @@ func (x *ListModelTransitionsRequest) String() string {
 func (*ListModelTransitionsRequest) ProtoMessage() {}
 
 func (x *ListModelTransitionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[23]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1985,7 +2129,7 @@ func (x *ListModelTransitionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelTransitionsRequest.ProtoReflect.Descriptor instead.
 func (*ListModelTransitionsRequest) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{23}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListModelTransitionsRequest) GetOrganizationId() string {
@@ -2027,7 +2171,7 @@ type ListModelTransitionsResponse struct {
 
 func (x *ListModelTransitionsResponse) Reset() {
 	*x = ListModelTransitionsResponse{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[24]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2039,7 +2183,7 @@ func (x *ListModelTransitionsResponse) String() string {
 func (*ListModelTransitionsResponse) ProtoMessage() {}
 
 func (x *ListModelTransitionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[24]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2052,7 +2196,7 @@ func (x *ListModelTransitionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListModelTransitionsResponse.ProtoReflect.Descriptor instead.
 func (*ListModelTransitionsResponse) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{24}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListModelTransitionsResponse) GetTransitions() []*ModelTransition {
@@ -2079,7 +2223,7 @@ type CreateEndpointRequest struct {
 
 func (x *CreateEndpointRequest) Reset() {
 	*x = CreateEndpointRequest{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[25]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2091,7 +2235,7 @@ func (x *CreateEndpointRequest) String() string {
 func (*CreateEndpointRequest) ProtoMessage() {}
 
 func (x *CreateEndpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[25]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2104,7 +2248,7 @@ func (x *CreateEndpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEndpointRequest.ProtoReflect.Descriptor instead.
 func (*CreateEndpointRequest) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{25}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CreateEndpointRequest) GetEndpoint() *Endpoint {
@@ -2125,7 +2269,7 @@ type CreateEndpointResponse struct {
 
 func (x *CreateEndpointResponse) Reset() {
 	*x = CreateEndpointResponse{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[26]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2137,7 +2281,7 @@ func (x *CreateEndpointResponse) String() string {
 func (*CreateEndpointResponse) ProtoMessage() {}
 
 func (x *CreateEndpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[26]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2150,7 +2294,7 @@ func (x *CreateEndpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateEndpointResponse.ProtoReflect.Descriptor instead.
 func (*CreateEndpointResponse) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{26}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CreateEndpointResponse) GetBefore() *Endpoint {
@@ -2179,7 +2323,7 @@ type ListEndpointsRequest struct {
 
 func (x *ListEndpointsRequest) Reset() {
 	*x = ListEndpointsRequest{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[27]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2191,7 +2335,7 @@ func (x *ListEndpointsRequest) String() string {
 func (*ListEndpointsRequest) ProtoMessage() {}
 
 func (x *ListEndpointsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[27]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2204,7 +2348,7 @@ func (x *ListEndpointsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEndpointsRequest.ProtoReflect.Descriptor instead.
 func (*ListEndpointsRequest) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{27}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListEndpointsRequest) GetOrganizationId() string {
@@ -2239,7 +2383,7 @@ type ListEndpointsResponse struct {
 
 func (x *ListEndpointsResponse) Reset() {
 	*x = ListEndpointsResponse{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[28]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2251,7 +2395,7 @@ func (x *ListEndpointsResponse) String() string {
 func (*ListEndpointsResponse) ProtoMessage() {}
 
 func (x *ListEndpointsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[28]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2264,7 +2408,7 @@ func (x *ListEndpointsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEndpointsResponse.ProtoReflect.Descriptor instead.
 func (*ListEndpointsResponse) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{28}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListEndpointsResponse) GetEndpoints() []*Endpoint {
@@ -2293,7 +2437,7 @@ type UpdateEndpointRequest struct {
 
 func (x *UpdateEndpointRequest) Reset() {
 	*x = UpdateEndpointRequest{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[29]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2305,7 +2449,7 @@ func (x *UpdateEndpointRequest) String() string {
 func (*UpdateEndpointRequest) ProtoMessage() {}
 
 func (x *UpdateEndpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[29]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2318,7 +2462,7 @@ func (x *UpdateEndpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateEndpointRequest.ProtoReflect.Descriptor instead.
 func (*UpdateEndpointRequest) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{29}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *UpdateEndpointRequest) GetEndpoint() *Endpoint {
@@ -2346,7 +2490,7 @@ type UpdateEndpointResponse struct {
 
 func (x *UpdateEndpointResponse) Reset() {
 	*x = UpdateEndpointResponse{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[30]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2358,7 +2502,7 @@ func (x *UpdateEndpointResponse) String() string {
 func (*UpdateEndpointResponse) ProtoMessage() {}
 
 func (x *UpdateEndpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[30]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2371,7 +2515,7 @@ func (x *UpdateEndpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateEndpointResponse.ProtoReflect.Descriptor instead.
 func (*UpdateEndpointResponse) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{30}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *UpdateEndpointResponse) GetBefore() *Endpoint {
@@ -2400,7 +2544,7 @@ type DeleteEndpointRequest struct {
 
 func (x *DeleteEndpointRequest) Reset() {
 	*x = DeleteEndpointRequest{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[31]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2412,7 +2556,7 @@ func (x *DeleteEndpointRequest) String() string {
 func (*DeleteEndpointRequest) ProtoMessage() {}
 
 func (x *DeleteEndpointRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[31]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2425,7 +2569,7 @@ func (x *DeleteEndpointRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteEndpointRequest.ProtoReflect.Descriptor instead.
 func (*DeleteEndpointRequest) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{31}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *DeleteEndpointRequest) GetOrganizationId() string {
@@ -2460,7 +2604,7 @@ type DeleteEndpointResponse struct {
 
 func (x *DeleteEndpointResponse) Reset() {
 	*x = DeleteEndpointResponse{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[32]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2472,7 +2616,7 @@ func (x *DeleteEndpointResponse) String() string {
 func (*DeleteEndpointResponse) ProtoMessage() {}
 
 func (x *DeleteEndpointResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[32]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2485,7 +2629,7 @@ func (x *DeleteEndpointResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteEndpointResponse.ProtoReflect.Descriptor instead.
 func (*DeleteEndpointResponse) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{32}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *DeleteEndpointResponse) GetBefore() *Endpoint {
@@ -2513,7 +2657,7 @@ type ImportVendorModelsRequest struct {
 
 func (x *ImportVendorModelsRequest) Reset() {
 	*x = ImportVendorModelsRequest{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[33]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2525,7 +2669,7 @@ func (x *ImportVendorModelsRequest) String() string {
 func (*ImportVendorModelsRequest) ProtoMessage() {}
 
 func (x *ImportVendorModelsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[33]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2538,7 +2682,7 @@ func (x *ImportVendorModelsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportVendorModelsRequest.ProtoReflect.Descriptor instead.
 func (*ImportVendorModelsRequest) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{33}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ImportVendorModelsRequest) GetOrganizationId() string {
@@ -2570,7 +2714,7 @@ type ImportVendorModelsResponse struct {
 
 func (x *ImportVendorModelsResponse) Reset() {
 	*x = ImportVendorModelsResponse{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[34]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2582,7 +2726,7 @@ func (x *ImportVendorModelsResponse) String() string {
 func (*ImportVendorModelsResponse) ProtoMessage() {}
 
 func (x *ImportVendorModelsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[34]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2595,7 +2739,7 @@ func (x *ImportVendorModelsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportVendorModelsResponse.ProtoReflect.Descriptor instead.
 func (*ImportVendorModelsResponse) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{34}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ImportVendorModelsResponse) GetCreated() []*Model {
@@ -2630,7 +2774,7 @@ type SkippedVendorModel struct {
 
 func (x *SkippedVendorModel) Reset() {
 	*x = SkippedVendorModel{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[35]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2642,7 +2786,7 @@ func (x *SkippedVendorModel) String() string {
 func (*SkippedVendorModel) ProtoMessage() {}
 
 func (x *SkippedVendorModel) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[35]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2655,7 +2799,7 @@ func (x *SkippedVendorModel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SkippedVendorModel.ProtoReflect.Descriptor instead.
 func (*SkippedVendorModel) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{35}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *SkippedVendorModel) GetVendorModelId() string {
@@ -2703,7 +2847,7 @@ type HostingRequest struct {
 
 func (x *HostingRequest) Reset() {
 	*x = HostingRequest{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[36]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2715,7 +2859,7 @@ func (x *HostingRequest) String() string {
 func (*HostingRequest) ProtoMessage() {}
 
 func (x *HostingRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[36]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2728,7 +2872,7 @@ func (x *HostingRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HostingRequest.ProtoReflect.Descriptor instead.
 func (*HostingRequest) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{36}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *HostingRequest) GetOrganizationId() string {
@@ -2862,7 +3006,7 @@ type CreateHostingRequestRequest struct {
 
 func (x *CreateHostingRequestRequest) Reset() {
 	*x = CreateHostingRequestRequest{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[37]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2874,7 +3018,7 @@ func (x *CreateHostingRequestRequest) String() string {
 func (*CreateHostingRequestRequest) ProtoMessage() {}
 
 func (x *CreateHostingRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[37]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2887,7 +3031,7 @@ func (x *CreateHostingRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateHostingRequestRequest.ProtoReflect.Descriptor instead.
 func (*CreateHostingRequestRequest) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{37}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *CreateHostingRequestRequest) GetHostingRequest() *HostingRequest {
@@ -2908,7 +3052,7 @@ type CreateHostingRequestResponse struct {
 
 func (x *CreateHostingRequestResponse) Reset() {
 	*x = CreateHostingRequestResponse{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[38]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2920,7 +3064,7 @@ func (x *CreateHostingRequestResponse) String() string {
 func (*CreateHostingRequestResponse) ProtoMessage() {}
 
 func (x *CreateHostingRequestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[38]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2933,7 +3077,7 @@ func (x *CreateHostingRequestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateHostingRequestResponse.ProtoReflect.Descriptor instead.
 func (*CreateHostingRequestResponse) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{38}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CreateHostingRequestResponse) GetBefore() *HostingRequest {
@@ -2961,7 +3105,7 @@ type GetHostingRequestRequest struct {
 
 func (x *GetHostingRequestRequest) Reset() {
 	*x = GetHostingRequestRequest{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[39]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2973,7 +3117,7 @@ func (x *GetHostingRequestRequest) String() string {
 func (*GetHostingRequestRequest) ProtoMessage() {}
 
 func (x *GetHostingRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[39]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2986,7 +3130,7 @@ func (x *GetHostingRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHostingRequestRequest.ProtoReflect.Descriptor instead.
 func (*GetHostingRequestRequest) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{39}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *GetHostingRequestRequest) GetOrganizationId() string {
@@ -3013,7 +3157,7 @@ type GetHostingRequestResponse struct {
 
 func (x *GetHostingRequestResponse) Reset() {
 	*x = GetHostingRequestResponse{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[40]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3025,7 +3169,7 @@ func (x *GetHostingRequestResponse) String() string {
 func (*GetHostingRequestResponse) ProtoMessage() {}
 
 func (x *GetHostingRequestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[40]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3038,7 +3182,7 @@ func (x *GetHostingRequestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetHostingRequestResponse.ProtoReflect.Descriptor instead.
 func (*GetHostingRequestResponse) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{40}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *GetHostingRequestResponse) GetHostingRequest() *HostingRequest {
@@ -3064,7 +3208,7 @@ type ListHostingRequestsRequest struct {
 
 func (x *ListHostingRequestsRequest) Reset() {
 	*x = ListHostingRequestsRequest{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[41]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3076,7 +3220,7 @@ func (x *ListHostingRequestsRequest) String() string {
 func (*ListHostingRequestsRequest) ProtoMessage() {}
 
 func (x *ListHostingRequestsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[41]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3089,7 +3233,7 @@ func (x *ListHostingRequestsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostingRequestsRequest.ProtoReflect.Descriptor instead.
 func (*ListHostingRequestsRequest) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{41}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListHostingRequestsRequest) GetOrganizationId() string {
@@ -3138,7 +3282,7 @@ type ListHostingRequestsResponse struct {
 
 func (x *ListHostingRequestsResponse) Reset() {
 	*x = ListHostingRequestsResponse{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[42]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3150,7 +3294,7 @@ func (x *ListHostingRequestsResponse) String() string {
 func (*ListHostingRequestsResponse) ProtoMessage() {}
 
 func (x *ListHostingRequestsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[42]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3163,7 +3307,7 @@ func (x *ListHostingRequestsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListHostingRequestsResponse.ProtoReflect.Descriptor instead.
 func (*ListHostingRequestsResponse) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{42}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListHostingRequestsResponse) GetHostingRequests() []*HostingRequest {
@@ -3194,7 +3338,7 @@ type ApproveHostingRequestRequest struct {
 
 func (x *ApproveHostingRequestRequest) Reset() {
 	*x = ApproveHostingRequestRequest{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[43]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3206,7 +3350,7 @@ func (x *ApproveHostingRequestRequest) String() string {
 func (*ApproveHostingRequestRequest) ProtoMessage() {}
 
 func (x *ApproveHostingRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[43]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3219,7 +3363,7 @@ func (x *ApproveHostingRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveHostingRequestRequest.ProtoReflect.Descriptor instead.
 func (*ApproveHostingRequestRequest) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{43}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ApproveHostingRequestRequest) GetOrganizationId() string {
@@ -3261,7 +3405,7 @@ type ApproveHostingRequestResponse struct {
 
 func (x *ApproveHostingRequestResponse) Reset() {
 	*x = ApproveHostingRequestResponse{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[44]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3273,7 +3417,7 @@ func (x *ApproveHostingRequestResponse) String() string {
 func (*ApproveHostingRequestResponse) ProtoMessage() {}
 
 func (x *ApproveHostingRequestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[44]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3286,7 +3430,7 @@ func (x *ApproveHostingRequestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApproveHostingRequestResponse.ProtoReflect.Descriptor instead.
 func (*ApproveHostingRequestResponse) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{44}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ApproveHostingRequestResponse) GetBefore() *HostingRequest {
@@ -3317,7 +3461,7 @@ type RejectHostingRequestRequest struct {
 
 func (x *RejectHostingRequestRequest) Reset() {
 	*x = RejectHostingRequestRequest{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[45]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3329,7 +3473,7 @@ func (x *RejectHostingRequestRequest) String() string {
 func (*RejectHostingRequestRequest) ProtoMessage() {}
 
 func (x *RejectHostingRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[45]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3342,7 +3486,7 @@ func (x *RejectHostingRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectHostingRequestRequest.ProtoReflect.Descriptor instead.
 func (*RejectHostingRequestRequest) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{45}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RejectHostingRequestRequest) GetOrganizationId() string {
@@ -3384,7 +3528,7 @@ type RejectHostingRequestResponse struct {
 
 func (x *RejectHostingRequestResponse) Reset() {
 	*x = RejectHostingRequestResponse{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[46]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3396,7 +3540,7 @@ func (x *RejectHostingRequestResponse) String() string {
 func (*RejectHostingRequestResponse) ProtoMessage() {}
 
 func (x *RejectHostingRequestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[46]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3409,7 +3553,7 @@ func (x *RejectHostingRequestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RejectHostingRequestResponse.ProtoReflect.Descriptor instead.
 func (*RejectHostingRequestResponse) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{46}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *RejectHostingRequestResponse) GetBefore() *HostingRequest {
@@ -3439,7 +3583,7 @@ type MarkHostingRequestProvisioningRequest struct {
 
 func (x *MarkHostingRequestProvisioningRequest) Reset() {
 	*x = MarkHostingRequestProvisioningRequest{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[47]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3451,7 +3595,7 @@ func (x *MarkHostingRequestProvisioningRequest) String() string {
 func (*MarkHostingRequestProvisioningRequest) ProtoMessage() {}
 
 func (x *MarkHostingRequestProvisioningRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[47]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3464,7 +3608,7 @@ func (x *MarkHostingRequestProvisioningRequest) ProtoReflect() protoreflect.Mess
 
 // Deprecated: Use MarkHostingRequestProvisioningRequest.ProtoReflect.Descriptor instead.
 func (*MarkHostingRequestProvisioningRequest) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{47}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *MarkHostingRequestProvisioningRequest) GetOrganizationId() string {
@@ -3506,7 +3650,7 @@ type MarkHostingRequestProvisioningResponse struct {
 
 func (x *MarkHostingRequestProvisioningResponse) Reset() {
 	*x = MarkHostingRequestProvisioningResponse{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[48]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3518,7 +3662,7 @@ func (x *MarkHostingRequestProvisioningResponse) String() string {
 func (*MarkHostingRequestProvisioningResponse) ProtoMessage() {}
 
 func (x *MarkHostingRequestProvisioningResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[48]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3531,7 +3675,7 @@ func (x *MarkHostingRequestProvisioningResponse) ProtoReflect() protoreflect.Mes
 
 // Deprecated: Use MarkHostingRequestProvisioningResponse.ProtoReflect.Descriptor instead.
 func (*MarkHostingRequestProvisioningResponse) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{48}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *MarkHostingRequestProvisioningResponse) GetBefore() *HostingRequest {
@@ -3561,7 +3705,7 @@ type MarkHostingRequestActiveRequest struct {
 
 func (x *MarkHostingRequestActiveRequest) Reset() {
 	*x = MarkHostingRequestActiveRequest{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[49]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3573,7 +3717,7 @@ func (x *MarkHostingRequestActiveRequest) String() string {
 func (*MarkHostingRequestActiveRequest) ProtoMessage() {}
 
 func (x *MarkHostingRequestActiveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[49]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3586,7 +3730,7 @@ func (x *MarkHostingRequestActiveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkHostingRequestActiveRequest.ProtoReflect.Descriptor instead.
 func (*MarkHostingRequestActiveRequest) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{49}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *MarkHostingRequestActiveRequest) GetOrganizationId() string {
@@ -3628,7 +3772,7 @@ type MarkHostingRequestActiveResponse struct {
 
 func (x *MarkHostingRequestActiveResponse) Reset() {
 	*x = MarkHostingRequestActiveResponse{}
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[50]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3640,7 +3784,7 @@ func (x *MarkHostingRequestActiveResponse) String() string {
 func (*MarkHostingRequestActiveResponse) ProtoMessage() {}
 
 func (x *MarkHostingRequestActiveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[50]
+	mi := &file_fmgate_registry_v1_registry_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3653,7 +3797,7 @@ func (x *MarkHostingRequestActiveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MarkHostingRequestActiveResponse.ProtoReflect.Descriptor instead.
 func (*MarkHostingRequestActiveResponse) Descriptor() ([]byte, []int) {
-	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{50}
+	return file_fmgate_registry_v1_registry_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *MarkHostingRequestActiveResponse) GetBefore() *HostingRequest {
@@ -3674,7 +3818,7 @@ var File_fmgate_registry_v1_registry_proto protoreflect.FileDescriptor
 
 const file_fmgate_registry_v1_registry_proto_rawDesc = "" +
 	"\n" +
-	"!fmgate/registry/v1/registry.proto\x12\x12fmgate.registry.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"]\n" +
+	"!fmgate/registry/v1/registry.proto\x12\x12fmgate.registry.v1\x1a\x1cfmgate/admin/v1/access.proto\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"]\n" +
 	"\fCapabilities\x12\x14\n" +
 	"\x05tools\x18\x01 \x01(\bR\x05tools\x12\x16\n" +
 	"\x06vision\x18\x02 \x01(\bR\x06vision\x12\x1f\n" +
@@ -3764,7 +3908,19 @@ const file_fmgate_registry_v1_registry_proto_rawDesc = "" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\"O\n" +
 	"\x13GetEndpointResponse\x128\n" +
-	"\bendpoint\x18\x01 \x01(\v2\x1c.fmgate.registry.v1.EndpointR\bendpoint\"E\n" +
+	"\bendpoint\x18\x01 \x01(\v2\x1c.fmgate.registry.v1.EndpointR\bendpoint\"\x88\x02\n" +
+	"\x18ListCatalogModelsRequest\x12'\n" +
+	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\x12M\n" +
+	"\x10lifecycle_states\x18\x04 \x03(\x0e2\".fmgate.registry.v1.LifecycleStateR\x0flifecycleStates\x12\x16\n" +
+	"\x06vendor\x18\x05 \x01(\tR\x06vendor\x12 \n" +
+	"\fuse_case_tag\x18\x06 \x01(\tR\n" +
+	"useCaseTag\"v\n" +
+	"\x19ListCatalogModelsResponse\x121\n" +
+	"\x06models\x18\x01 \x03(\v2\x19.fmgate.registry.v1.ModelR\x06models\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"E\n" +
 	"\x12CreateModelRequest\x12/\n" +
 	"\x05model\x18\x01 \x01(\v2\x19.fmgate.registry.v1.ModelR\x05model\"y\n" +
 	"\x13CreateModelResponse\x121\n" +
@@ -3788,13 +3944,13 @@ const file_fmgate_registry_v1_registry_proto_rawDesc = "" +
 	"\x04etag\x18\x03 \x01(\tR\x04etag\"y\n" +
 	"\x13DeleteModelResponse\x121\n" +
 	"\x06before\x18\x01 \x01(\v2\x19.fmgate.registry.v1.ModelR\x06before\x12/\n" +
-	"\x05after\x18\x02 \x01(\v2\x19.fmgate.registry.v1.ModelR\x05after\"\xe3\x01\n" +
+	"\x05after\x18\x02 \x01(\v2\x19.fmgate.registry.v1.ModelR\x05after\"\xe9\x01\n" +
 	"\x16TransitionModelRequest\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12=\n" +
 	"\bto_state\x18\x03 \x01(\x0e2\".fmgate.registry.v1.LifecycleStateR\atoState\x12#\n" +
-	"\revidence_note\x18\x04 \x01(\tR\fevidenceNote\x12\x14\n" +
-	"\x05actor\x18\x05 \x01(\tR\x05actor\x12\x12\n" +
+	"\revidence_note\x18\x04 \x01(\tR\fevidenceNote\x12\x1a\n" +
+	"\x05actor\x18\x05 \x01(\tB\x04\xb8\xe1\x18\x01R\x05actor\x12\x12\n" +
 	"\x04etag\x18\x06 \x01(\tR\x04etag\"\xc2\x01\n" +
 	"\x17TransitionModelResponse\x121\n" +
 	"\x06before\x18\x01 \x01(\v2\x19.fmgate.registry.v1.ModelR\x06before\x12/\n" +
@@ -3858,11 +4014,11 @@ const file_fmgate_registry_v1_registry_proto_rawDesc = "" +
 	"\askipped\x18\x03 \x03(\v2&.fmgate.registry.v1.SkippedVendorModelR\askipped\"T\n" +
 	"\x12SkippedVendorModel\x12&\n" +
 	"\x0fvendor_model_id\x18\x01 \x01(\tR\rvendorModelId\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x9e\x05\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xa4\x05\n" +
 	"\x0eHostingRequest\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x0e\n" +
-	"\x02id\x18\x02 \x01(\tR\x02id\x12\x1c\n" +
-	"\trequester\x18\x03 \x01(\tR\trequester\x12\x14\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\"\n" +
+	"\trequester\x18\x03 \x01(\tB\x04\xb8\xe1\x18\x01R\trequester\x12\x14\n" +
 	"\x05model\x18\x04 \x01(\tR\x05model\x12.\n" +
 	"\x13requests_per_minute\x18\x05 \x01(\x05R\x11requestsPerMinute\x12*\n" +
 	"\x11tokens_per_minute\x18\x06 \x01(\x03R\x0ftokensPerMinute\x12\x16\n" +
@@ -3903,37 +4059,37 @@ const file_fmgate_registry_v1_registry_proto_rawDesc = "" +
 	"\trequester\x18\x05 \x01(\tR\trequester\"\x94\x01\n" +
 	"\x1bListHostingRequestsResponse\x12M\n" +
 	"\x10hosting_requests\x18\x01 \x03(\v2\".fmgate.registry.v1.HostingRequestR\x0fhostingRequests\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x8a\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x90\x01\n" +
 	"\x1cApproveHostingRequestRequest\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x0e\n" +
-	"\x02id\x18\x02 \x01(\tR\x02id\x12\x1d\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12#\n" +
 	"\n" +
-	"decided_by\x18\x03 \x01(\tR\tdecidedBy\x12\x12\n" +
+	"decided_by\x18\x03 \x01(\tB\x04\xb8\xe1\x18\x01R\tdecidedBy\x12\x12\n" +
 	"\x04note\x18\x04 \x01(\tR\x04note\"\x95\x01\n" +
 	"\x1dApproveHostingRequestResponse\x12:\n" +
 	"\x06before\x18\x01 \x01(\v2\".fmgate.registry.v1.HostingRequestR\x06before\x128\n" +
-	"\x05after\x18\x02 \x01(\v2\".fmgate.registry.v1.HostingRequestR\x05after\"\x89\x01\n" +
+	"\x05after\x18\x02 \x01(\v2\".fmgate.registry.v1.HostingRequestR\x05after\"\x8f\x01\n" +
 	"\x1bRejectHostingRequestRequest\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x0e\n" +
-	"\x02id\x18\x02 \x01(\tR\x02id\x12\x1d\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12#\n" +
 	"\n" +
-	"decided_by\x18\x03 \x01(\tR\tdecidedBy\x12\x12\n" +
+	"decided_by\x18\x03 \x01(\tB\x04\xb8\xe1\x18\x01R\tdecidedBy\x12\x12\n" +
 	"\x04note\x18\x04 \x01(\tR\x04note\"\x94\x01\n" +
 	"\x1cRejectHostingRequestResponse\x12:\n" +
 	"\x06before\x18\x01 \x01(\v2\".fmgate.registry.v1.HostingRequestR\x06before\x128\n" +
-	"\x05after\x18\x02 \x01(\v2\".fmgate.registry.v1.HostingRequestR\x05after\"\x8a\x01\n" +
+	"\x05after\x18\x02 \x01(\v2\".fmgate.registry.v1.HostingRequestR\x05after\"\x90\x01\n" +
 	"%MarkHostingRequestProvisioningRequest\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x0e\n" +
-	"\x02id\x18\x02 \x01(\tR\x02id\x12\x14\n" +
-	"\x05actor\x18\x03 \x01(\tR\x05actor\x12\x12\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x1a\n" +
+	"\x05actor\x18\x03 \x01(\tB\x04\xb8\xe1\x18\x01R\x05actor\x12\x12\n" +
 	"\x04note\x18\x04 \x01(\tR\x04note\"\x9e\x01\n" +
 	"&MarkHostingRequestProvisioningResponse\x12:\n" +
 	"\x06before\x18\x01 \x01(\v2\".fmgate.registry.v1.HostingRequestR\x06before\x128\n" +
-	"\x05after\x18\x02 \x01(\v2\".fmgate.registry.v1.HostingRequestR\x05after\"\x84\x01\n" +
+	"\x05after\x18\x02 \x01(\v2\".fmgate.registry.v1.HostingRequestR\x05after\"\x8a\x01\n" +
 	"\x1fMarkHostingRequestActiveRequest\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x0e\n" +
-	"\x02id\x18\x02 \x01(\tR\x02id\x12\x14\n" +
-	"\x05actor\x18\x03 \x01(\tR\x05actor\x12\x12\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x1a\n" +
+	"\x05actor\x18\x03 \x01(\tB\x04\xb8\xe1\x18\x01R\x05actor\x12\x12\n" +
 	"\x04note\x18\x04 \x01(\tR\x04note\"\x98\x01\n" +
 	" MarkHostingRequestActiveResponse\x12:\n" +
 	"\x06before\x18\x01 \x01(\v2\".fmgate.registry.v1.HostingRequestR\x06before\x128\n" +
@@ -3966,30 +4122,50 @@ const file_fmgate_registry_v1_registry_proto_rawDesc = "" +
 	"\x16HOSTING_STATE_APPROVED\x10\x02\x12\x1a\n" +
 	"\x16HOSTING_STATE_REJECTED\x10\x03\x12\x1e\n" +
 	"\x1aHOSTING_STATE_PROVISIONING\x10\x04\x12\x18\n" +
-	"\x14HOSTING_STATE_ACTIVE\x10\x052\xcf\x12\n" +
+	"\x14HOSTING_STATE_ACTIVE\x10\x052\x8d#\n" +
 	"\x0fRegistryService\x12c\n" +
 	"\fResolveRoute\x12'.fmgate.registry.v1.ResolveRouteRequest\x1a(.fmgate.registry.v1.ResolveRouteResponse\"\x00\x12]\n" +
 	"\n" +
 	"ListModels\x12%.fmgate.registry.v1.ListModelsRequest\x1a&.fmgate.registry.v1.ListModelsResponse\"\x00\x12`\n" +
-	"\vGetEndpoint\x12&.fmgate.registry.v1.GetEndpointRequest\x1a'.fmgate.registry.v1.GetEndpointResponse\"\x00\x12`\n" +
-	"\vCreateModel\x12&.fmgate.registry.v1.CreateModelRequest\x1a'.fmgate.registry.v1.CreateModelResponse\"\x00\x12W\n" +
-	"\bGetModel\x12#.fmgate.registry.v1.GetModelRequest\x1a$.fmgate.registry.v1.GetModelResponse\"\x00\x12`\n" +
-	"\vUpdateModel\x12&.fmgate.registry.v1.UpdateModelRequest\x1a'.fmgate.registry.v1.UpdateModelResponse\"\x00\x12`\n" +
-	"\vDeleteModel\x12&.fmgate.registry.v1.DeleteModelRequest\x1a'.fmgate.registry.v1.DeleteModelResponse\"\x00\x12l\n" +
-	"\x0fTransitionModel\x12*.fmgate.registry.v1.TransitionModelRequest\x1a+.fmgate.registry.v1.TransitionModelResponse\"\x00\x12{\n" +
-	"\x14ListModelTransitions\x12/.fmgate.registry.v1.ListModelTransitionsRequest\x1a0.fmgate.registry.v1.ListModelTransitionsResponse\"\x00\x12i\n" +
-	"\x0eCreateEndpoint\x12).fmgate.registry.v1.CreateEndpointRequest\x1a*.fmgate.registry.v1.CreateEndpointResponse\"\x00\x12f\n" +
-	"\rListEndpoints\x12(.fmgate.registry.v1.ListEndpointsRequest\x1a).fmgate.registry.v1.ListEndpointsResponse\"\x00\x12i\n" +
-	"\x0eUpdateEndpoint\x12).fmgate.registry.v1.UpdateEndpointRequest\x1a*.fmgate.registry.v1.UpdateEndpointResponse\"\x00\x12i\n" +
-	"\x0eDeleteEndpoint\x12).fmgate.registry.v1.DeleteEndpointRequest\x1a*.fmgate.registry.v1.DeleteEndpointResponse\"\x00\x12u\n" +
-	"\x12ImportVendorModels\x12-.fmgate.registry.v1.ImportVendorModelsRequest\x1a..fmgate.registry.v1.ImportVendorModelsResponse\"\x00\x12{\n" +
-	"\x14CreateHostingRequest\x12/.fmgate.registry.v1.CreateHostingRequestRequest\x1a0.fmgate.registry.v1.CreateHostingRequestResponse\"\x00\x12r\n" +
-	"\x11GetHostingRequest\x12,.fmgate.registry.v1.GetHostingRequestRequest\x1a-.fmgate.registry.v1.GetHostingRequestResponse\"\x00\x12x\n" +
-	"\x13ListHostingRequests\x12..fmgate.registry.v1.ListHostingRequestsRequest\x1a/.fmgate.registry.v1.ListHostingRequestsResponse\"\x00\x12~\n" +
-	"\x15ApproveHostingRequest\x120.fmgate.registry.v1.ApproveHostingRequestRequest\x1a1.fmgate.registry.v1.ApproveHostingRequestResponse\"\x00\x12{\n" +
-	"\x14RejectHostingRequest\x12/.fmgate.registry.v1.RejectHostingRequestRequest\x1a0.fmgate.registry.v1.RejectHostingRequestResponse\"\x00\x12\x99\x01\n" +
-	"\x1eMarkHostingRequestProvisioning\x129.fmgate.registry.v1.MarkHostingRequestProvisioningRequest\x1a:.fmgate.registry.v1.MarkHostingRequestProvisioningResponse\"\x00\x12\x87\x01\n" +
-	"\x18MarkHostingRequestActive\x123.fmgate.registry.v1.MarkHostingRequestActiveRequest\x1a4.fmgate.registry.v1.MarkHostingRequestActiveResponse\"\x00B\xcd\x01\n" +
+	"\vGetEndpoint\x12&.fmgate.registry.v1.GetEndpointRequest\x1a'.fmgate.registry.v1.GetEndpointResponse\"\x00\x12\xb0\x01\n" +
+	"\x11ListCatalogModels\x12,.fmgate.registry.v1.ListCatalogModelsRequest\x1a-.fmgate.registry.v1.ListCatalogModelsResponse\">\xb2\xe1\x18\r\n" +
+	"\vmodels.read\x82\xd3\xe4\x93\x02'\x12%/api/v1/orgs/{organization_id}/models\x12\xc1\x01\n" +
+	"\vCreateModel\x12&.fmgate.registry.v1.CreateModelRequest\x1a'.fmgate.registry.v1.CreateModelResponse\"a\xb2\xe1\x18#\n" +
+	"\fmodels.write\x12\fmodel.create\x1a\x05model\x82\xd3\xe4\x93\x024:\x05model\"+/api/v1/orgs/{model.organization_id}/models\x12\x9c\x01\n" +
+	"\bGetModel\x12#.fmgate.registry.v1.GetModelRequest\x1a$.fmgate.registry.v1.GetModelResponse\"E\xb2\xe1\x18\r\n" +
+	"\vmodels.read\x82\xd3\xe4\x93\x02.\x12,/api/v1/orgs/{organization_id}/models/{name}\x12\xce\x01\n" +
+	"\vUpdateModel\x12&.fmgate.registry.v1.UpdateModelRequest\x1a'.fmgate.registry.v1.UpdateModelResponse\"n\xb2\xe1\x18#\n" +
+	"\fmodels.write\x12\fmodel.update\x1a\x05model\x82\xd3\xe4\x93\x02A:\x05model28/api/v1/orgs/{model.organization_id}/models/{model.name}\x12\xbb\x01\n" +
+	"\vDeleteModel\x12&.fmgate.registry.v1.DeleteModelRequest\x1a'.fmgate.registry.v1.DeleteModelResponse\"[\xb2\xe1\x18#\n" +
+	"\fmodels.write\x12\fmodel.delete\x1a\x05model\x82\xd3\xe4\x93\x02.*,/api/v1/orgs/{organization_id}/models/{name}\x12\xd9\x01\n" +
+	"\x0fTransitionModel\x12*.fmgate.registry.v1.TransitionModelRequest\x1a+.fmgate.registry.v1.TransitionModelResponse\"m\xb2\xe1\x18'\n" +
+	"\fmodels.write\x12\x10model.transition\x1a\x05model\x82\xd3\xe4\x93\x02<:\x01*\"7/api/v1/orgs/{organization_id}/models/{name}:transition\x12\xcc\x01\n" +
+	"\x14ListModelTransitions\x12/.fmgate.registry.v1.ListModelTransitionsRequest\x1a0.fmgate.registry.v1.ListModelTransitionsResponse\"Q\xb2\xe1\x18\r\n" +
+	"\vmodels.read\x82\xd3\xe4\x93\x02:\x128/api/v1/orgs/{organization_id}/models/{name}/transitions\x12\xd9\x01\n" +
+	"\x0eCreateEndpoint\x12).fmgate.registry.v1.CreateEndpointRequest\x1a*.fmgate.registry.v1.CreateEndpointResponse\"p\xb2\xe1\x18)\n" +
+	"\fmodels.write\x12\x0fendpoint.create\x1a\bendpoint\x82\xd3\xe4\x93\x02=:\bendpoint\"1/api/v1/orgs/{endpoint.organization_id}/endpoints\x12\xa7\x01\n" +
+	"\rListEndpoints\x12(.fmgate.registry.v1.ListEndpointsRequest\x1a).fmgate.registry.v1.ListEndpointsResponse\"A\xb2\xe1\x18\r\n" +
+	"\vmodels.read\x82\xd3\xe4\x93\x02*\x12(/api/v1/orgs/{organization_id}/endpoints\x12\xe7\x01\n" +
+	"\x0eUpdateEndpoint\x12).fmgate.registry.v1.UpdateEndpointRequest\x1a*.fmgate.registry.v1.UpdateEndpointResponse\"~\xb2\xe1\x18)\n" +
+	"\fmodels.write\x12\x0fendpoint.update\x1a\bendpoint\x82\xd3\xe4\x93\x02K:\bendpoint2?/api/v1/orgs/{endpoint.organization_id}/endpoints/{endpoint.id}\x12\xcb\x01\n" +
+	"\x0eDeleteEndpoint\x12).fmgate.registry.v1.DeleteEndpointRequest\x1a*.fmgate.registry.v1.DeleteEndpointResponse\"b\xb2\xe1\x18)\n" +
+	"\fmodels.write\x12\x0fendpoint.delete\x1a\bendpoint\x82\xd3\xe4\x93\x02/*-/api/v1/orgs/{organization_id}/endpoints/{id}\x12\xed\x01\n" +
+	"\x12ImportVendorModels\x12-.fmgate.registry.v1.ImportVendorModelsRequest\x1a..fmgate.registry.v1.ImportVendorModelsResponse\"x\xb2\xe1\x18&\n" +
+	"\fmodels.write\x12\fmodel.import\x1a\bendpoint\x82\xd3\xe4\x93\x02H:\x01*\"C/api/v1/orgs/{organization_id}/endpoints/{endpoint_id}:importModels\x12\x91\x02\n" +
+	"\x14CreateHostingRequest\x12/.fmgate.registry.v1.CreateHostingRequestRequest\x1a0.fmgate.registry.v1.CreateHostingRequestResponse\"\x95\x01\xb2\xe1\x18:\n" +
+	"\x0fhosting.request\x12\x16hosting_request.create\x1a\x0fhosting_request\x82\xd3\xe4\x93\x02Q:\x0fhosting_request\">/api/v1/orgs/{hosting_request.organization_id}/hostingRequests\x12\xbe\x01\n" +
+	"\x11GetHostingRequest\x12,.fmgate.registry.v1.GetHostingRequestRequest\x1a-.fmgate.registry.v1.GetHostingRequestResponse\"L\xb2\xe1\x18\r\n" +
+	"\vmodels.read\x82\xd3\xe4\x93\x025\x123/api/v1/orgs/{organization_id}/hostingRequests/{id}\x12\xbf\x01\n" +
+	"\x13ListHostingRequests\x12..fmgate.registry.v1.ListHostingRequestsRequest\x1a/.fmgate.registry.v1.ListHostingRequestsResponse\"G\xb2\xe1\x18\r\n" +
+	"\vmodels.read\x82\xd3\xe4\x93\x020\x12./api/v1/orgs/{organization_id}/hostingRequests\x12\x81\x02\n" +
+	"\x15ApproveHostingRequest\x120.fmgate.registry.v1.ApproveHostingRequestRequest\x1a1.fmgate.registry.v1.ApproveHostingRequestResponse\"\x82\x01\xb2\xe1\x188\n" +
+	"\fmodels.write\x12\x17hosting_request.approve\x1a\x0fhosting_request\x82\xd3\xe4\x93\x02@:\x01*\";/api/v1/orgs/{organization_id}/hostingRequests/{id}:approve\x12\xfc\x01\n" +
+	"\x14RejectHostingRequest\x12/.fmgate.registry.v1.RejectHostingRequestRequest\x1a0.fmgate.registry.v1.RejectHostingRequestResponse\"\x80\x01\xb2\xe1\x187\n" +
+	"\fmodels.write\x12\x16hosting_request.reject\x1a\x0fhosting_request\x82\xd3\xe4\x93\x02?:\x01*\":/api/v1/orgs/{organization_id}/hostingRequests/{id}:reject\x12\xaa\x02\n" +
+	"\x1eMarkHostingRequestProvisioning\x129.fmgate.registry.v1.MarkHostingRequestProvisioningRequest\x1a:.fmgate.registry.v1.MarkHostingRequestProvisioningResponse\"\x90\x01\xb2\xe1\x18=\n" +
+	"\fmodels.write\x12\x1chosting_request.provisioning\x1a\x0fhosting_request\x82\xd3\xe4\x93\x02I:\x01*\"D/api/v1/orgs/{organization_id}/hostingRequests/{id}:markProvisioning\x12\x8e\x02\n" +
+	"\x18MarkHostingRequestActive\x123.fmgate.registry.v1.MarkHostingRequestActiveRequest\x1a4.fmgate.registry.v1.MarkHostingRequestActiveResponse\"\x86\x01\xb2\xe1\x189\n" +
+	"\fmodels.write\x12\x18hosting_request.activate\x1a\x0fhosting_request\x82\xd3\xe4\x93\x02C:\x01*\">/api/v1/orgs/{organization_id}/hostingRequests/{id}:markActiveB\xcd\x01\n" +
 	"\x16com.fmgate.registry.v1B\rRegistryProtoP\x01Z:github.com/fmgate/fmgate/gen/fmgate/registry/v1;registryv1\xa2\x02\x03FRX\xaa\x02\x12Fmgate.Registry.V1\xca\x02\x12Fmgate\\Registry\\V1\xe2\x02\x1eFmgate\\Registry\\V1\\GPBMetadata\xea\x02\x14Fmgate::Registry::V1b\x06proto3"
 
 var (
@@ -4005,7 +4181,7 @@ func file_fmgate_registry_v1_registry_proto_rawDescGZIP() []byte {
 }
 
 var file_fmgate_registry_v1_registry_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_fmgate_registry_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
+var file_fmgate_registry_v1_registry_proto_msgTypes = make([]protoimpl.MessageInfo, 54)
 var file_fmgate_registry_v1_registry_proto_goTypes = []any{
 	(Modality)(0),                                  // 0: fmgate.registry.v1.Modality
 	(LifecycleState)(0),                            // 1: fmgate.registry.v1.LifecycleState
@@ -4023,55 +4199,57 @@ var file_fmgate_registry_v1_registry_proto_goTypes = []any{
 	(*ListModelsResponse)(nil),                     // 13: fmgate.registry.v1.ListModelsResponse
 	(*GetEndpointRequest)(nil),                     // 14: fmgate.registry.v1.GetEndpointRequest
 	(*GetEndpointResponse)(nil),                    // 15: fmgate.registry.v1.GetEndpointResponse
-	(*CreateModelRequest)(nil),                     // 16: fmgate.registry.v1.CreateModelRequest
-	(*CreateModelResponse)(nil),                    // 17: fmgate.registry.v1.CreateModelResponse
-	(*GetModelRequest)(nil),                        // 18: fmgate.registry.v1.GetModelRequest
-	(*GetModelResponse)(nil),                       // 19: fmgate.registry.v1.GetModelResponse
-	(*UpdateModelRequest)(nil),                     // 20: fmgate.registry.v1.UpdateModelRequest
-	(*UpdateModelResponse)(nil),                    // 21: fmgate.registry.v1.UpdateModelResponse
-	(*DeleteModelRequest)(nil),                     // 22: fmgate.registry.v1.DeleteModelRequest
-	(*DeleteModelResponse)(nil),                    // 23: fmgate.registry.v1.DeleteModelResponse
-	(*TransitionModelRequest)(nil),                 // 24: fmgate.registry.v1.TransitionModelRequest
-	(*TransitionModelResponse)(nil),                // 25: fmgate.registry.v1.TransitionModelResponse
-	(*ModelTransition)(nil),                        // 26: fmgate.registry.v1.ModelTransition
-	(*ListModelTransitionsRequest)(nil),            // 27: fmgate.registry.v1.ListModelTransitionsRequest
-	(*ListModelTransitionsResponse)(nil),           // 28: fmgate.registry.v1.ListModelTransitionsResponse
-	(*CreateEndpointRequest)(nil),                  // 29: fmgate.registry.v1.CreateEndpointRequest
-	(*CreateEndpointResponse)(nil),                 // 30: fmgate.registry.v1.CreateEndpointResponse
-	(*ListEndpointsRequest)(nil),                   // 31: fmgate.registry.v1.ListEndpointsRequest
-	(*ListEndpointsResponse)(nil),                  // 32: fmgate.registry.v1.ListEndpointsResponse
-	(*UpdateEndpointRequest)(nil),                  // 33: fmgate.registry.v1.UpdateEndpointRequest
-	(*UpdateEndpointResponse)(nil),                 // 34: fmgate.registry.v1.UpdateEndpointResponse
-	(*DeleteEndpointRequest)(nil),                  // 35: fmgate.registry.v1.DeleteEndpointRequest
-	(*DeleteEndpointResponse)(nil),                 // 36: fmgate.registry.v1.DeleteEndpointResponse
-	(*ImportVendorModelsRequest)(nil),              // 37: fmgate.registry.v1.ImportVendorModelsRequest
-	(*ImportVendorModelsResponse)(nil),             // 38: fmgate.registry.v1.ImportVendorModelsResponse
-	(*SkippedVendorModel)(nil),                     // 39: fmgate.registry.v1.SkippedVendorModel
-	(*HostingRequest)(nil),                         // 40: fmgate.registry.v1.HostingRequest
-	(*CreateHostingRequestRequest)(nil),            // 41: fmgate.registry.v1.CreateHostingRequestRequest
-	(*CreateHostingRequestResponse)(nil),           // 42: fmgate.registry.v1.CreateHostingRequestResponse
-	(*GetHostingRequestRequest)(nil),               // 43: fmgate.registry.v1.GetHostingRequestRequest
-	(*GetHostingRequestResponse)(nil),              // 44: fmgate.registry.v1.GetHostingRequestResponse
-	(*ListHostingRequestsRequest)(nil),             // 45: fmgate.registry.v1.ListHostingRequestsRequest
-	(*ListHostingRequestsResponse)(nil),            // 46: fmgate.registry.v1.ListHostingRequestsResponse
-	(*ApproveHostingRequestRequest)(nil),           // 47: fmgate.registry.v1.ApproveHostingRequestRequest
-	(*ApproveHostingRequestResponse)(nil),          // 48: fmgate.registry.v1.ApproveHostingRequestResponse
-	(*RejectHostingRequestRequest)(nil),            // 49: fmgate.registry.v1.RejectHostingRequestRequest
-	(*RejectHostingRequestResponse)(nil),           // 50: fmgate.registry.v1.RejectHostingRequestResponse
-	(*MarkHostingRequestProvisioningRequest)(nil),  // 51: fmgate.registry.v1.MarkHostingRequestProvisioningRequest
-	(*MarkHostingRequestProvisioningResponse)(nil), // 52: fmgate.registry.v1.MarkHostingRequestProvisioningResponse
-	(*MarkHostingRequestActiveRequest)(nil),        // 53: fmgate.registry.v1.MarkHostingRequestActiveRequest
-	(*MarkHostingRequestActiveResponse)(nil),       // 54: fmgate.registry.v1.MarkHostingRequestActiveResponse
-	nil,                                            // 55: fmgate.registry.v1.Model.EvaluationMetricsEntry
-	(*fieldmaskpb.FieldMask)(nil),                  // 56: google.protobuf.FieldMask
-	(*timestamppb.Timestamp)(nil),                  // 57: google.protobuf.Timestamp
+	(*ListCatalogModelsRequest)(nil),               // 16: fmgate.registry.v1.ListCatalogModelsRequest
+	(*ListCatalogModelsResponse)(nil),              // 17: fmgate.registry.v1.ListCatalogModelsResponse
+	(*CreateModelRequest)(nil),                     // 18: fmgate.registry.v1.CreateModelRequest
+	(*CreateModelResponse)(nil),                    // 19: fmgate.registry.v1.CreateModelResponse
+	(*GetModelRequest)(nil),                        // 20: fmgate.registry.v1.GetModelRequest
+	(*GetModelResponse)(nil),                       // 21: fmgate.registry.v1.GetModelResponse
+	(*UpdateModelRequest)(nil),                     // 22: fmgate.registry.v1.UpdateModelRequest
+	(*UpdateModelResponse)(nil),                    // 23: fmgate.registry.v1.UpdateModelResponse
+	(*DeleteModelRequest)(nil),                     // 24: fmgate.registry.v1.DeleteModelRequest
+	(*DeleteModelResponse)(nil),                    // 25: fmgate.registry.v1.DeleteModelResponse
+	(*TransitionModelRequest)(nil),                 // 26: fmgate.registry.v1.TransitionModelRequest
+	(*TransitionModelResponse)(nil),                // 27: fmgate.registry.v1.TransitionModelResponse
+	(*ModelTransition)(nil),                        // 28: fmgate.registry.v1.ModelTransition
+	(*ListModelTransitionsRequest)(nil),            // 29: fmgate.registry.v1.ListModelTransitionsRequest
+	(*ListModelTransitionsResponse)(nil),           // 30: fmgate.registry.v1.ListModelTransitionsResponse
+	(*CreateEndpointRequest)(nil),                  // 31: fmgate.registry.v1.CreateEndpointRequest
+	(*CreateEndpointResponse)(nil),                 // 32: fmgate.registry.v1.CreateEndpointResponse
+	(*ListEndpointsRequest)(nil),                   // 33: fmgate.registry.v1.ListEndpointsRequest
+	(*ListEndpointsResponse)(nil),                  // 34: fmgate.registry.v1.ListEndpointsResponse
+	(*UpdateEndpointRequest)(nil),                  // 35: fmgate.registry.v1.UpdateEndpointRequest
+	(*UpdateEndpointResponse)(nil),                 // 36: fmgate.registry.v1.UpdateEndpointResponse
+	(*DeleteEndpointRequest)(nil),                  // 37: fmgate.registry.v1.DeleteEndpointRequest
+	(*DeleteEndpointResponse)(nil),                 // 38: fmgate.registry.v1.DeleteEndpointResponse
+	(*ImportVendorModelsRequest)(nil),              // 39: fmgate.registry.v1.ImportVendorModelsRequest
+	(*ImportVendorModelsResponse)(nil),             // 40: fmgate.registry.v1.ImportVendorModelsResponse
+	(*SkippedVendorModel)(nil),                     // 41: fmgate.registry.v1.SkippedVendorModel
+	(*HostingRequest)(nil),                         // 42: fmgate.registry.v1.HostingRequest
+	(*CreateHostingRequestRequest)(nil),            // 43: fmgate.registry.v1.CreateHostingRequestRequest
+	(*CreateHostingRequestResponse)(nil),           // 44: fmgate.registry.v1.CreateHostingRequestResponse
+	(*GetHostingRequestRequest)(nil),               // 45: fmgate.registry.v1.GetHostingRequestRequest
+	(*GetHostingRequestResponse)(nil),              // 46: fmgate.registry.v1.GetHostingRequestResponse
+	(*ListHostingRequestsRequest)(nil),             // 47: fmgate.registry.v1.ListHostingRequestsRequest
+	(*ListHostingRequestsResponse)(nil),            // 48: fmgate.registry.v1.ListHostingRequestsResponse
+	(*ApproveHostingRequestRequest)(nil),           // 49: fmgate.registry.v1.ApproveHostingRequestRequest
+	(*ApproveHostingRequestResponse)(nil),          // 50: fmgate.registry.v1.ApproveHostingRequestResponse
+	(*RejectHostingRequestRequest)(nil),            // 51: fmgate.registry.v1.RejectHostingRequestRequest
+	(*RejectHostingRequestResponse)(nil),           // 52: fmgate.registry.v1.RejectHostingRequestResponse
+	(*MarkHostingRequestProvisioningRequest)(nil),  // 53: fmgate.registry.v1.MarkHostingRequestProvisioningRequest
+	(*MarkHostingRequestProvisioningResponse)(nil), // 54: fmgate.registry.v1.MarkHostingRequestProvisioningResponse
+	(*MarkHostingRequestActiveRequest)(nil),        // 55: fmgate.registry.v1.MarkHostingRequestActiveRequest
+	(*MarkHostingRequestActiveResponse)(nil),       // 56: fmgate.registry.v1.MarkHostingRequestActiveResponse
+	nil,                                            // 57: fmgate.registry.v1.Model.EvaluationMetricsEntry
+	(*fieldmaskpb.FieldMask)(nil),                  // 58: google.protobuf.FieldMask
+	(*timestamppb.Timestamp)(nil),                  // 59: google.protobuf.Timestamp
 }
 var file_fmgate_registry_v1_registry_proto_depIdxs = []int32{
 	1,  // 0: fmgate.registry.v1.Model.lifecycle_state:type_name -> fmgate.registry.v1.LifecycleState
 	0,  // 1: fmgate.registry.v1.Model.input_modalities:type_name -> fmgate.registry.v1.Modality
 	0,  // 2: fmgate.registry.v1.Model.output_modalities:type_name -> fmgate.registry.v1.Modality
 	4,  // 3: fmgate.registry.v1.Model.capabilities:type_name -> fmgate.registry.v1.Capabilities
-	55, // 4: fmgate.registry.v1.Model.evaluation_metrics:type_name -> fmgate.registry.v1.Model.EvaluationMetricsEntry
+	57, // 4: fmgate.registry.v1.Model.evaluation_metrics:type_name -> fmgate.registry.v1.Model.EvaluationMetricsEntry
 	5,  // 5: fmgate.registry.v1.Model.license:type_name -> fmgate.registry.v1.License
 	6,  // 6: fmgate.registry.v1.Model.data_handling:type_name -> fmgate.registry.v1.DataHandling
 	2,  // 7: fmgate.registry.v1.Endpoint.provider:type_name -> fmgate.registry.v1.ProviderKind
@@ -4081,101 +4259,105 @@ var file_fmgate_registry_v1_registry_proto_depIdxs = []int32{
 	1,  // 11: fmgate.registry.v1.ListModelsRequest.lifecycle_states:type_name -> fmgate.registry.v1.LifecycleState
 	7,  // 12: fmgate.registry.v1.ListModelsResponse.models:type_name -> fmgate.registry.v1.Model
 	8,  // 13: fmgate.registry.v1.GetEndpointResponse.endpoint:type_name -> fmgate.registry.v1.Endpoint
-	7,  // 14: fmgate.registry.v1.CreateModelRequest.model:type_name -> fmgate.registry.v1.Model
-	7,  // 15: fmgate.registry.v1.CreateModelResponse.before:type_name -> fmgate.registry.v1.Model
-	7,  // 16: fmgate.registry.v1.CreateModelResponse.after:type_name -> fmgate.registry.v1.Model
-	7,  // 17: fmgate.registry.v1.GetModelResponse.model:type_name -> fmgate.registry.v1.Model
-	7,  // 18: fmgate.registry.v1.UpdateModelRequest.model:type_name -> fmgate.registry.v1.Model
-	56, // 19: fmgate.registry.v1.UpdateModelRequest.update_mask:type_name -> google.protobuf.FieldMask
-	7,  // 20: fmgate.registry.v1.UpdateModelResponse.before:type_name -> fmgate.registry.v1.Model
-	7,  // 21: fmgate.registry.v1.UpdateModelResponse.after:type_name -> fmgate.registry.v1.Model
-	7,  // 22: fmgate.registry.v1.DeleteModelResponse.before:type_name -> fmgate.registry.v1.Model
-	7,  // 23: fmgate.registry.v1.DeleteModelResponse.after:type_name -> fmgate.registry.v1.Model
-	1,  // 24: fmgate.registry.v1.TransitionModelRequest.to_state:type_name -> fmgate.registry.v1.LifecycleState
-	7,  // 25: fmgate.registry.v1.TransitionModelResponse.before:type_name -> fmgate.registry.v1.Model
-	7,  // 26: fmgate.registry.v1.TransitionModelResponse.after:type_name -> fmgate.registry.v1.Model
-	26, // 27: fmgate.registry.v1.TransitionModelResponse.transition:type_name -> fmgate.registry.v1.ModelTransition
-	1,  // 28: fmgate.registry.v1.ModelTransition.from_state:type_name -> fmgate.registry.v1.LifecycleState
-	1,  // 29: fmgate.registry.v1.ModelTransition.to_state:type_name -> fmgate.registry.v1.LifecycleState
-	57, // 30: fmgate.registry.v1.ModelTransition.create_time:type_name -> google.protobuf.Timestamp
-	26, // 31: fmgate.registry.v1.ListModelTransitionsResponse.transitions:type_name -> fmgate.registry.v1.ModelTransition
-	8,  // 32: fmgate.registry.v1.CreateEndpointRequest.endpoint:type_name -> fmgate.registry.v1.Endpoint
-	8,  // 33: fmgate.registry.v1.CreateEndpointResponse.before:type_name -> fmgate.registry.v1.Endpoint
-	8,  // 34: fmgate.registry.v1.CreateEndpointResponse.after:type_name -> fmgate.registry.v1.Endpoint
-	8,  // 35: fmgate.registry.v1.ListEndpointsResponse.endpoints:type_name -> fmgate.registry.v1.Endpoint
-	8,  // 36: fmgate.registry.v1.UpdateEndpointRequest.endpoint:type_name -> fmgate.registry.v1.Endpoint
-	56, // 37: fmgate.registry.v1.UpdateEndpointRequest.update_mask:type_name -> google.protobuf.FieldMask
-	8,  // 38: fmgate.registry.v1.UpdateEndpointResponse.before:type_name -> fmgate.registry.v1.Endpoint
-	8,  // 39: fmgate.registry.v1.UpdateEndpointResponse.after:type_name -> fmgate.registry.v1.Endpoint
-	8,  // 40: fmgate.registry.v1.DeleteEndpointResponse.before:type_name -> fmgate.registry.v1.Endpoint
-	8,  // 41: fmgate.registry.v1.DeleteEndpointResponse.after:type_name -> fmgate.registry.v1.Endpoint
-	7,  // 42: fmgate.registry.v1.ImportVendorModelsResponse.created:type_name -> fmgate.registry.v1.Model
-	39, // 43: fmgate.registry.v1.ImportVendorModelsResponse.skipped:type_name -> fmgate.registry.v1.SkippedVendorModel
-	3,  // 44: fmgate.registry.v1.HostingRequest.state:type_name -> fmgate.registry.v1.HostingState
-	57, // 45: fmgate.registry.v1.HostingRequest.decide_time:type_name -> google.protobuf.Timestamp
-	57, // 46: fmgate.registry.v1.HostingRequest.create_time:type_name -> google.protobuf.Timestamp
-	57, // 47: fmgate.registry.v1.HostingRequest.update_time:type_name -> google.protobuf.Timestamp
-	40, // 48: fmgate.registry.v1.CreateHostingRequestRequest.hosting_request:type_name -> fmgate.registry.v1.HostingRequest
-	40, // 49: fmgate.registry.v1.CreateHostingRequestResponse.before:type_name -> fmgate.registry.v1.HostingRequest
-	40, // 50: fmgate.registry.v1.CreateHostingRequestResponse.after:type_name -> fmgate.registry.v1.HostingRequest
-	40, // 51: fmgate.registry.v1.GetHostingRequestResponse.hosting_request:type_name -> fmgate.registry.v1.HostingRequest
-	3,  // 52: fmgate.registry.v1.ListHostingRequestsRequest.states:type_name -> fmgate.registry.v1.HostingState
-	40, // 53: fmgate.registry.v1.ListHostingRequestsResponse.hosting_requests:type_name -> fmgate.registry.v1.HostingRequest
-	40, // 54: fmgate.registry.v1.ApproveHostingRequestResponse.before:type_name -> fmgate.registry.v1.HostingRequest
-	40, // 55: fmgate.registry.v1.ApproveHostingRequestResponse.after:type_name -> fmgate.registry.v1.HostingRequest
-	40, // 56: fmgate.registry.v1.RejectHostingRequestResponse.before:type_name -> fmgate.registry.v1.HostingRequest
-	40, // 57: fmgate.registry.v1.RejectHostingRequestResponse.after:type_name -> fmgate.registry.v1.HostingRequest
-	40, // 58: fmgate.registry.v1.MarkHostingRequestProvisioningResponse.before:type_name -> fmgate.registry.v1.HostingRequest
-	40, // 59: fmgate.registry.v1.MarkHostingRequestProvisioningResponse.after:type_name -> fmgate.registry.v1.HostingRequest
-	40, // 60: fmgate.registry.v1.MarkHostingRequestActiveResponse.before:type_name -> fmgate.registry.v1.HostingRequest
-	40, // 61: fmgate.registry.v1.MarkHostingRequestActiveResponse.after:type_name -> fmgate.registry.v1.HostingRequest
-	9,  // 62: fmgate.registry.v1.RegistryService.ResolveRoute:input_type -> fmgate.registry.v1.ResolveRouteRequest
-	12, // 63: fmgate.registry.v1.RegistryService.ListModels:input_type -> fmgate.registry.v1.ListModelsRequest
-	14, // 64: fmgate.registry.v1.RegistryService.GetEndpoint:input_type -> fmgate.registry.v1.GetEndpointRequest
-	16, // 65: fmgate.registry.v1.RegistryService.CreateModel:input_type -> fmgate.registry.v1.CreateModelRequest
-	18, // 66: fmgate.registry.v1.RegistryService.GetModel:input_type -> fmgate.registry.v1.GetModelRequest
-	20, // 67: fmgate.registry.v1.RegistryService.UpdateModel:input_type -> fmgate.registry.v1.UpdateModelRequest
-	22, // 68: fmgate.registry.v1.RegistryService.DeleteModel:input_type -> fmgate.registry.v1.DeleteModelRequest
-	24, // 69: fmgate.registry.v1.RegistryService.TransitionModel:input_type -> fmgate.registry.v1.TransitionModelRequest
-	27, // 70: fmgate.registry.v1.RegistryService.ListModelTransitions:input_type -> fmgate.registry.v1.ListModelTransitionsRequest
-	29, // 71: fmgate.registry.v1.RegistryService.CreateEndpoint:input_type -> fmgate.registry.v1.CreateEndpointRequest
-	31, // 72: fmgate.registry.v1.RegistryService.ListEndpoints:input_type -> fmgate.registry.v1.ListEndpointsRequest
-	33, // 73: fmgate.registry.v1.RegistryService.UpdateEndpoint:input_type -> fmgate.registry.v1.UpdateEndpointRequest
-	35, // 74: fmgate.registry.v1.RegistryService.DeleteEndpoint:input_type -> fmgate.registry.v1.DeleteEndpointRequest
-	37, // 75: fmgate.registry.v1.RegistryService.ImportVendorModels:input_type -> fmgate.registry.v1.ImportVendorModelsRequest
-	41, // 76: fmgate.registry.v1.RegistryService.CreateHostingRequest:input_type -> fmgate.registry.v1.CreateHostingRequestRequest
-	43, // 77: fmgate.registry.v1.RegistryService.GetHostingRequest:input_type -> fmgate.registry.v1.GetHostingRequestRequest
-	45, // 78: fmgate.registry.v1.RegistryService.ListHostingRequests:input_type -> fmgate.registry.v1.ListHostingRequestsRequest
-	47, // 79: fmgate.registry.v1.RegistryService.ApproveHostingRequest:input_type -> fmgate.registry.v1.ApproveHostingRequestRequest
-	49, // 80: fmgate.registry.v1.RegistryService.RejectHostingRequest:input_type -> fmgate.registry.v1.RejectHostingRequestRequest
-	51, // 81: fmgate.registry.v1.RegistryService.MarkHostingRequestProvisioning:input_type -> fmgate.registry.v1.MarkHostingRequestProvisioningRequest
-	53, // 82: fmgate.registry.v1.RegistryService.MarkHostingRequestActive:input_type -> fmgate.registry.v1.MarkHostingRequestActiveRequest
-	10, // 83: fmgate.registry.v1.RegistryService.ResolveRoute:output_type -> fmgate.registry.v1.ResolveRouteResponse
-	13, // 84: fmgate.registry.v1.RegistryService.ListModels:output_type -> fmgate.registry.v1.ListModelsResponse
-	15, // 85: fmgate.registry.v1.RegistryService.GetEndpoint:output_type -> fmgate.registry.v1.GetEndpointResponse
-	17, // 86: fmgate.registry.v1.RegistryService.CreateModel:output_type -> fmgate.registry.v1.CreateModelResponse
-	19, // 87: fmgate.registry.v1.RegistryService.GetModel:output_type -> fmgate.registry.v1.GetModelResponse
-	21, // 88: fmgate.registry.v1.RegistryService.UpdateModel:output_type -> fmgate.registry.v1.UpdateModelResponse
-	23, // 89: fmgate.registry.v1.RegistryService.DeleteModel:output_type -> fmgate.registry.v1.DeleteModelResponse
-	25, // 90: fmgate.registry.v1.RegistryService.TransitionModel:output_type -> fmgate.registry.v1.TransitionModelResponse
-	28, // 91: fmgate.registry.v1.RegistryService.ListModelTransitions:output_type -> fmgate.registry.v1.ListModelTransitionsResponse
-	30, // 92: fmgate.registry.v1.RegistryService.CreateEndpoint:output_type -> fmgate.registry.v1.CreateEndpointResponse
-	32, // 93: fmgate.registry.v1.RegistryService.ListEndpoints:output_type -> fmgate.registry.v1.ListEndpointsResponse
-	34, // 94: fmgate.registry.v1.RegistryService.UpdateEndpoint:output_type -> fmgate.registry.v1.UpdateEndpointResponse
-	36, // 95: fmgate.registry.v1.RegistryService.DeleteEndpoint:output_type -> fmgate.registry.v1.DeleteEndpointResponse
-	38, // 96: fmgate.registry.v1.RegistryService.ImportVendorModels:output_type -> fmgate.registry.v1.ImportVendorModelsResponse
-	42, // 97: fmgate.registry.v1.RegistryService.CreateHostingRequest:output_type -> fmgate.registry.v1.CreateHostingRequestResponse
-	44, // 98: fmgate.registry.v1.RegistryService.GetHostingRequest:output_type -> fmgate.registry.v1.GetHostingRequestResponse
-	46, // 99: fmgate.registry.v1.RegistryService.ListHostingRequests:output_type -> fmgate.registry.v1.ListHostingRequestsResponse
-	48, // 100: fmgate.registry.v1.RegistryService.ApproveHostingRequest:output_type -> fmgate.registry.v1.ApproveHostingRequestResponse
-	50, // 101: fmgate.registry.v1.RegistryService.RejectHostingRequest:output_type -> fmgate.registry.v1.RejectHostingRequestResponse
-	52, // 102: fmgate.registry.v1.RegistryService.MarkHostingRequestProvisioning:output_type -> fmgate.registry.v1.MarkHostingRequestProvisioningResponse
-	54, // 103: fmgate.registry.v1.RegistryService.MarkHostingRequestActive:output_type -> fmgate.registry.v1.MarkHostingRequestActiveResponse
-	83, // [83:104] is the sub-list for method output_type
-	62, // [62:83] is the sub-list for method input_type
-	62, // [62:62] is the sub-list for extension type_name
-	62, // [62:62] is the sub-list for extension extendee
-	0,  // [0:62] is the sub-list for field type_name
+	1,  // 14: fmgate.registry.v1.ListCatalogModelsRequest.lifecycle_states:type_name -> fmgate.registry.v1.LifecycleState
+	7,  // 15: fmgate.registry.v1.ListCatalogModelsResponse.models:type_name -> fmgate.registry.v1.Model
+	7,  // 16: fmgate.registry.v1.CreateModelRequest.model:type_name -> fmgate.registry.v1.Model
+	7,  // 17: fmgate.registry.v1.CreateModelResponse.before:type_name -> fmgate.registry.v1.Model
+	7,  // 18: fmgate.registry.v1.CreateModelResponse.after:type_name -> fmgate.registry.v1.Model
+	7,  // 19: fmgate.registry.v1.GetModelResponse.model:type_name -> fmgate.registry.v1.Model
+	7,  // 20: fmgate.registry.v1.UpdateModelRequest.model:type_name -> fmgate.registry.v1.Model
+	58, // 21: fmgate.registry.v1.UpdateModelRequest.update_mask:type_name -> google.protobuf.FieldMask
+	7,  // 22: fmgate.registry.v1.UpdateModelResponse.before:type_name -> fmgate.registry.v1.Model
+	7,  // 23: fmgate.registry.v1.UpdateModelResponse.after:type_name -> fmgate.registry.v1.Model
+	7,  // 24: fmgate.registry.v1.DeleteModelResponse.before:type_name -> fmgate.registry.v1.Model
+	7,  // 25: fmgate.registry.v1.DeleteModelResponse.after:type_name -> fmgate.registry.v1.Model
+	1,  // 26: fmgate.registry.v1.TransitionModelRequest.to_state:type_name -> fmgate.registry.v1.LifecycleState
+	7,  // 27: fmgate.registry.v1.TransitionModelResponse.before:type_name -> fmgate.registry.v1.Model
+	7,  // 28: fmgate.registry.v1.TransitionModelResponse.after:type_name -> fmgate.registry.v1.Model
+	28, // 29: fmgate.registry.v1.TransitionModelResponse.transition:type_name -> fmgate.registry.v1.ModelTransition
+	1,  // 30: fmgate.registry.v1.ModelTransition.from_state:type_name -> fmgate.registry.v1.LifecycleState
+	1,  // 31: fmgate.registry.v1.ModelTransition.to_state:type_name -> fmgate.registry.v1.LifecycleState
+	59, // 32: fmgate.registry.v1.ModelTransition.create_time:type_name -> google.protobuf.Timestamp
+	28, // 33: fmgate.registry.v1.ListModelTransitionsResponse.transitions:type_name -> fmgate.registry.v1.ModelTransition
+	8,  // 34: fmgate.registry.v1.CreateEndpointRequest.endpoint:type_name -> fmgate.registry.v1.Endpoint
+	8,  // 35: fmgate.registry.v1.CreateEndpointResponse.before:type_name -> fmgate.registry.v1.Endpoint
+	8,  // 36: fmgate.registry.v1.CreateEndpointResponse.after:type_name -> fmgate.registry.v1.Endpoint
+	8,  // 37: fmgate.registry.v1.ListEndpointsResponse.endpoints:type_name -> fmgate.registry.v1.Endpoint
+	8,  // 38: fmgate.registry.v1.UpdateEndpointRequest.endpoint:type_name -> fmgate.registry.v1.Endpoint
+	58, // 39: fmgate.registry.v1.UpdateEndpointRequest.update_mask:type_name -> google.protobuf.FieldMask
+	8,  // 40: fmgate.registry.v1.UpdateEndpointResponse.before:type_name -> fmgate.registry.v1.Endpoint
+	8,  // 41: fmgate.registry.v1.UpdateEndpointResponse.after:type_name -> fmgate.registry.v1.Endpoint
+	8,  // 42: fmgate.registry.v1.DeleteEndpointResponse.before:type_name -> fmgate.registry.v1.Endpoint
+	8,  // 43: fmgate.registry.v1.DeleteEndpointResponse.after:type_name -> fmgate.registry.v1.Endpoint
+	7,  // 44: fmgate.registry.v1.ImportVendorModelsResponse.created:type_name -> fmgate.registry.v1.Model
+	41, // 45: fmgate.registry.v1.ImportVendorModelsResponse.skipped:type_name -> fmgate.registry.v1.SkippedVendorModel
+	3,  // 46: fmgate.registry.v1.HostingRequest.state:type_name -> fmgate.registry.v1.HostingState
+	59, // 47: fmgate.registry.v1.HostingRequest.decide_time:type_name -> google.protobuf.Timestamp
+	59, // 48: fmgate.registry.v1.HostingRequest.create_time:type_name -> google.protobuf.Timestamp
+	59, // 49: fmgate.registry.v1.HostingRequest.update_time:type_name -> google.protobuf.Timestamp
+	42, // 50: fmgate.registry.v1.CreateHostingRequestRequest.hosting_request:type_name -> fmgate.registry.v1.HostingRequest
+	42, // 51: fmgate.registry.v1.CreateHostingRequestResponse.before:type_name -> fmgate.registry.v1.HostingRequest
+	42, // 52: fmgate.registry.v1.CreateHostingRequestResponse.after:type_name -> fmgate.registry.v1.HostingRequest
+	42, // 53: fmgate.registry.v1.GetHostingRequestResponse.hosting_request:type_name -> fmgate.registry.v1.HostingRequest
+	3,  // 54: fmgate.registry.v1.ListHostingRequestsRequest.states:type_name -> fmgate.registry.v1.HostingState
+	42, // 55: fmgate.registry.v1.ListHostingRequestsResponse.hosting_requests:type_name -> fmgate.registry.v1.HostingRequest
+	42, // 56: fmgate.registry.v1.ApproveHostingRequestResponse.before:type_name -> fmgate.registry.v1.HostingRequest
+	42, // 57: fmgate.registry.v1.ApproveHostingRequestResponse.after:type_name -> fmgate.registry.v1.HostingRequest
+	42, // 58: fmgate.registry.v1.RejectHostingRequestResponse.before:type_name -> fmgate.registry.v1.HostingRequest
+	42, // 59: fmgate.registry.v1.RejectHostingRequestResponse.after:type_name -> fmgate.registry.v1.HostingRequest
+	42, // 60: fmgate.registry.v1.MarkHostingRequestProvisioningResponse.before:type_name -> fmgate.registry.v1.HostingRequest
+	42, // 61: fmgate.registry.v1.MarkHostingRequestProvisioningResponse.after:type_name -> fmgate.registry.v1.HostingRequest
+	42, // 62: fmgate.registry.v1.MarkHostingRequestActiveResponse.before:type_name -> fmgate.registry.v1.HostingRequest
+	42, // 63: fmgate.registry.v1.MarkHostingRequestActiveResponse.after:type_name -> fmgate.registry.v1.HostingRequest
+	9,  // 64: fmgate.registry.v1.RegistryService.ResolveRoute:input_type -> fmgate.registry.v1.ResolveRouteRequest
+	12, // 65: fmgate.registry.v1.RegistryService.ListModels:input_type -> fmgate.registry.v1.ListModelsRequest
+	14, // 66: fmgate.registry.v1.RegistryService.GetEndpoint:input_type -> fmgate.registry.v1.GetEndpointRequest
+	16, // 67: fmgate.registry.v1.RegistryService.ListCatalogModels:input_type -> fmgate.registry.v1.ListCatalogModelsRequest
+	18, // 68: fmgate.registry.v1.RegistryService.CreateModel:input_type -> fmgate.registry.v1.CreateModelRequest
+	20, // 69: fmgate.registry.v1.RegistryService.GetModel:input_type -> fmgate.registry.v1.GetModelRequest
+	22, // 70: fmgate.registry.v1.RegistryService.UpdateModel:input_type -> fmgate.registry.v1.UpdateModelRequest
+	24, // 71: fmgate.registry.v1.RegistryService.DeleteModel:input_type -> fmgate.registry.v1.DeleteModelRequest
+	26, // 72: fmgate.registry.v1.RegistryService.TransitionModel:input_type -> fmgate.registry.v1.TransitionModelRequest
+	29, // 73: fmgate.registry.v1.RegistryService.ListModelTransitions:input_type -> fmgate.registry.v1.ListModelTransitionsRequest
+	31, // 74: fmgate.registry.v1.RegistryService.CreateEndpoint:input_type -> fmgate.registry.v1.CreateEndpointRequest
+	33, // 75: fmgate.registry.v1.RegistryService.ListEndpoints:input_type -> fmgate.registry.v1.ListEndpointsRequest
+	35, // 76: fmgate.registry.v1.RegistryService.UpdateEndpoint:input_type -> fmgate.registry.v1.UpdateEndpointRequest
+	37, // 77: fmgate.registry.v1.RegistryService.DeleteEndpoint:input_type -> fmgate.registry.v1.DeleteEndpointRequest
+	39, // 78: fmgate.registry.v1.RegistryService.ImportVendorModels:input_type -> fmgate.registry.v1.ImportVendorModelsRequest
+	43, // 79: fmgate.registry.v1.RegistryService.CreateHostingRequest:input_type -> fmgate.registry.v1.CreateHostingRequestRequest
+	45, // 80: fmgate.registry.v1.RegistryService.GetHostingRequest:input_type -> fmgate.registry.v1.GetHostingRequestRequest
+	47, // 81: fmgate.registry.v1.RegistryService.ListHostingRequests:input_type -> fmgate.registry.v1.ListHostingRequestsRequest
+	49, // 82: fmgate.registry.v1.RegistryService.ApproveHostingRequest:input_type -> fmgate.registry.v1.ApproveHostingRequestRequest
+	51, // 83: fmgate.registry.v1.RegistryService.RejectHostingRequest:input_type -> fmgate.registry.v1.RejectHostingRequestRequest
+	53, // 84: fmgate.registry.v1.RegistryService.MarkHostingRequestProvisioning:input_type -> fmgate.registry.v1.MarkHostingRequestProvisioningRequest
+	55, // 85: fmgate.registry.v1.RegistryService.MarkHostingRequestActive:input_type -> fmgate.registry.v1.MarkHostingRequestActiveRequest
+	10, // 86: fmgate.registry.v1.RegistryService.ResolveRoute:output_type -> fmgate.registry.v1.ResolveRouteResponse
+	13, // 87: fmgate.registry.v1.RegistryService.ListModels:output_type -> fmgate.registry.v1.ListModelsResponse
+	15, // 88: fmgate.registry.v1.RegistryService.GetEndpoint:output_type -> fmgate.registry.v1.GetEndpointResponse
+	17, // 89: fmgate.registry.v1.RegistryService.ListCatalogModels:output_type -> fmgate.registry.v1.ListCatalogModelsResponse
+	19, // 90: fmgate.registry.v1.RegistryService.CreateModel:output_type -> fmgate.registry.v1.CreateModelResponse
+	21, // 91: fmgate.registry.v1.RegistryService.GetModel:output_type -> fmgate.registry.v1.GetModelResponse
+	23, // 92: fmgate.registry.v1.RegistryService.UpdateModel:output_type -> fmgate.registry.v1.UpdateModelResponse
+	25, // 93: fmgate.registry.v1.RegistryService.DeleteModel:output_type -> fmgate.registry.v1.DeleteModelResponse
+	27, // 94: fmgate.registry.v1.RegistryService.TransitionModel:output_type -> fmgate.registry.v1.TransitionModelResponse
+	30, // 95: fmgate.registry.v1.RegistryService.ListModelTransitions:output_type -> fmgate.registry.v1.ListModelTransitionsResponse
+	32, // 96: fmgate.registry.v1.RegistryService.CreateEndpoint:output_type -> fmgate.registry.v1.CreateEndpointResponse
+	34, // 97: fmgate.registry.v1.RegistryService.ListEndpoints:output_type -> fmgate.registry.v1.ListEndpointsResponse
+	36, // 98: fmgate.registry.v1.RegistryService.UpdateEndpoint:output_type -> fmgate.registry.v1.UpdateEndpointResponse
+	38, // 99: fmgate.registry.v1.RegistryService.DeleteEndpoint:output_type -> fmgate.registry.v1.DeleteEndpointResponse
+	40, // 100: fmgate.registry.v1.RegistryService.ImportVendorModels:output_type -> fmgate.registry.v1.ImportVendorModelsResponse
+	44, // 101: fmgate.registry.v1.RegistryService.CreateHostingRequest:output_type -> fmgate.registry.v1.CreateHostingRequestResponse
+	46, // 102: fmgate.registry.v1.RegistryService.GetHostingRequest:output_type -> fmgate.registry.v1.GetHostingRequestResponse
+	48, // 103: fmgate.registry.v1.RegistryService.ListHostingRequests:output_type -> fmgate.registry.v1.ListHostingRequestsResponse
+	50, // 104: fmgate.registry.v1.RegistryService.ApproveHostingRequest:output_type -> fmgate.registry.v1.ApproveHostingRequestResponse
+	52, // 105: fmgate.registry.v1.RegistryService.RejectHostingRequest:output_type -> fmgate.registry.v1.RejectHostingRequestResponse
+	54, // 106: fmgate.registry.v1.RegistryService.MarkHostingRequestProvisioning:output_type -> fmgate.registry.v1.MarkHostingRequestProvisioningResponse
+	56, // 107: fmgate.registry.v1.RegistryService.MarkHostingRequestActive:output_type -> fmgate.registry.v1.MarkHostingRequestActiveResponse
+	86, // [86:108] is the sub-list for method output_type
+	64, // [64:86] is the sub-list for method input_type
+	64, // [64:64] is the sub-list for extension type_name
+	64, // [64:64] is the sub-list for extension extendee
+	0,  // [0:64] is the sub-list for field type_name
 }
 
 func init() { file_fmgate_registry_v1_registry_proto_init() }
@@ -4190,7 +4372,7 @@ func file_fmgate_registry_v1_registry_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fmgate_registry_v1_registry_proto_rawDesc), len(file_fmgate_registry_v1_registry_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   52,
+			NumMessages:   54,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,6 +25,7 @@ const (
 	RegistryService_ResolveRoute_FullMethodName                   = "/fmgate.registry.v1.RegistryService/ResolveRoute"
 	RegistryService_ListModels_FullMethodName                     = "/fmgate.registry.v1.RegistryService/ListModels"
 	RegistryService_GetEndpoint_FullMethodName                    = "/fmgate.registry.v1.RegistryService/GetEndpoint"
+	RegistryService_ListCatalogModels_FullMethodName              = "/fmgate.registry.v1.RegistryService/ListCatalogModels"
 	RegistryService_CreateModel_FullMethodName                    = "/fmgate.registry.v1.RegistryService/CreateModel"
 	RegistryService_GetModel_FullMethodName                       = "/fmgate.registry.v1.RegistryService/GetModel"
 	RegistryService_UpdateModel_FullMethodName                    = "/fmgate.registry.v1.RegistryService/UpdateModel"
@@ -63,6 +64,10 @@ type RegistryServiceClient interface {
 	ListModels(ctx context.Context, in *ListModelsRequest, opts ...grpc.CallOption) (*ListModelsResponse, error)
 	// GetEndpoint returns one endpoint of an organisation.
 	GetEndpoint(ctx context.Context, in *GetEndpointRequest, opts ...grpc.CallOption) (*GetEndpointResponse, error)
+	// ListCatalogModels pages through the organisation's models in any lifecycle state, by
+	// name: the administrators' view of the catalogue (ListModels is the gateway's view of the
+	// routable ones).
+	ListCatalogModels(ctx context.Context, in *ListCatalogModelsRequest, opts ...grpc.CallOption) (*ListCatalogModelsResponse, error)
 	// CreateModel adds a model, always in state PROPOSED. ALREADY_EXISTS when the name is taken.
 	CreateModel(ctx context.Context, in *CreateModelRequest, opts ...grpc.CallOption) (*CreateModelResponse, error)
 	// GetModel returns a model in any lifecycle state.
@@ -137,6 +142,16 @@ func (c *registryServiceClient) GetEndpoint(ctx context.Context, in *GetEndpoint
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(GetEndpointResponse)
 	err := c.cc.Invoke(ctx, RegistryService_GetEndpoint_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *registryServiceClient) ListCatalogModels(ctx context.Context, in *ListCatalogModelsRequest, opts ...grpc.CallOption) (*ListCatalogModelsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListCatalogModelsResponse)
+	err := c.cc.Invoke(ctx, RegistryService_ListCatalogModels_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -341,6 +356,10 @@ type RegistryServiceServer interface {
 	ListModels(context.Context, *ListModelsRequest) (*ListModelsResponse, error)
 	// GetEndpoint returns one endpoint of an organisation.
 	GetEndpoint(context.Context, *GetEndpointRequest) (*GetEndpointResponse, error)
+	// ListCatalogModels pages through the organisation's models in any lifecycle state, by
+	// name: the administrators' view of the catalogue (ListModels is the gateway's view of the
+	// routable ones).
+	ListCatalogModels(context.Context, *ListCatalogModelsRequest) (*ListCatalogModelsResponse, error)
 	// CreateModel adds a model, always in state PROPOSED. ALREADY_EXISTS when the name is taken.
 	CreateModel(context.Context, *CreateModelRequest) (*CreateModelResponse, error)
 	// GetModel returns a model in any lifecycle state.
@@ -399,6 +418,9 @@ func (UnimplementedRegistryServiceServer) ListModels(context.Context, *ListModel
 }
 func (UnimplementedRegistryServiceServer) GetEndpoint(context.Context, *GetEndpointRequest) (*GetEndpointResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetEndpoint not implemented")
+}
+func (UnimplementedRegistryServiceServer) ListCatalogModels(context.Context, *ListCatalogModelsRequest) (*ListCatalogModelsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListCatalogModels not implemented")
 }
 func (UnimplementedRegistryServiceServer) CreateModel(context.Context, *CreateModelRequest) (*CreateModelResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CreateModel not implemented")
@@ -525,6 +547,24 @@ func _RegistryService_GetEndpoint_Handler(srv interface{}, ctx context.Context, 
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(RegistryServiceServer).GetEndpoint(ctx, req.(*GetEndpointRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegistryService_ListCatalogModels_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListCatalogModelsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegistryServiceServer).ListCatalogModels(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegistryService_ListCatalogModels_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegistryServiceServer).ListCatalogModels(ctx, req.(*ListCatalogModelsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -871,6 +911,10 @@ var RegistryService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetEndpoint",
 			Handler:    _RegistryService_GetEndpoint_Handler,
+		},
+		{
+			MethodName: "ListCatalogModels",
+			Handler:    _RegistryService_ListCatalogModels_Handler,
 		},
 		{
 			MethodName: "CreateModel",
