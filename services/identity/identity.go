@@ -13,14 +13,16 @@ import (
 	"fmt"
 	"path"
 	"slices"
+	"strings"
 	"time"
 )
 
 var (
-	// ErrNotFound reports that no API key matches, in the caller's organisation.
-	ErrNotFound = errors.New("api key not found")
-	// ErrAlreadyExists reports that another API key already has the same hash.
-	ErrAlreadyExists = errors.New("api key already exists")
+	// ErrNotFound reports that no record matches, in the caller's organisation.
+	ErrNotFound = errors.New("not found")
+	// ErrAlreadyExists reports that the record exists already (or, for an API key, that
+	// another key has the same hash).
+	ErrAlreadyExists = errors.New("already exists")
 )
 
 // KeyPrefix starts every API key that NewKey generates, so that secret scanners (and
@@ -84,6 +86,10 @@ const (
 	KindUser           Kind = "user"
 	KindServiceAccount Kind = "service_account"
 )
+
+// OwnerID is the id of the key's user or service account: its Subject without the "user:"
+// or "svc:" prefix of its Kind.
+func (k APIKey) OwnerID() string { return strings.TrimPrefix(k.Subject, subjectPrefix[k.Kind]) }
 
 // Valid reports whether k is one of the known kinds.
 func (k Kind) Valid() bool { return k == KindUser || k == KindServiceAccount }
@@ -167,37 +173,102 @@ func (k APIKey) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Store persists API keys. Every method but GetAPIKeyByHash is scoped to one organisation:
-// a key of another organisation is reported as ErrNotFound, never read or changed.
-// Implementations pass identitytest.TestStore and are safe for concurrent use.
+// Store persists identity's records. Every method but GetCredential is scoped to one
+// organisation: a record of another organisation is reported as not found, never read or
+// changed. Not-found errors match ErrNotFound (*NotFoundError), duplicates ErrAlreadyExists
+// (*AlreadyExistsError), invalid records *ValidationError. Update methods run fn on the
+// current record and store what it returns, atomically (fn's error aborts the update and is
+// returned); Delete methods run check likewise before deleting. Implementations pass
+// identitytest.TestStore and are safe for concurrent use.
 type Store interface {
 	// PutAPIKey creates the key, or replaces the key with the same (OrganizationID, ID):
 	// applying the same key twice is harmless. It keeps the CreateTime first stored, and a
 	// revocation once stored is never undone (the earlier RevokeTime wins), so re-applying a
-	// resources file cannot bring a revoked key back. ErrAlreadyExists when another key has
-	// the same Hash.
+	// resources file cannot bring a revoked key back. When the key's owner is stored, the key
+	// takes the owner's team. ErrAlreadyExists when another key has the same Hash.
 	PutAPIKey(ctx context.Context, k APIKey) error
-	// GetAPIKeyByHash returns the key whose hash is hash, in whichever organisation it is:
-	// the key is what tells the caller's organisation, so this is the one lookup not scoped by
-	// organisation. Only Authenticate should call it. ErrNotFound.
-	GetAPIKeyByHash(ctx context.Context, hash [32]byte) (APIKey, error)
+	// GetCredential returns the key whose hash is hash, in whichever organisation it is,
+	// with its owner when stored and the grants of its holder (see Credential), in one read:
+	// the key is what tells the caller's organisation, so this is the one lookup not scoped
+	// by organisation. Only Authenticate should call it. ErrNotFound.
+	GetCredential(ctx context.Context, hash [32]byte) (Credential, error)
+	// Grants returns the custom roles among roles, and the attributes and licence
+	// acceptances of team (none when team is empty), in organisation org.
+	Grants(ctx context.Context, org, team string, roles []string) (Grants, error)
 	// GetAPIKey returns the key id of organisation org. ErrNotFound.
 	GetAPIKey(ctx context.Context, org, id string) (APIKey, error)
-	// ListAPIKeys returns the keys of organisation org, revoked ones included, by ID.
-	ListAPIKeys(ctx context.Context, org string) ([]APIKey, error)
+	// ListAPIKeys returns a page of the keys of organisation org, revoked ones included, by
+	// ID; only those of team when team is set.
+	ListAPIKeys(ctx context.Context, org, team string, page Page) ([]APIKey, error)
 	// CreateAPIKey creates the key. ErrAlreadyExists when the organisation has a key with
-	// the same ID, or any key has the same Hash.
-	CreateAPIKey(ctx context.Context, k APIKey) error
+	// the same ID, or any key has the same Hash. When requireOwner is set, the key's owner
+	// (Kind, OwnerID) must be stored, not disabled and, when k.TeamID is set, in that team
+	// (*OwnerError otherwise), and the key takes the owner's team: checked in one
+	// transaction with the insert, so an owner deleted meanwhile either refuses the key or
+	// revokes it.
+	CreateAPIKey(ctx context.Context, k APIKey, requireOwner bool) error
 	// RevokeAPIKey marks the key id of organisation org revoked from at. Revoking a revoked
 	// key keeps the earlier time. ErrNotFound.
 	RevokeAPIKey(ctx context.Context, org, id string, at time.Time) error
 	// SubscribeRevocations delivers every revocation recorded from the moment it returns
 	// until ctx ends, then closes the channel. A revocation is recorded when a key's
-	// RevokeTime is set or moved earlier, by RevokeAPIKey or PutAPIKey, through this store or
-	// any other sharing its data (replicas on one Postgres schema). Events may repeat. The
-	// channel is also closed, before ctx ends, when the subscriber falls behind or the store
-	// can no longer promise delivery: the subscriber must then assume it missed revocations.
+	// RevokeTime is set or moved earlier, by RevokeAPIKey, PutAPIKey or DeleteAccount,
+	// through this store or any other sharing its data (replicas on one Postgres schema).
+	// Events may repeat. The channel is also closed, before ctx ends, when the subscriber
+	// falls behind or the store can no longer promise delivery: the subscriber must then
+	// assume it missed revocations.
 	SubscribeRevocations(ctx context.Context) (<-chan Revocation, error)
+
+	// CreateOrganization stores an organisation's record. ErrAlreadyExists.
+	CreateOrganization(ctx context.Context, o Organization) error
+	// GetOrganization returns the record of organisation id. ErrNotFound.
+	GetOrganization(ctx context.Context, id string) (Organization, error)
+	// UpdateOrganization replaces the record with what fn returns. ErrNotFound.
+	UpdateOrganization(ctx context.Context, id string, fn func(Organization) (Organization, error)) (before, after Organization, err error)
+
+	// CreateTeam stores a team. ErrAlreadyExists.
+	CreateTeam(ctx context.Context, t Team) error
+	// GetTeam returns a team. ErrNotFound.
+	GetTeam(ctx context.Context, org, id string) (Team, error)
+	// ListTeams returns a page of an organisation's teams, by ID.
+	ListTeams(ctx context.Context, org string, page Page) ([]Team, error)
+	// UpdateTeam replaces a team with what fn returns. ErrNotFound.
+	UpdateTeam(ctx context.Context, org, id string, fn func(Team) (Team, error)) (before, after Team, err error)
+	// DeleteTeam deletes a team. *InUseError while accounts belong to it. ErrNotFound.
+	DeleteTeam(ctx context.Context, org, id string, check func(Team) error) (Team, error)
+
+	// CreateAccount stores a user or service account. Its team and custom roles must be
+	// stored (a *ValidationError naming team_id or roles[i] otherwise), checked atomically
+	// with the write. ErrAlreadyExists.
+	CreateAccount(ctx context.Context, a Account) error
+	// GetAccount returns an account of kind kind. ErrNotFound.
+	GetAccount(ctx context.Context, org string, kind Kind, id string) (Account, error)
+	// ListAccounts returns a page of an organisation's accounts of kind kind, by ID.
+	ListAccounts(ctx context.Context, org string, kind Kind, page Page) ([]Account, error)
+	// UpdateAccount replaces an account with what fn returns, with CreateAccount's checks of
+	// team and roles. The account's API keys take its new team. ErrNotFound.
+	UpdateAccount(ctx context.Context, org string, kind Kind, id string, fn func(Account) (Account, error)) (before, after Account, err error)
+	// DeleteAccount deletes an account and revokes its API keys from at. ErrNotFound.
+	DeleteAccount(ctx context.Context, org string, kind Kind, id string, at time.Time, check func(Account) error) (Account, error)
+
+	// CreateRole stores a custom role. ErrAlreadyExists.
+	CreateRole(ctx context.Context, r Role) error
+	// GetRole returns a custom role (never a built-in one). ErrNotFound.
+	GetRole(ctx context.Context, org, id string) (Role, error)
+	// ListRoles returns a page of an organisation's custom roles, by ID.
+	ListRoles(ctx context.Context, org string, page Page) ([]Role, error)
+	// UpdateRole replaces a custom role with what fn returns. ErrNotFound.
+	UpdateRole(ctx context.Context, org, id string, fn func(Role) (Role, error)) (before, after Role, err error)
+	// DeleteRole deletes a custom role. *InUseError while accounts hold it. ErrNotFound.
+	DeleteRole(ctx context.Context, org, id string, check func(Role) error) (Role, error)
+
+	// AcceptLicense stores an acceptance unless the same one (LicenseAcceptance.Key) is
+	// stored, and returns what is stored and whether it was already.
+	AcceptLicense(ctx context.Context, a LicenseAcceptance) (stored LicenseAcceptance, existed bool, err error)
+	// ListLicenseAcceptances returns a page of an organisation's acceptances, by key.
+	ListLicenseAcceptances(ctx context.Context, org string, page LicensePage) ([]LicenseAcceptance, error)
+	// RevokeLicenseAcceptance deletes an acceptance and returns it. ErrNotFound.
+	RevokeLicenseAcceptance(ctx context.Context, org string, key LicenseKey) (LicenseAcceptance, error)
 }
 
 // Revocation says that the key KeyID of OrganizationID is refused from RevokeTime on.

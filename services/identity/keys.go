@@ -6,9 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
-	"regexp"
 	"slices"
-	"strings"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -27,13 +25,12 @@ const (
 	DefaultHeartbeatInterval = 5 * time.Second
 )
 
-// idPattern is what resource ids that callers choose may look like.
-var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,127}$`)
-
 // subjectPrefix is how a key's Subject names its owner's kind: "user:alice", "svc:billing".
 var subjectPrefix = map[Kind]string{KindUser: "user:", KindServiceAccount: "svc:"}
 
-// CreateApiKey implements identityv1.IdentityServiceServer.
+// CreateApiKey implements identityv1.IdentityServiceServer. The owner must be a stored,
+// enabled user or service account of the organisation (of team_id, when set); the key
+// acts with the owner's team, roles and attributes as they are whenever it is used.
 func (s *Server) CreateApiKey(ctx context.Context, req *identityv1.CreateApiKeyRequest) (*identityv1.CreateApiKeyResponse, error) {
 	var vs []apierr.FieldViolation
 	bad := func(field, problem string) {
@@ -45,16 +42,22 @@ func (s *Server) CreateApiKey(ctx context.Context, req *identityv1.CreateApiKeyR
 	}
 	id := req.GetApiKeyId()
 	if id != "" && !idPattern.MatchString(id) {
-		bad("api_key_id", "must be 1 to 128 characters of a-z, 0-9, '.', '_' and '-', starting with a letter or digit")
+		bad("api_key_id", idRule)
 	}
 	kind := kindOf(req.GetOwnerKind())
 	if kind == "" {
 		bad("owner_kind", "must be PRINCIPAL_KIND_USER or PRINCIPAL_KIND_SERVICE_ACCOUNT")
 	}
 	if !idPattern.MatchString(req.GetOwnerId()) {
-		bad("owner_id", "must be 1 to 128 characters of a-z, 0-9, '.', '_' and '-', starting with a letter or digit")
+		bad("owner_id", idRule)
 	}
-	now := s.now()
+	if t := req.GetTeamId(); t != "" && !idPattern.MatchString(t) {
+		bad("team_id", idRule)
+	}
+	if len(req.GetDisplayName()) > maxDisplayName {
+		bad("display_name", fmt.Sprintf("must be at most %d bytes", maxDisplayName))
+	}
+	now := NormTime(s.now())
 	var expire time.Time
 	if req.GetExpireTime() != nil {
 		if err := req.GetExpireTime().CheckValid(); err != nil {
@@ -80,67 +83,85 @@ func (s *Server) CreateApiKey(ctx context.Context, req *identityv1.CreateApiKeyR
 	}
 	k := APIKey{
 		ID: id, OrganizationID: org, DisplayName: req.GetDisplayName(),
-		Subject: subjectPrefix[kind] + req.GetOwnerId(), Kind: kind,
+		Subject: subjectPrefix[kind] + req.GetOwnerId(), Kind: kind, TeamID: req.GetTeamId(),
 		Scopes: scopes, Prefix: Prefix(secret), Hash: HashKey(secret),
-		ExpireTime: expire, CreateTime: now,
+		ExpireTime: NormTime(expire), CreateTime: now,
 	}
-	if err := s.store.CreateAPIKey(ctx, k); err != nil {
+	// The store checks the owner and sets the key's team to the owner's, atomically.
+	if err := s.store.CreateAPIKey(ctx, k, true); err != nil {
+		return nil, s.fail(ctx, "create api key", err)
+	}
+	stored, err := s.store.GetAPIKey(ctx, org, id)
+	if err != nil {
 		return nil, s.fail(ctx, "create api key", err)
 	}
 	s.log.InfoContext(ctx, "api key created", "organization_id", org, "api_key_id", id, "subject", k.Subject)
-	return &identityv1.CreateApiKeyResponse{ApiKey: apiKeyProto(k), Secret: secret}, nil
+	return &identityv1.CreateApiKeyResponse{ApiKey: apiKeyProto(stored), Secret: secret, After: apiKeyProto(stored)}, nil
+}
+
+// GetApiKey implements identityv1.IdentityServiceServer.
+func (s *Server) GetApiKey(ctx context.Context, req *identityv1.GetApiKeyRequest) (*identityv1.GetApiKeyResponse, error) {
+	k, err := s.teamKey(ctx, "get api key", req.GetOrganizationId(), req.GetApiKeyId(), req.GetTeamId())
+	if err != nil {
+		return nil, err
+	}
+	return &identityv1.GetApiKeyResponse{ApiKey: apiKeyProto(k)}, nil
+}
+
+// teamKey returns the key id of org, NOT_FOUND when team is set and the key is another
+// team's.
+func (s *Server) teamKey(ctx context.Context, op, org, id, team string) (APIKey, error) {
+	if vs := required("organization_id", org, "api_key_id", id); len(vs) > 0 {
+		return APIKey{}, apierr.InvalidArgument(vs...)
+	}
+	k, err := s.store.GetAPIKey(ctx, org, id)
+	if err == nil && team != "" && k.TeamID != team {
+		err = &NotFoundError{Resource: ResourceAPIKey, ID: id}
+	}
+	if err != nil {
+		return APIKey{}, s.fail(ctx, op, err)
+	}
+	return k, nil
 }
 
 // ListApiKeys implements identityv1.IdentityServiceServer. The page token is the last id
 // of the previous page, encoded.
 func (s *Server) ListApiKeys(ctx context.Context, req *identityv1.ListApiKeysRequest) (*identityv1.ListApiKeysResponse, error) {
-	size, after, err := page(req.GetPageSize(), req.GetPageToken())
+	if vs := required("organization_id", req.GetOrganizationId()); len(vs) > 0 {
+		return nil, apierr.InvalidArgument(vs...)
+	}
+	p, err := listPage(req.GetPageSize(), req.GetPageToken())
 	if err != nil {
 		return nil, err
 	}
-	if req.GetOrganizationId() == "" {
-		return nil, apierr.Field("organization_id", "is required")
-	}
-	keys, err := s.store.ListAPIKeys(ctx, req.GetOrganizationId())
+	keys, err := s.store.ListAPIKeys(ctx, req.GetOrganizationId(), req.GetTeamId(), p)
 	if err != nil {
 		return nil, s.fail(ctx, "list api keys", err)
 	}
-	start, _ := slices.BinarySearchFunc(keys, after, func(k APIKey, id string) int { return strings.Compare(k.ID, id) })
-	if start < len(keys) && keys[start].ID == after {
-		start++
-	}
-	resp := &identityv1.ListApiKeysResponse{}
-	end := min(start+size, len(keys))
-	for _, k := range keys[start:end] {
+	keys, next := cut(keys, p, func(k APIKey) string { return k.ID })
+	resp := &identityv1.ListApiKeysResponse{NextPageToken: next}
+	for _, k := range keys {
 		resp.ApiKeys = append(resp.ApiKeys, apiKeyProto(k))
-	}
-	if end < len(keys) {
-		resp.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(keys[end-1].ID))
 	}
 	return resp, nil
 }
 
 // RevokeApiKey implements identityv1.IdentityServiceServer.
 func (s *Server) RevokeApiKey(ctx context.Context, req *identityv1.RevokeApiKeyRequest) (*identityv1.RevokeApiKeyResponse, error) {
-	var vs []apierr.FieldViolation
-	if req.GetOrganizationId() == "" {
-		vs = append(vs, apierr.FieldViolation{Field: "organization_id", Description: "is required"})
+	org, id := req.GetOrganizationId(), req.GetApiKeyId()
+	before, err := s.teamKey(ctx, "revoke api key", org, id, req.GetTeamId())
+	if err != nil {
+		return nil, err
 	}
-	if req.GetApiKeyId() == "" {
-		vs = append(vs, apierr.FieldViolation{Field: "api_key_id", Description: "is required"})
-	}
-	if len(vs) > 0 {
-		return nil, apierr.InvalidArgument(vs...)
-	}
-	if err := s.store.RevokeAPIKey(ctx, req.GetOrganizationId(), req.GetApiKeyId(), s.now()); err != nil {
+	if err := s.store.RevokeAPIKey(ctx, org, id, s.now()); err != nil {
 		return nil, s.fail(ctx, "revoke api key", err)
 	}
-	k, err := s.store.GetAPIKey(ctx, req.GetOrganizationId(), req.GetApiKeyId())
+	after, err := s.store.GetAPIKey(ctx, org, id)
 	if err != nil {
 		return nil, s.fail(ctx, "revoke api key", err)
 	}
-	s.log.InfoContext(ctx, "api key revoked", "organization_id", k.OrganizationID, "api_key_id", k.ID)
-	return &identityv1.RevokeApiKeyResponse{ApiKey: apiKeyProto(k)}, nil
+	s.log.InfoContext(ctx, "api key revoked", "organization_id", org, "api_key_id", id)
+	return &identityv1.RevokeApiKeyResponse{ApiKey: apiKeyProto(after), Before: apiKeyProto(before), After: apiKeyProto(after)}, nil
 }
 
 // WatchRevocations implements identityv1.IdentityServiceServer. The stream ends with
@@ -271,11 +292,6 @@ func scopesProto(sc Scopes) *identityv1.ApiKeyScopes {
 	return p
 }
 
-// ownerID is the owner's id within its kind: the key's subject without "user:" or "svc:".
-func ownerID(k APIKey) string {
-	return strings.TrimPrefix(k.Subject, subjectPrefix[k.Kind])
-}
-
 func timeProto(t time.Time) *timestamppb.Timestamp {
 	if t.IsZero() {
 		return nil
@@ -289,7 +305,8 @@ func apiKeyProto(k APIKey) *identityv1.ApiKey {
 		ApiKeyId:       k.ID,
 		DisplayName:    k.DisplayName,
 		OwnerKind:      kindProto(k.Kind),
-		OwnerId:        ownerID(k),
+		OwnerId:        k.OwnerID(),
+		TeamId:         k.TeamID,
 		Subject:        k.Subject,
 		Prefix:         k.Prefix,
 		Scopes:         scopesProto(k.Scopes),

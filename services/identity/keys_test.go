@@ -2,6 +2,7 @@ package identity_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	identityv1 "github.com/fmgate/fmgate/gen/fmgate/identity/v1"
 	"github.com/fmgate/fmgate/services/identity"
 	"github.com/fmgate/fmgate/services/identity/identitymem"
+	"github.com/fmgate/fmgate/services/identity/identitytest"
 )
 
 func createKey(t *testing.T, c identityv1.IdentityServiceClient, req *identityv1.CreateApiKeyRequest) *identityv1.CreateApiKeyResponse {
@@ -25,8 +27,24 @@ func createKey(t *testing.T, c identityv1.IdentityServiceClient, req *identityv1
 	return resp
 }
 
+// owners stores the accounts that subjects ("user:alice", "svc:ci") name, in org, with no
+// team or roles.
+func owners(t *testing.T, s identity.Store, org string, subjects ...string) {
+	t.Helper()
+	for _, sub := range subjects {
+		kind, id := identity.KindUser, strings.TrimPrefix(sub, "user:")
+		if strings.HasPrefix(sub, "svc:") {
+			kind, id = identity.KindServiceAccount, strings.TrimPrefix(sub, "svc:")
+		}
+		a := identitytest.NewAccount(org, kind, id, "")
+		a.Attributes = nil
+		require.NoError(t, s.CreateAccount(t.Context(), a))
+	}
+}
+
 func TestCreateApiKeyThenAuthenticate(t *testing.T) {
 	f := serve(t, identitymem.New())
+	owners(t, f.store, "org-a", "user:alice", "svc:ci")
 	scopes := &identityv1.ApiKeyScopes{
 		Models:     []string{"gpt-*", "claude-3"},
 		Operations: []identityv1.Operation{identityv1.Operation_OPERATION_GENERATE, identityv1.Operation_OPERATION_LIST_MODELS},
@@ -94,13 +112,15 @@ func TestCreateApiKeyInvalid(t *testing.T) {
 	}
 	assert.ElementsMatch(t, []string{"organization_id", "api_key_id", "owner_kind", "owner_id", "expire_time",
 		"scopes.models", "scopes.operations"}, fields)
-	keys, err := f.store.ListAPIKeys(t.Context(), "")
+	keys, err := f.store.ListAPIKeys(t.Context(), "", "", identity.Page{Limit: 10})
 	require.NoError(t, err)
 	assert.Empty(t, keys)
 }
 
 func TestListApiKeysPagesAndHidesSecrets(t *testing.T) {
 	f := serve(t, identitymem.New())
+	owners(t, f.store, "org-a", "user:alice")
+	owners(t, f.store, "org-b", "user:bob")
 	var secrets []string
 	for _, id := range []string{"k3", "k1", "k5", "k2", "k4"} {
 		resp := createKey(t, f.client, &identityv1.CreateApiKeyRequest{
@@ -142,6 +162,7 @@ func TestListApiKeysPagesAndHidesSecrets(t *testing.T) {
 
 func TestRevokeApiKey(t *testing.T) {
 	f := serve(t, identitymem.New())
+	owners(t, f.store, "org-a", "user:alice")
 	created := createKey(t, f.client, &identityv1.CreateApiKeyRequest{
 		OrganizationId: "org-a", ApiKeyId: "k1", OwnerKind: identityv1.PrincipalKind_PRINCIPAL_KIND_USER, OwnerId: "alice",
 	})
@@ -165,6 +186,7 @@ func TestRevokeApiKey(t *testing.T) {
 
 func TestWatchRevocations(t *testing.T) {
 	f := serve(t, identitymem.New())
+	owners(t, f.store, "org-a", "user:alice")
 	created := createKey(t, f.client, &identityv1.CreateApiKeyRequest{
 		OrganizationId: "org-a", ApiKeyId: "k1", OwnerKind: identityv1.PrincipalKind_PRINCIPAL_KIND_USER, OwnerId: "alice",
 	})

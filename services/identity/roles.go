@@ -84,3 +84,70 @@ func EffectivePermissions(roles []string, custom map[string][]Permission) []Perm
 	slices.Sort(out)
 	return slices.Compact(out)
 }
+
+// builtinScopes says where each built-in role's permissions apply: administrators and
+// auditors across the organisation, developers and viewers within their team.
+var builtinScopes = map[string]RoleScope{
+	RoleOrgAdmin: ScopeOrganization, RoleModelAdmin: ScopeOrganization,
+	RolePolicyAdmin: ScopeOrganization, RoleAuditor: ScopeOrganization,
+	RoleDeveloper: ScopeTeam, RoleViewer: ScopeTeam,
+}
+
+var builtinNames = map[string]string{
+	RoleOrgAdmin: "Organisation administrator", RoleModelAdmin: "Model administrator",
+	RolePolicyAdmin: "Policy administrator", RoleAuditor: "Auditor",
+	RoleDeveloper: "Developer", RoleViewer: "Viewer",
+}
+
+// BuiltinRole returns the built-in role id as a Role of organisation org.
+func BuiltinRole(org, id string) (Role, bool) {
+	perms, ok := BuiltinRoles[id]
+	if !ok {
+		return Role{}, false
+	}
+	return Role{
+		OrganizationID: org, ID: id, DisplayName: builtinNames[id], Permissions: slices.Clone(perms),
+		Scope: builtinScopes[id], Builtin: true,
+	}, true
+}
+
+// BuiltinRoleIDs returns the ids of the built-in roles, sorted.
+func BuiltinRoleIDs() []string {
+	ids := make([]string, 0, len(BuiltinRoles))
+	for id := range BuiltinRoles {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// PrincipalPermissions returns what roles grant: org, the sorted union of the permissions of
+// its organisation-scoped roles, and team, that of its team-scoped roles minus those in org
+// (nil when hasTeam is false: a team role grants nothing to a principal without a team).
+// Each role is looked up among the built-in roles, then in custom; unknown roles grant
+// nothing.
+func PrincipalPermissions(roles []string, custom []Role, hasTeam bool) (org, team []Permission) {
+	for _, id := range roles {
+		r, ok := BuiltinRole("", id)
+		if !ok {
+			i := slices.IndexFunc(custom, func(c Role) bool { return c.ID == id })
+			if i < 0 {
+				continue
+			}
+			r = custom[i]
+		}
+		switch r.Scope {
+		case ScopeOrganization:
+			org = append(org, r.Permissions...)
+		case ScopeTeam:
+			if hasTeam {
+				team = append(team, r.Permissions...)
+			}
+		}
+	}
+	slices.Sort(org)
+	org = slices.Compact(org)
+	team = slices.DeleteFunc(team, func(p Permission) bool { _, found := slices.BinarySearch(org, p); return found })
+	slices.Sort(team)
+	return org, slices.Compact(team)
+}

@@ -5,6 +5,8 @@ import (
 	"crypto/subtle"
 	"errors"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -75,6 +77,7 @@ const (
 	refusedUnknown   refusal = "unknown"
 	refusedExpired   refusal = "expired"
 	refusedRevoked   refusal = "revoked"
+	refusedDisabled  refusal = "owner_disabled"
 )
 
 // ReasonInvalidAPIKey is the ErrorInfo reason of every refused credential.
@@ -84,27 +87,28 @@ func errInvalidKey() error {
 	return apierr.WithReason(codes.Unauthenticated, ReasonInvalidAPIKey, "invalid credential")
 }
 
-// Authenticate resolves an API key, presented with or without a "Bearer " prefix, to its
-// principal. Every refusal is UNAUTHENTICATED with the same message. Neither logs nor errors
-// ever contain the credential.
+// Authenticate resolves an API key, presented with or without a "Bearer " prefix, or an
+// OIDC bearer token, to its principal. Every refusal is UNAUTHENTICATED with the same
+// message. Neither logs nor errors ever contain the credential. An API key costs one store
+// read (Store.GetCredential), a bearer token one (Store.Grants).
 func (s *Server) Authenticate(ctx context.Context, req *identityv1.AuthenticateRequest) (*identityv1.AuthenticateResponse, error) {
 	if c := bearer(req.GetCredential()); looksLikeJWT(c) {
 		return s.authenticateToken(ctx, c)
 	}
-	k, why, err := s.authenticate(ctx, req.GetCredential())
+	c, why, err := s.authenticate(ctx, req.GetCredential())
 	if err != nil {
 		s.log.ErrorContext(ctx, "authenticate", "error", err)
 		return nil, toStatus(err)
 	}
 	if why != "" {
 		attrs := []any{"refused", string(why)}
-		if k.ID != "" {
-			attrs = append(attrs, "organization_id", k.OrganizationID, "api_key_id", k.ID)
+		if c.Key.ID != "" {
+			attrs = append(attrs, "organization_id", c.Key.OrganizationID, "api_key_id", c.Key.ID)
 		}
 		s.log.InfoContext(ctx, "authenticate", attrs...)
 		return nil, errInvalidKey()
 	}
-	return &identityv1.AuthenticateResponse{Principal: principal(k)}, nil
+	return &identityv1.AuthenticateResponse{Principal: principal(c)}, nil
 }
 
 // authenticateToken is Authenticate for a credential of JWT shape. Its refusals are those
@@ -115,6 +119,12 @@ func (s *Server) authenticateToken(ctx context.Context, raw string) (*identityv1
 		return nil, errInvalidKey()
 	}
 	p, why, err := s.authenticateJWT(ctx, raw)
+	if err == nil && why == "" {
+		var g Grants
+		if g, err = s.store.Grants(ctx, p.GetOrganizationId(), p.GetTeamId(), p.GetRoles()); err == nil {
+			grant(p, p.GetRoles(), g, nil)
+		}
+	}
 	if err != nil {
 		s.log.ErrorContext(ctx, "authenticate", "error", err)
 		return nil, toStatus(err)
@@ -126,38 +136,41 @@ func (s *Server) authenticateToken(ctx context.Context, raw string) (*identityv1
 	return &identityv1.AuthenticateResponse{Principal: p}, nil
 }
 
-// authenticate returns the key the credential belongs to, or why it was refused, or an
+// authenticate returns the credential the secret belongs to, or why it was refused, or an
 // error when the store failed.
-func (s *Server) authenticate(ctx context.Context, credential string) (APIKey, refusal, error) {
+func (s *Server) authenticate(ctx context.Context, credential string) (Credential, refusal, error) {
 	secret := bearer(credential)
 	if secret == "" {
-		return APIKey{}, refusedEmpty, nil
+		return Credential{}, refusedEmpty, nil
 	}
 	// No stored key can match a secret that ValidateSecret refuses, so do not look it up.
 	if ValidateSecret(secret) != nil {
-		return APIKey{}, refusedMalformed, nil
+		return Credential{}, refusedMalformed, nil
 	}
 	hash := HashKey(secret)
-	k, err := s.store.GetAPIKeyByHash(ctx, hash)
+	c, err := s.store.GetCredential(ctx, hash)
 	if errors.Is(err, ErrNotFound) {
-		return APIKey{}, refusedUnknown, nil
+		return Credential{}, refusedUnknown, nil
 	}
 	if err != nil {
-		return APIKey{}, "", err
+		return Credential{}, "", err
 	}
+	k := c.Key
 	// The store found the key by its hash, yet compare again, in constant time: a store that
 	// matched loosely (a collation, a prefix index) must not let a wrong key through.
 	if subtle.ConstantTimeCompare(k.Hash[:], hash[:]) != 1 {
-		return APIKey{}, refusedUnknown, nil
+		return Credential{}, refusedUnknown, nil
 	}
 	now := s.now()
-	if !k.RevokeTime.IsZero() && !now.Before(k.RevokeTime) {
-		return k, refusedRevoked, nil
+	switch {
+	case !k.RevokeTime.IsZero() && !now.Before(k.RevokeTime):
+		return c, refusedRevoked, nil
+	case !k.ExpireTime.IsZero() && !now.Before(k.ExpireTime):
+		return c, refusedExpired, nil
+	case c.Owner != nil && c.Owner.Disabled:
+		return c, refusedDisabled, nil
 	}
-	if !k.ExpireTime.IsZero() && !now.Before(k.ExpireTime) {
-		return k, refusedExpired, nil
-	}
-	return k, "", nil
+	return c, "", nil
 }
 
 // bearer strips an optional "Bearer " scheme (case-insensitive, as in RFC 9110) and the
@@ -171,24 +184,43 @@ func bearer(credential string) string {
 	return c
 }
 
-func principal(k APIKey) *identityv1.Principal {
-	kind := identityv1.PrincipalKind_PRINCIPAL_KIND_UNSPECIFIED
-	switch k.Kind {
-	case KindUser:
-		kind = identityv1.PrincipalKind_PRINCIPAL_KIND_USER
-	case KindServiceAccount:
-		kind = identityv1.PrincipalKind_PRINCIPAL_KIND_SERVICE_ACCOUNT
+// principal is the principal of an API key: with its owner's team, roles and attributes
+// when the owner is stored, else the key's own.
+func principal(c Credential) *identityv1.Principal {
+	k := c.Key
+	team, roles, attrs := k.TeamID, k.Roles, k.Attributes
+	if o := c.Owner; o != nil {
+		team, roles, attrs = o.TeamID, o.Roles, o.Attributes
 	}
-	return &identityv1.Principal{
+	p := &identityv1.Principal{
 		OrganizationId: k.OrganizationID,
 		Subject:        k.Subject,
-		Kind:           kind,
-		TeamId:         k.TeamID,
-		Roles:          append([]string(nil), k.Roles...),
-		Attributes:     cloneMap(k.Attributes),
+		Kind:           kindProto(k.Kind),
+		TeamId:         team,
 		ApiKeyId:       k.ID,
 		Scopes:         scopesProto(k.Scopes),
 		ExpireTime:     timeProto(earliestSet(k.ExpireTime, k.RevokeTime)),
+	}
+	grant(p, roles, c.Grants, attrs)
+	return p
+}
+
+// grant sets p's roles, attributes (the team's, overridden by own), permissions and
+// accepted licences. p.TeamId is set.
+func grant(p *identityv1.Principal, roles []string, g Grants, own map[string]string) {
+	p.Roles = slices.Clone(roles)
+	if len(own) > 0 || len(g.TeamAttributes) > 0 {
+		p.Attributes = cloneMap(g.TeamAttributes)
+		if p.Attributes == nil {
+			p.Attributes = make(map[string]string, len(own))
+		}
+		maps.Copy(p.Attributes, own)
+	}
+	org, team := PrincipalPermissions(roles, g.CustomRoles, p.GetTeamId() != "")
+	p.Permissions, p.TeamPermissions = permissionStrings(org), permissionStrings(team)
+	p.AcceptedLicenses = nil
+	for _, a := range g.Licenses {
+		p.AcceptedLicenses = append(p.AcceptedLicenses, licenseProto(a))
 	}
 }
 
@@ -224,9 +256,31 @@ func toStatus(err error) error {
 		return status.Error(codes.Canceled, "request canceled")
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
+	}
+	if e, ok := errorsAs[*NotFoundError](err); ok {
+		return status.Error(codes.NotFound, e.Error())
+	}
+	if e, ok := errorsAs[*AlreadyExistsError](err); ok {
+		return status.Error(codes.AlreadyExists, e.Error())
+	}
+	if e, ok := errorsAs[*InUseError](err); ok {
+		return apierr.WithReason(codes.FailedPrecondition, ReasonInUse, e.Error())
+	}
+	if e, ok := errorsAs[*OwnerError](err); ok {
+		if e.Disabled {
+			return apierr.WithReason(codes.FailedPrecondition, ReasonOwnerDisabled, "owner_id: "+e.Error())
+		}
+		return apierr.WithReason(codes.NotFound, ReasonOwnerNotFound, "owner_id: "+e.Error())
+	}
+	switch {
+	case errors.Is(err, ErrEtagMismatch):
+		return status.Error(codes.Aborted, err.Error())
+	case errors.Is(err, ErrBuiltinRole):
+		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, ErrNotFound):
-		return status.Error(codes.NotFound, "api key not found")
+		return status.Error(codes.NotFound, "not found")
 	case errors.Is(err, ErrAlreadyExists):
+		// Only two keys with one hash: say no more.
 		return status.Error(codes.AlreadyExists, "api key already exists")
 	}
 	if vs := violations(err); len(vs) > 0 {
@@ -235,6 +289,13 @@ func toStatus(err error) error {
 	// The caller learns nothing of an unexpected error; Authenticate has logged it.
 	return status.Error(codes.Internal, "internal error")
 }
+
+// Reasons (ErrorInfo) of FAILED_PRECONDITION and NOT_FOUND errors that callers may act on.
+const (
+	ReasonInUse         = "RESOURCE_IN_USE"
+	ReasonOwnerNotFound = "OWNER_NOT_FOUND"
+	ReasonOwnerDisabled = "OWNER_DISABLED"
+)
 
 // violations collects every *ValidationError in err's tree (Validate joins them).
 func violations(err error) []apierr.FieldViolation {

@@ -177,8 +177,8 @@ func TestAuthenticateNeverLogsTheSecret(t *testing.T) {
 // failingStore fails every lookup, with an error that names the hash it was given.
 type failingStore struct{ identity.Store }
 
-func (failingStore) GetAPIKeyByHash(context.Context, [32]byte) (identity.APIKey, error) {
-	return identity.APIKey{}, errors.New("connection refused by 10.0.0.7")
+func (failingStore) GetCredential(context.Context, [32]byte) (identity.Credential, error) {
+	return identity.Credential{}, errors.New("connection refused by 10.0.0.7")
 }
 
 func TestAuthenticateStoreFailureIsInternal(t *testing.T) {

@@ -19,8 +19,17 @@ func TestToStatus(t *testing.T) {
 		code codes.Code
 		msg  string
 	}{
-		{fmt.Errorf("get: %w", ErrNotFound), codes.NotFound, "api key not found"},
+		{fmt.Errorf("get: %w", ErrNotFound), codes.NotFound, "not found"},
+		{fmt.Errorf("get: %w", &NotFoundError{Resource: ResourceTeam, ID: "red"}), codes.NotFound, `team "red" not found`},
 		{fmt.Errorf("put: %w", ErrAlreadyExists), codes.AlreadyExists, "api key already exists"},
+		{&AlreadyExistsError{Resource: ResourceUser, ID: "alice"}, codes.AlreadyExists, `user "alice" already exists`},
+		{fmt.Errorf("update: %w", CheckEtag(ResourceRole, "clerk", "a", "b")), codes.Aborted,
+			`update: role "clerk" changed since it was read: etag mismatch`},
+		{&InUseError{Resource: ResourceRole, ID: "clerk", HeldBy: []string{"svc:bot", "user:alice"}}, codes.FailedPrecondition,
+			`role "clerk" is in use, held by svc:bot, user:alice`},
+		{&OwnerError{Kind: KindUser, ID: "bob", TeamID: "red"}, codes.NotFound, `owner_id: user "bob" not found in team "red"`},
+		{&OwnerError{Kind: KindServiceAccount, ID: "bot", Disabled: true}, codes.FailedPrecondition, `owner_id: service account "bot" is disabled`},
+		{fmt.Errorf("role %q: %w", "viewer", ErrBuiltinRole), codes.FailedPrecondition, `role "viewer": built-in roles cannot change`},
 		{fmt.Errorf("get: %w", context.Canceled), codes.Canceled, "request canceled"},
 		{fmt.Errorf("get: %w", context.DeadlineExceeded), codes.DeadlineExceeded, "deadline exceeded"},
 		{errors.New("pq: password authentication failed"), codes.Internal, "internal error"},

@@ -88,6 +88,8 @@ func TestRevocationReachesOtherReplicaWithinASecond(t *testing.T) {
 	url := pgtest.URL(t)
 	a, b := replica(t, url, schema), replica(t, url, schema)
 
+	_, err := a.CreateUser(t.Context(), &identityv1.CreateUserRequest{User: &identityv1.User{OrganizationId: "org-a", Id: "alice"}})
+	require.NoError(t, err)
 	created, err := a.CreateApiKey(t.Context(), &identityv1.CreateApiKeyRequest{
 		OrganizationId: "org-a", OwnerKind: identityv1.PrincipalKind_PRINCIPAL_KIND_USER, OwnerId: "alice",
 	})

@@ -63,6 +63,24 @@ func TestStore(t *testing.T, newStore func(t *testing.T) identity.Store) {
 		{"CreateInvalid", testCreateInvalid},
 		{"RevocationsDelivered", testRevocationsDelivered},
 		{"RevocationsEndWithContext", testRevocationsEnd},
+		{"ListAPIKeysPagesAndTeams", testListKeysPages},
+		{"Organizations", testOrganizations},
+		{"Teams", testTeams},
+		{"TeamsCrossTenant", testTeamsCrossTenant},
+		{"Accounts", testAccounts},
+		{"AccountReferences", testAccountRefs},
+		{"UpdateFailureChangesNothing", testUpdateFailure},
+		{"DeleteTeamInUse", testDeleteTeamInUse},
+		{"Roles", testRoles},
+		{"DeleteRoleInUse", testDeleteRoleInUse},
+		{"CreateAPIKeyRequiresOwner", testCreateKeyOwner},
+		{"KeysFollowOwnerTeam", testKeysFollowTeam},
+		{"DeleteAccountRevokesKeys", testDeleteAccountRevokes},
+		{"CredentialWithOwner", testCredentialOwner},
+		{"CredentialWithoutOwner", testCredentialNoOwner},
+		{"GrantsAreScoped", testGrantsScoped},
+		{"Licenses", testLicenses},
+		{"LicensesPageAndFilter", testLicensesPage},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.run(t, newStore(t)) })
@@ -99,6 +117,18 @@ func assertTime(t *testing.T, want, got time.Time, name string) {
 	assert.Truef(t, want.Equal(got), "%s: want %v, got %v", name, want, got)
 }
 
+// all is a page large enough for every record a test writes.
+var all = identity.Page{Limit: 1000}
+
+func listKeys(ctx context.Context, s identity.Store, org string) ([]identity.APIKey, error) {
+	return s.ListAPIKeys(ctx, org, "", all)
+}
+
+func getByHash(s identity.Store, ctx context.Context, hash [32]byte) (identity.APIKey, error) {
+	c, err := s.GetCredential(ctx, hash)
+	return c.Key, err
+}
+
 func put(t *testing.T, s identity.Store, k identity.APIKey) {
 	t.Helper()
 	require.NoError(t, s.PutAPIKey(t.Context(), k))
@@ -126,7 +156,7 @@ func testPutIsIdempotent(t *testing.T, s identity.Store) {
 	k, _ := NewKey(t, "org-a", "key-1", t0)
 	put(t, s, k)
 	put(t, s, k)
-	keys, err := s.ListAPIKeys(t.Context(), "org-a")
+	keys, err := listKeys(t.Context(), s, "org-a")
 	require.NoError(t, err)
 	require.Len(t, keys, 1)
 	assertKey(t, k, keys[0])
@@ -149,9 +179,9 @@ func testPutReplaces(t *testing.T, s identity.Store) {
 	want.CreateTime = k.CreateTime
 	assertKey(t, want, got)
 
-	_, err = s.GetAPIKeyByHash(t.Context(), k.Hash)
+	_, err = getByHash(s, t.Context(), k.Hash)
 	assert.ErrorIs(t, err, identity.ErrNotFound, "the replaced secret must stop working")
-	byHash, err := s.GetAPIKeyByHash(t.Context(), k2.Hash)
+	byHash, err := getByHash(s, t.Context(), k2.Hash)
 	require.NoError(t, err)
 	assert.Equal(t, "key-1", byHash.ID)
 }
@@ -186,10 +216,10 @@ func testPutSameHash(t *testing.T, s identity.Store) {
 	otherOrg.OrganizationID = "org-b"
 	assert.ErrorIs(t, s.PutAPIKey(t.Context(), otherOrg), identity.ErrAlreadyExists)
 
-	keys, err := s.ListAPIKeys(t.Context(), "org-b")
+	keys, err := listKeys(t.Context(), s, "org-b")
 	require.NoError(t, err)
 	assert.Empty(t, keys)
-	got, err := s.GetAPIKeyByHash(t.Context(), a.Hash)
+	got, err := getByHash(s, t.Context(), a.Hash)
 	require.NoError(t, err)
 	assertKey(t, a, got)
 }
@@ -215,14 +245,14 @@ func testGetByHash(t *testing.T, s identity.Store) {
 	put(t, s, a)
 	put(t, s, b)
 
-	got, err := s.GetAPIKeyByHash(t.Context(), identity.HashKey(secretA))
+	got, err := getByHash(s, t.Context(), identity.HashKey(secretA))
 	require.NoError(t, err)
 	assertKey(t, a, got)
-	got, err = s.GetAPIKeyByHash(t.Context(), identity.HashKey(secretB))
+	got, err = getByHash(s, t.Context(), identity.HashKey(secretB))
 	require.NoError(t, err)
 	assertKey(t, b, got)
 
-	_, err = s.GetAPIKeyByHash(t.Context(), identity.HashKey(secretA+"x"))
+	_, err = getByHash(s, t.Context(), identity.HashKey(secretA+"x"))
 	assert.ErrorIs(t, err, identity.ErrNotFound)
 }
 
@@ -230,7 +260,7 @@ func testGetNotFound(t *testing.T, s identity.Store) {
 	_, err := s.GetAPIKey(t.Context(), "org-a", "missing")
 	assert.ErrorIs(t, err, identity.ErrNotFound)
 	assert.ErrorIs(t, s.RevokeAPIKey(t.Context(), "org-a", "missing", t0), identity.ErrNotFound)
-	keys, err := s.ListAPIKeys(t.Context(), "org-a")
+	keys, err := listKeys(t.Context(), s, "org-a")
 	require.NoError(t, err)
 	assert.Empty(t, keys)
 }
@@ -244,7 +274,7 @@ func testList(t *testing.T, s identity.Store) {
 	put(t, s, other)
 	require.NoError(t, s.RevokeAPIKey(t.Context(), "org-a", "key-b", t0))
 
-	keys, err := s.ListAPIKeys(t.Context(), "org-a")
+	keys, err := listKeys(t.Context(), s, "org-a")
 	require.NoError(t, err)
 	var ids []string
 	for _, k := range keys {
@@ -259,7 +289,7 @@ func testRevoke(t *testing.T, s identity.Store) {
 	put(t, s, k)
 	at := t0.Add(2 * time.Hour)
 	require.NoError(t, s.RevokeAPIKey(t.Context(), "org-a", "key-1", at))
-	got, err := s.GetAPIKeyByHash(t.Context(), k.Hash)
+	got, err := getByHash(s, t.Context(), k.Hash)
 	require.NoError(t, err, "a revoked key is still found; Authenticate refuses it")
 	assertTime(t, at, got.RevokeTime, "revoke_time")
 
@@ -280,7 +310,7 @@ func testCrossTenantRead(t *testing.T, s identity.Store) {
 	put(t, s, a)
 	_, err := s.GetAPIKey(t.Context(), "org-b", "key-1")
 	assert.ErrorIs(t, err, identity.ErrNotFound)
-	keys, err := s.ListAPIKeys(t.Context(), "org-b")
+	keys, err := listKeys(t.Context(), s, "org-b")
 	require.NoError(t, err)
 	assert.Empty(t, keys)
 }
@@ -346,7 +376,7 @@ func testConcurrent(t *testing.T, s identity.Store) {
 			defer wg.Done()
 			errs <- s.PutAPIKey(ctx, keys[i])
 			errs <- s.PutAPIKey(ctx, keys[i])
-			_, err := s.GetAPIKeyByHash(ctx, keys[i].Hash)
+			_, err := getByHash(s, ctx, keys[i].Hash)
 			errs <- err
 		}()
 	}
@@ -355,7 +385,7 @@ func testConcurrent(t *testing.T, s identity.Store) {
 	for err := range errs {
 		assert.NoError(t, err)
 	}
-	got, err := s.ListAPIKeys(context.WithoutCancel(ctx), "org-a")
+	got, err := listKeys(context.WithoutCancel(ctx), s, "org-a")
 	require.NoError(t, err)
 	assert.Len(t, got, n)
 }
@@ -367,7 +397,7 @@ func testScopes(t *testing.T, s identity.Store) {
 	got, err := s.GetAPIKey(t.Context(), "org-a", "key-1")
 	require.NoError(t, err)
 	assert.Equal(t, k.Scopes, got.Scopes)
-	byHash, err := s.GetAPIKeyByHash(t.Context(), k.Hash)
+	byHash, err := getByHash(s, t.Context(), k.Hash)
 	require.NoError(t, err)
 	assert.Equal(t, k.Scopes, byHash.Scopes)
 
@@ -381,29 +411,29 @@ func testScopes(t *testing.T, s identity.Store) {
 
 func testCreate(t *testing.T, s identity.Store) {
 	k, _ := NewKey(t, "org-a", "key-1", t0)
-	require.NoError(t, s.CreateAPIKey(t.Context(), k))
+	require.NoError(t, s.CreateAPIKey(t.Context(), k, false))
 	got, err := s.GetAPIKey(t.Context(), "org-a", "key-1")
 	require.NoError(t, err)
 	assertKey(t, k, got)
 
 	again, _ := NewKey(t, "org-a", "key-1", t0.Add(time.Hour))
-	assert.ErrorIs(t, s.CreateAPIKey(t.Context(), again), identity.ErrAlreadyExists, "create never replaces")
+	assert.ErrorIs(t, s.CreateAPIKey(t.Context(), again, false), identity.ErrAlreadyExists, "create never replaces")
 	got, err = s.GetAPIKey(t.Context(), "org-a", "key-1")
 	require.NoError(t, err)
 	assert.Equal(t, k.Hash, got.Hash)
 
 	sameHash := k
 	sameHash.OrganizationID, sameHash.ID = "org-b", "key-2"
-	assert.ErrorIs(t, s.CreateAPIKey(t.Context(), sameHash), identity.ErrAlreadyExists)
+	assert.ErrorIs(t, s.CreateAPIKey(t.Context(), sameHash, false), identity.ErrAlreadyExists)
 
 	other, _ := NewKey(t, "org-b", "key-1", t0)
-	require.NoError(t, s.CreateAPIKey(t.Context(), other), "the same id in another organisation is another key")
+	require.NoError(t, s.CreateAPIKey(t.Context(), other, false), "the same id in another organisation is another key")
 }
 
 func testCreateInvalid(t *testing.T, s identity.Store) {
 	k, _ := NewKey(t, "org-a", "key-1", t0)
 	k.Scopes = identity.Scopes{Models: []string{"[bad"}, Operations: []identity.Operation{"delete"}}
-	err := s.CreateAPIKey(t.Context(), k)
+	err := s.CreateAPIKey(t.Context(), k, false)
 	var ve *identity.ValidationError
 	require.ErrorAs(t, err, &ve)
 	assert.ErrorContains(t, err, "scopes.models")
@@ -455,7 +485,7 @@ func testRevocationsDelivered(t *testing.T, s identity.Store) {
 	// So is a new key created revoked.
 	c, _ := NewKey(t, "org-a", "key-2", t0)
 	c.RevokeTime = at
-	require.NoError(t, s.CreateAPIKey(t.Context(), c))
+	require.NoError(t, s.CreateAPIKey(t.Context(), c, false))
 	assert.Equal(t, "key-2", next(t, ch).KeyID)
 
 	// A later revocation of a revoked key changes nothing; an earlier one is news.
