@@ -59,7 +59,7 @@ func (p *process) startService(ctx context.Context, svc string, res *resources.F
 		if p.pool != nil {
 			store = identitypg.New(p.pool, identitypg.DefaultSchema)
 		}
-		if err := seedIdentity(ctx, store, res, lookup); err != nil {
+		if err := seedIdentity(ctx, store, res, lookup, log); err != nil {
 			return err
 		}
 		identity.NewServer(store, log, identity.Config{}).Register(p.srv)
@@ -212,69 +212,273 @@ func seedCredentials(ctx context.Context, store dispatch.CredentialStore, box *s
 
 func seedRegistry(ctx context.Context, store registry.Store, res *resources.File) error {
 	for _, e := range res.Endpoints {
-		ep := registry.Endpoint{
-			OrganizationID: e.Organization, ID: e.ID, Provider: registry.Provider(e.Provider), BaseURL: e.BaseURL,
-			UpstreamModel: e.UpstreamModel, CredentialRef: e.CredentialRef, Region: e.Region,
-			Weight: e.Weight, Priority: e.Priority, APIVersion: e.APIVersion, CoveredByBAA: e.CoveredByBAA,
-		}
-		if err := store.PutEndpoint(ctx, ep); err != nil {
+		if err := store.PutEndpoint(ctx, endpointOf(e)); err != nil {
 			return fmt.Errorf("seed endpoint %s/%s: %w", e.Organization, e.ID, err)
 		}
 	}
 	for _, m := range res.Models {
-		model := registry.Model{
-			OrganizationID: m.Organization, Name: m.Name, DisplayName: m.DisplayName, Vendor: m.Vendor,
-			LifecycleState: registry.LifecycleState(m.Lifecycle), ContextWindow: m.ContextWindow,
-			InputPricePerMillion: m.InputPricePerMillion, OutputPricePerMillion: m.OutputPricePerMillion,
-			EndpointIDs: m.Endpoints, FallbackModels: m.FallbackModels,
-		}
-		if err := store.PutModel(ctx, model); err != nil {
+		if err := store.PutModel(ctx, modelOf(m)); err != nil {
 			return fmt.Errorf("seed model %s/%s: %w", m.Organization, m.Name, err)
 		}
 	}
 	return nil
 }
 
-func seedIdentity(ctx context.Context, store identity.Store, res *resources.File, lookup func(string) (string, bool)) error {
+func endpointOf(e resources.Endpoint) registry.Endpoint {
+	return registry.Endpoint{
+		OrganizationID: e.Organization, ID: e.ID, Provider: registry.Provider(e.Provider), BaseURL: e.BaseURL,
+		UpstreamModel: e.UpstreamModel, CredentialRef: e.CredentialRef, Region: e.Region,
+		Weight: e.Weight, Priority: e.Priority, APIVersion: e.APIVersion, CoveredByBAA: e.CoveredByBAA,
+	}
+}
+
+// modelOf is the registry's model for a file's entry, in the state the file declares.
+func modelOf(m resources.Model) registry.Model {
+	modalities := func(ms []string) []registry.Modality {
+		var out []registry.Modality
+		for _, s := range ms {
+			out = append(out, registry.Modality(s))
+		}
+		return out
+	}
+	return registry.Model{
+		OrganizationID: m.Organization, Name: m.Name, DisplayName: m.DisplayName, Vendor: m.Vendor,
+		LifecycleState: registry.LifecycleState(m.Lifecycle), ContextWindow: m.ContextWindow,
+		InputPricePerMillion: m.InputPricePerMillion, OutputPricePerMillion: m.OutputPricePerMillion,
+		EndpointIDs: m.Endpoints, FallbackModels: m.FallbackModels,
+		Card: registry.ModelCard{
+			Family: m.Family, Version: m.Version,
+			InputModalities: modalities(m.InputModalities), OutputModalities: modalities(m.OutputModalities),
+			MaxOutputTokens: m.MaxOutputTokens,
+			Capabilities: registry.Capabilities{Tools: m.Capabilities.Tools, Vision: m.Capabilities.Vision,
+				JSONOutput: m.Capabilities.JSONOutput},
+			PricePerImage: m.PricePerImage, Regions: m.Regions, IntendedUses: m.IntendedUses,
+			UseCaseTags: m.UseCaseTags, Limitations: m.Limitations, EvaluationMetrics: m.EvaluationMetrics,
+			License: registry.License{Name: m.License.Name, URL: m.License.URL, Version: m.License.Version,
+				AcceptanceRequired: m.License.AcceptanceRequired},
+			DataHandling:   registry.DataHandling{RetentionDays: m.DataHandling.RetentionDays, UsedForTraining: m.DataHandling.UsedForTraining},
+			SuccessorModel: m.SuccessorModel, VendorModelID: m.VendorModelID,
+		},
+	}
+}
+
+// seedActor is who the licence acceptances seeded from a resources file are recorded as
+// accepted by.
+const seedActor = "fmgate:resources"
+
+// seedIdentity writes the identity records of res into store: organisations, custom roles,
+// teams, users and service accounts (created, or changed to what the file says), API keys
+// with a secret_env or sha256, and licence acceptances. Records already as the file says are
+// not written, so seeding at every start changes nothing. Keys without a secret are created
+// by `fmgate apply`, which has the server generate their secret; seeding skips them.
+func seedIdentity(ctx context.Context, store identity.Store, res *resources.File, lookup func(string) (string, bool), log *slog.Logger) error {
+	now := time.Now().UTC()
+	for _, o := range res.Organizations {
+		if err := seedOrganization(ctx, store, o, now); err != nil {
+			return fmt.Errorf("seed organization %s: %w", o.ID, err)
+		}
+	}
+	for _, r := range res.Roles {
+		if err := seedRole(ctx, store, r, now); err != nil {
+			return fmt.Errorf("seed role %s/%s: %w", r.Organization, r.ID, err)
+		}
+	}
+	for _, t := range res.Teams {
+		if err := seedTeam(ctx, store, t, now); err != nil {
+			return fmt.Errorf("seed team %s/%s: %w", t.Organization, t.ID, err)
+		}
+	}
+	for _, u := range res.Users {
+		a := identity.Account{OrganizationID: u.Organization, Kind: identity.KindUser, ID: u.ID, Email: u.Email,
+			DisplayName: u.DisplayName, TeamID: u.Team, Roles: u.Roles, Attributes: u.Attributes, Disabled: u.Disabled}
+		if err := seedAccount(ctx, store, a, now); err != nil {
+			return fmt.Errorf("seed user %s/%s: %w", u.Organization, u.ID, err)
+		}
+	}
+	for _, s := range res.ServiceAccounts {
+		a := identity.Account{OrganizationID: s.Organization, Kind: identity.KindServiceAccount, ID: s.ID,
+			DisplayName: s.DisplayName, TeamID: s.Team, Roles: s.Roles, Attributes: s.Attributes, Disabled: s.Disabled}
+		if err := seedAccount(ctx, store, a, now); err != nil {
+			return fmt.Errorf("seed service account %s/%s: %w", s.Organization, s.ID, err)
+		}
+	}
 	for _, k := range res.APIKeys {
-		key := identity.APIKey{
-			ID: k.ID, OrganizationID: k.Organization, DisplayName: k.DisplayName, Subject: k.Subject,
-			Kind: identity.Kind(k.Kind), TeamID: k.Team, Roles: k.Roles, Attributes: k.Attributes,
-			ExpireTime: k.ExpireTime, CreateTime: time.Unix(0, 0).UTC(),
+		if k.Generated() {
+			log.InfoContext(ctx, "api key left to fmgate apply: it has no secret_env or sha256", "organization", k.Organization, "id", k.ID)
+			continue
 		}
-		if k.SecretEnv != "" {
-			secret, ok := lookup(k.SecretEnv)
-			if !ok {
-				return fmt.Errorf("seed api key %s/%s: %s is not set", k.Organization, k.ID, k.SecretEnv)
-			}
-			if err := identity.ValidateSecret(secret); err != nil {
-				return fmt.Errorf("seed api key %s/%s: %s: %w", k.Organization, k.ID, k.SecretEnv, err)
-			}
-			key.Hash = identity.HashKey(secret)
-			key.Prefix = identity.Prefix(secret)
-		} else {
-			b, _ := hex.DecodeString(k.SHA256) // checked by resources.Validate
-			copy(key.Hash[:], b)
-			key.Prefix = "sha256:" + k.SHA256[:5]
+		if err := seedAPIKey(ctx, store, k, lookup); err != nil {
+			return err
 		}
-		if err := store.PutAPIKey(ctx, key); err != nil {
-			return fmt.Errorf("seed api key %s/%s: %w", k.Organization, k.ID, err)
+	}
+	for _, a := range res.LicenseAcceptances {
+		acc := identity.LicenseAcceptance{OrganizationID: a.Organization, TeamID: a.Team, Model: a.Model,
+			LicenseName: a.LicenseName, LicenseVersion: a.LicenseVersion, AcceptedBy: seedActor, AcceptTime: now}
+		err := acc.Validate()
+		if err == nil {
+			_, _, err = store.AcceptLicense(ctx, acc)
+		}
+		if err != nil {
+			return fmt.Errorf("seed license acceptance %s: %w", acc.Key(), err)
 		}
 	}
 	return nil
 }
 
+func seedOrganization(ctx context.Context, store identity.Store, o resources.Organization, now time.Time) error {
+	want := identity.Organization{ID: o.ID, DisplayName: o.DisplayName, CreateTime: now, UpdateTime: now}
+	if err := want.Validate(); err != nil {
+		return err
+	}
+	if _, err := store.GetOrganization(ctx, o.ID); errors.Is(err, identity.ErrNotFound) {
+		return store.CreateOrganization(ctx, want)
+	} else if err != nil {
+		return err
+	}
+	_, _, err := store.UpdateOrganization(ctx, o.ID, func(cur identity.Organization) (identity.Organization, error) {
+		next := cur
+		next.DisplayName = want.DisplayName
+		return changed(cur, next, now), nil
+	})
+	return err
+}
+
+func seedRole(ctx context.Context, store identity.Store, r resources.Role, now time.Time) error {
+	perms := make([]identity.Permission, len(r.Permissions))
+	for i, p := range r.Permissions {
+		perms[i] = identity.Permission(p)
+	}
+	want := identity.Role{OrganizationID: r.Organization, ID: r.ID, DisplayName: r.DisplayName, Permissions: perms,
+		Scope: identity.RoleScope(r.Scope), CreateTime: now, UpdateTime: now}
+	if err := want.Validate(); err != nil {
+		return err
+	}
+	if _, err := store.GetRole(ctx, r.Organization, r.ID); errors.Is(err, identity.ErrNotFound) {
+		return store.CreateRole(ctx, want)
+	} else if err != nil {
+		return err
+	}
+	_, _, err := store.UpdateRole(ctx, r.Organization, r.ID, func(cur identity.Role) (identity.Role, error) {
+		next := cur
+		next.DisplayName, next.Permissions, next.Scope = want.DisplayName, want.Permissions, want.Scope
+		return changed(cur, next, now), nil
+	})
+	return err
+}
+
+func seedTeam(ctx context.Context, store identity.Store, t resources.Team, now time.Time) error {
+	want := identity.Team{OrganizationID: t.Organization, ID: t.ID, DisplayName: t.DisplayName, Attributes: t.Attributes,
+		CreateTime: now, UpdateTime: now}
+	if err := want.Validate(); err != nil {
+		return err
+	}
+	if _, err := store.GetTeam(ctx, t.Organization, t.ID); errors.Is(err, identity.ErrNotFound) {
+		return store.CreateTeam(ctx, want)
+	} else if err != nil {
+		return err
+	}
+	_, _, err := store.UpdateTeam(ctx, t.Organization, t.ID, func(cur identity.Team) (identity.Team, error) {
+		next := cur
+		next.DisplayName, next.Attributes = want.DisplayName, want.Attributes
+		return changed(cur, next, now), nil
+	})
+	return err
+}
+
+func seedAccount(ctx context.Context, store identity.Store, a identity.Account, now time.Time) error {
+	a.CreateTime, a.UpdateTime = now, now
+	if err := a.Validate(); err != nil {
+		return err
+	}
+	if _, err := store.GetAccount(ctx, a.OrganizationID, a.Kind, a.ID); errors.Is(err, identity.ErrNotFound) {
+		return store.CreateAccount(ctx, a)
+	} else if err != nil {
+		return err
+	}
+	_, _, err := store.UpdateAccount(ctx, a.OrganizationID, a.Kind, a.ID, func(cur identity.Account) (identity.Account, error) {
+		next := cur
+		next.Email, next.DisplayName, next.TeamID = a.Email, a.DisplayName, a.TeamID
+		next.Roles, next.Attributes, next.Disabled = a.Roles, a.Attributes, a.Disabled
+		return changed(cur, next, now), nil
+	})
+	return err
+}
+
+// changed returns next with its update time set to now when its content differs from cur's,
+// else cur: a record already as the file says keeps its update time and etag.
+func changed[T interface{ Etag() string }](cur, next T, now time.Time) T {
+	if cur.Etag() == next.Etag() {
+		return cur
+	}
+	switch r := any(&next).(type) {
+	case *identity.Organization:
+		r.UpdateTime = now
+	case *identity.Team:
+		r.UpdateTime = now
+	case *identity.Account:
+		r.UpdateTime = now
+	case *identity.Role:
+		r.UpdateTime = now
+	}
+	return next
+}
+
+func seedAPIKey(ctx context.Context, store identity.Store, k resources.APIKey, lookup func(string) (string, bool)) error {
+	key := identity.APIKey{
+		ID: k.ID, OrganizationID: k.Organization, DisplayName: k.DisplayName, Subject: k.Subject,
+		Kind: identity.Kind(k.Kind), TeamID: k.Team, Roles: k.Roles, Attributes: k.Attributes,
+		Scopes: scopesOf(k.Scopes), ExpireTime: k.ExpireTime, CreateTime: time.Unix(0, 0).UTC(),
+	}
+	if k.SecretEnv != "" {
+		secret, ok := lookup(k.SecretEnv)
+		if !ok {
+			return fmt.Errorf("seed api key %s/%s: %s is not set", k.Organization, k.ID, k.SecretEnv)
+		}
+		if err := identity.ValidateSecret(secret); err != nil {
+			return fmt.Errorf("seed api key %s/%s: %s: %w", k.Organization, k.ID, k.SecretEnv, err)
+		}
+		key.Hash = identity.HashKey(secret)
+		key.Prefix = identity.Prefix(secret)
+	} else {
+		b, _ := hex.DecodeString(k.SHA256) // checked by resources.Validate
+		copy(key.Hash[:], b)
+		key.Prefix = "sha256:" + k.SHA256[:5]
+	}
+	if err := store.PutAPIKey(ctx, key); err != nil {
+		return fmt.Errorf("seed api key %s/%s: %w", k.Organization, k.ID, err)
+	}
+	return nil
+}
+
+func scopesOf(s resources.Scopes) identity.Scopes {
+	out := identity.Scopes{Models: s.Models}
+	for _, op := range s.Operations {
+		out.Operations = append(out.Operations, identity.Operation(op))
+	}
+	return out
+}
+
 func seedPolicy(ctx context.Context, store policy.Store, res *resources.File) error {
 	for _, p := range res.Policies {
-		pol := policy.Policy{
-			ID: p.ID, OrganizationID: p.Organization, Description: p.Description, Effect: policy.Effect(p.Effect),
-			Subjects: p.Subjects, Models: p.Models, ModerationProfile: p.ModerationProfile, MaxOutputTokens: p.MaxOutputTokens,
-		}
-		if _, err := store.PutPolicy(ctx, pol); err != nil {
+		if _, err := store.PutPolicy(ctx, policyOf(p)); err != nil {
 			return fmt.Errorf("seed policy %s/%s: %w", p.Organization, p.ID, err)
 		}
 	}
 	return nil
+}
+
+func policyOf(p resources.Policy) policy.Policy {
+	pol := policy.Policy{
+		ID: p.ID, OrganizationID: p.Organization, Description: p.Description, Effect: policy.Effect(p.Effect),
+		Subjects: p.Subjects, Models: p.Models, Condition: p.Condition,
+		ModerationProfile: p.ModerationProfile, MaxOutputTokens: p.MaxOutputTokens,
+		AllowedEndpointRegions: p.AllowedEndpointRegions, AllowedModalities: p.AllowedModalities,
+		LogGroup: p.LogGroup, MaskPersonalData: p.MaskPersonalData, RequireBAACoverage: p.RequireBAACoverage,
+	}
+	if p.LogRetention != nil {
+		pol.LogRetention = policy.RetainFor(*p.LogRetention)
+	}
+	return pol
 }
 
 var (

@@ -15,6 +15,7 @@ models:
     lifecycle: approved
     endpoints: [e1]
     fallback_models: [small, tiny]
+    license: {name: Llama 3.1 Community, url: "https://llama.example/license", version: "3.1", acceptance_required: true}
 endpoints:
   - organization: acme
     id: e1
@@ -42,6 +43,8 @@ credentials:
 	require.NoError(t, err)
 	assert.Equal(t, []string{"e1"}, f.Models[0].Endpoints)
 	assert.Equal(t, []string{"small", "tiny"}, f.Models[0].FallbackModels)
+	assert.Equal(t, License{Name: "Llama 3.1 Community", URL: "https://llama.example/license", Version: "3.1", AcceptanceRequired: true},
+		f.Models[0].License)
 	assert.Equal(t, Endpoint{Organization: "acme", ID: "e1", Provider: "azure_openai", Weight: 3, Priority: 1,
 		APIVersion: "2024-10-21", CoveredByBAA: true}, f.Endpoints[0])
 	assert.Equal(t, "1m0s", f.Limits[0].Window.String())

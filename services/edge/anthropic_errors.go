@@ -50,7 +50,9 @@ const statusOverloaded = 529
 //
 //	INVALID_ARGUMENT, FAILED_PRECONDITION, OUT_OF_RANGE, UNIMPLEMENTED  400 invalid_request_error
 //	UNAUTHENTICATED      401 authentication_error
-//	PERMISSION_DENIED    403 permission_error
+//	PERMISSION_DENIED, and FAILED_PRECONDITION with reason LICENSE_NOT_ACCEPTED
+//	                     403 permission_error: the caller may not use the model until its
+//	                     team accepts the licence, as for a model not granted
 //	NOT_FOUND            404 not_found_error
 //	RESOURCE_EXHAUSTED   429 rate_limit_error (with retry-after)
 //	DEADLINE_EXCEEDED    504 timeout_error
@@ -69,7 +71,12 @@ func anthropicErrorOf(err error) *anthropicError {
 	st := status.Convert(err)
 	e := &anthropicError{message: st.Message()}
 	switch st.Code() {
-	case codes.InvalidArgument, codes.FailedPrecondition, codes.OutOfRange, codes.Unimplemented:
+	case codes.FailedPrecondition:
+		e.status, e.typ = http.StatusBadRequest, "invalid_request_error"
+		if reasonOf(err) == ReasonLicenseNotAccepted {
+			e.status, e.typ = LicenseNotAcceptedHTTPStatus, "permission_error"
+		}
+	case codes.InvalidArgument, codes.OutOfRange, codes.Unimplemented:
 		e.status, e.typ = http.StatusBadRequest, "invalid_request_error"
 	case codes.Unauthenticated:
 		e.status, e.typ = http.StatusUnauthorized, "authentication_error"

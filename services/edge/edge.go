@@ -366,6 +366,11 @@ func (s *Server) admitFor(ctx context.Context, p *identityv1.Principal, model st
 		s.refused(ctx, p, model, route, decision, nil, "policy_denied")
 		return nil, apierr.WithReason(codes.PermissionDenied, "MODEL_NOT_GRANTED", msg)
 	}
+	// After policy, so that only those granted the model learn what its licence asks.
+	if err := checkLicense(p, route.GetModel()); err != nil {
+		s.refused(ctx, p, model, route, decision, nil, "license_not_accepted")
+		return nil, err
+	}
 	// Obligations such as allowed regions leave only some of the route's endpoints.
 	route = onlyEndpoints(route, decision.GetAllowedEndpointIds())
 	a := &admitted{principal: p, route: route, profile: decision.GetObligations().GetModerationProfile(), params: params, decision: decision}

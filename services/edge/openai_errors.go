@@ -69,8 +69,14 @@ func openAIErrorOf(err error, paramOf func(string) string) (int, openAIErrorDeta
 		return http.StatusBadRequest, d
 	case codes.FailedPrecondition:
 		d.Code = code("model_not_available")
-		if reason == "model_retired" {
+		switch reason {
+		case "model_retired":
 			return http.StatusGone, d
+		case "license_not_accepted":
+			// The caller may not use the model until its team accepts the licence: the
+			// SDKs raise their permission-denied error, as for a model not granted.
+			d.Type = "permission_denied"
+			return LicenseNotAcceptedHTTPStatus, d
 		}
 		return http.StatusBadRequest, d
 	case codes.Unauthenticated:
