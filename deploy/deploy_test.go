@@ -26,6 +26,8 @@ var services = []string{"registry", "identity", "policy", "quota", "moderation",
 var peers = map[string][]string{
 	"edge":     {"identity", "registry", "policy", "quota", "moderation", "dispatch"},
 	"dispatch": {"registry"},
+	"registry": {"identity"},
+	"policy":   {"identity"},
 }
 
 var (

@@ -55,10 +55,13 @@ var healthNames = map[string]string{
 	"edge":       gatewayv1.GatewayService_ServiceDesc.ServiceName,
 }
 
-// needs lists the services each service calls.
+// needs lists the services each service calls. Registry and policy call identity to
+// authenticate the callers of their administrative RPCs (internal/adminauth).
 var needs = map[string][]string{
 	"edge":     {"identity", "registry", "policy", "quota", "moderation", "dispatch"},
 	"dispatch": {"registry"},
+	"registry": {"identity"},
+	"policy":   {"identity"},
 }
 
 // DemoKeyEnv names the variable that fixes the embedded demo's API key.
