@@ -1,7 +1,24 @@
-// Package identity authenticates callers: it stores API keys as SHA-256 hashes and turns a
-// presented key, or an OIDC bearer token from a configured issuer, into the principal it
-// belongs to. It administers API keys (create, list, revoke) and streams revocations so that
-// caches of principals on other replicas drop a revoked key within a second.
+// Package identity says who callers are and what they may do. It turns a presented API key
+// (stored only as its SHA-256), or an OIDC bearer token from a configured issuer, into the
+// principal it belongs to: organisation, team, roles, attributes, the permissions those
+// roles grant (organisation-wide, and within the team only) and the model licences the team
+// has accepted.
+//
+// It administers the records principals come from: organisation records, teams (whose
+// attributes, such as jurisdiction or handles_phi, their members inherit), users and
+// service accounts (Account: a team, roles and attributes, and a disabled flag), custom
+// roles next to the built-in ones (roles.go), API keys held by users and service accounts,
+// and licence acceptances per team. An API key acts with its owner's team, roles and
+// attributes as they are when it is used; a key whose owner is not stored (seeded from a
+// resources file) acts with its own. Deleting an account revokes its keys; disabling it
+// makes them refused.
+//
+// Every administrative RPC validates its request (naming each bad field), scopes every read
+// and write by organisation and, where the request has a team field, by team, checks etags
+// on updates and deletes, and answers changes with the record before and after, which the
+// admin layer in front of it (internal/adminauth) records as the audit event. Revocations
+// are streamed (WatchRevocations) so that caches of principals on other replicas drop a
+// revoked key within a second.
 package identity
 
 import (

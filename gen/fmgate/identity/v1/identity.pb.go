@@ -839,7 +839,9 @@ type CreateApiKeyResponse struct {
 	Secret string `protobuf:"bytes,2,opt,name=secret,proto3" json:"secret,omitempty"`
 	// The same key as api_key. The admin layer records before and after, and never the
 	// secret.
-	After         *ApiKey `protobuf:"bytes,3,opt,name=after,proto3" json:"after,omitempty"`
+	After *ApiKey `protobuf:"bytes,3,opt,name=after,proto3" json:"after,omitempty"`
+	// Never set: the key did not exist before.
+	Before        *ApiKey `protobuf:"bytes,4,opt,name=before,proto3" json:"before,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -891,6 +893,13 @@ func (x *CreateApiKeyResponse) GetSecret() string {
 func (x *CreateApiKeyResponse) GetAfter() *ApiKey {
 	if x != nil {
 		return x.After
+	}
+	return nil
+}
+
+func (x *CreateApiKeyResponse) GetBefore() *ApiKey {
+	if x != nil {
+		return x.Before
 	}
 	return nil
 }
@@ -4946,11 +4955,12 @@ const file_fmgate_identity_v1_identity_proto_rawDesc = "" +
 	"\vexpire_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"expireTime\x128\n" +
 	"\x06scopes\x18\a \x01(\v2 .fmgate.identity.v1.ApiKeyScopesR\x06scopes\x12\x1d\n" +
-	"\ateam_id\x18\b \x01(\tB\x04\xb8\xe1\x18\x02R\x06teamId\"\x95\x01\n" +
+	"\ateam_id\x18\b \x01(\tB\x04\xb8\xe1\x18\x02R\x06teamId\"\xc9\x01\n" +
 	"\x14CreateApiKeyResponse\x123\n" +
 	"\aapi_key\x18\x01 \x01(\v2\x1a.fmgate.identity.v1.ApiKeyR\x06apiKey\x12\x16\n" +
 	"\x06secret\x18\x02 \x01(\tR\x06secret\x120\n" +
-	"\x05after\x18\x03 \x01(\v2\x1a.fmgate.identity.v1.ApiKeyR\x05after\"x\n" +
+	"\x05after\x18\x03 \x01(\v2\x1a.fmgate.identity.v1.ApiKeyR\x05after\x122\n" +
+	"\x06before\x18\x04 \x01(\v2\x1a.fmgate.identity.v1.ApiKeyR\x06before\"x\n" +
 	"\x10GetApiKeyRequest\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x1c\n" +
 	"\n" +
@@ -5449,156 +5459,157 @@ var file_fmgate_identity_v1_identity_proto_depIdxs = []int32{
 	5,   // 15: fmgate.identity.v1.CreateApiKeyRequest.scopes:type_name -> fmgate.identity.v1.ApiKeyScopes
 	8,   // 16: fmgate.identity.v1.CreateApiKeyResponse.api_key:type_name -> fmgate.identity.v1.ApiKey
 	8,   // 17: fmgate.identity.v1.CreateApiKeyResponse.after:type_name -> fmgate.identity.v1.ApiKey
-	8,   // 18: fmgate.identity.v1.GetApiKeyResponse.api_key:type_name -> fmgate.identity.v1.ApiKey
-	8,   // 19: fmgate.identity.v1.ListApiKeysResponse.api_keys:type_name -> fmgate.identity.v1.ApiKey
-	8,   // 20: fmgate.identity.v1.RevokeApiKeyResponse.api_key:type_name -> fmgate.identity.v1.ApiKey
-	8,   // 21: fmgate.identity.v1.RevokeApiKeyResponse.before:type_name -> fmgate.identity.v1.ApiKey
-	8,   // 22: fmgate.identity.v1.RevokeApiKeyResponse.after:type_name -> fmgate.identity.v1.ApiKey
-	19,  // 23: fmgate.identity.v1.WatchRevocationsResponse.revocation:type_name -> fmgate.identity.v1.Revocation
-	20,  // 24: fmgate.identity.v1.WatchRevocationsResponse.heartbeat:type_name -> fmgate.identity.v1.Heartbeat
-	82,  // 25: fmgate.identity.v1.Revocation.revoke_time:type_name -> google.protobuf.Timestamp
-	82,  // 26: fmgate.identity.v1.Heartbeat.send_time:type_name -> google.protobuf.Timestamp
-	83,  // 27: fmgate.identity.v1.Heartbeat.heartbeat_interval:type_name -> google.protobuf.Duration
-	82,  // 28: fmgate.identity.v1.Organization.create_time:type_name -> google.protobuf.Timestamp
-	82,  // 29: fmgate.identity.v1.Organization.update_time:type_name -> google.protobuf.Timestamp
-	21,  // 30: fmgate.identity.v1.CreateOrganizationRequest.organization:type_name -> fmgate.identity.v1.Organization
-	21,  // 31: fmgate.identity.v1.CreateOrganizationResponse.before:type_name -> fmgate.identity.v1.Organization
-	21,  // 32: fmgate.identity.v1.CreateOrganizationResponse.after:type_name -> fmgate.identity.v1.Organization
-	21,  // 33: fmgate.identity.v1.GetOrganizationResponse.organization:type_name -> fmgate.identity.v1.Organization
-	21,  // 34: fmgate.identity.v1.UpdateOrganizationRequest.organization:type_name -> fmgate.identity.v1.Organization
-	84,  // 35: fmgate.identity.v1.UpdateOrganizationRequest.update_mask:type_name -> google.protobuf.FieldMask
-	21,  // 36: fmgate.identity.v1.UpdateOrganizationResponse.before:type_name -> fmgate.identity.v1.Organization
-	21,  // 37: fmgate.identity.v1.UpdateOrganizationResponse.after:type_name -> fmgate.identity.v1.Organization
-	79,  // 38: fmgate.identity.v1.Team.attributes:type_name -> fmgate.identity.v1.Team.AttributesEntry
-	82,  // 39: fmgate.identity.v1.Team.create_time:type_name -> google.protobuf.Timestamp
-	82,  // 40: fmgate.identity.v1.Team.update_time:type_name -> google.protobuf.Timestamp
-	28,  // 41: fmgate.identity.v1.CreateTeamRequest.team:type_name -> fmgate.identity.v1.Team
-	28,  // 42: fmgate.identity.v1.CreateTeamResponse.before:type_name -> fmgate.identity.v1.Team
-	28,  // 43: fmgate.identity.v1.CreateTeamResponse.after:type_name -> fmgate.identity.v1.Team
-	28,  // 44: fmgate.identity.v1.GetTeamResponse.team:type_name -> fmgate.identity.v1.Team
-	28,  // 45: fmgate.identity.v1.ListTeamsResponse.teams:type_name -> fmgate.identity.v1.Team
-	28,  // 46: fmgate.identity.v1.UpdateTeamRequest.team:type_name -> fmgate.identity.v1.Team
-	84,  // 47: fmgate.identity.v1.UpdateTeamRequest.update_mask:type_name -> google.protobuf.FieldMask
-	28,  // 48: fmgate.identity.v1.UpdateTeamResponse.before:type_name -> fmgate.identity.v1.Team
-	28,  // 49: fmgate.identity.v1.UpdateTeamResponse.after:type_name -> fmgate.identity.v1.Team
-	28,  // 50: fmgate.identity.v1.DeleteTeamResponse.before:type_name -> fmgate.identity.v1.Team
-	28,  // 51: fmgate.identity.v1.DeleteTeamResponse.after:type_name -> fmgate.identity.v1.Team
-	80,  // 52: fmgate.identity.v1.User.attributes:type_name -> fmgate.identity.v1.User.AttributesEntry
-	82,  // 53: fmgate.identity.v1.User.create_time:type_name -> google.protobuf.Timestamp
-	82,  // 54: fmgate.identity.v1.User.update_time:type_name -> google.protobuf.Timestamp
-	39,  // 55: fmgate.identity.v1.CreateUserRequest.user:type_name -> fmgate.identity.v1.User
-	39,  // 56: fmgate.identity.v1.CreateUserResponse.before:type_name -> fmgate.identity.v1.User
-	39,  // 57: fmgate.identity.v1.CreateUserResponse.after:type_name -> fmgate.identity.v1.User
-	39,  // 58: fmgate.identity.v1.GetUserResponse.user:type_name -> fmgate.identity.v1.User
-	39,  // 59: fmgate.identity.v1.ListUsersResponse.users:type_name -> fmgate.identity.v1.User
-	39,  // 60: fmgate.identity.v1.UpdateUserRequest.user:type_name -> fmgate.identity.v1.User
-	84,  // 61: fmgate.identity.v1.UpdateUserRequest.update_mask:type_name -> google.protobuf.FieldMask
-	39,  // 62: fmgate.identity.v1.UpdateUserResponse.before:type_name -> fmgate.identity.v1.User
-	39,  // 63: fmgate.identity.v1.UpdateUserResponse.after:type_name -> fmgate.identity.v1.User
-	39,  // 64: fmgate.identity.v1.DeleteUserResponse.before:type_name -> fmgate.identity.v1.User
-	39,  // 65: fmgate.identity.v1.DeleteUserResponse.after:type_name -> fmgate.identity.v1.User
-	81,  // 66: fmgate.identity.v1.ServiceAccount.attributes:type_name -> fmgate.identity.v1.ServiceAccount.AttributesEntry
-	82,  // 67: fmgate.identity.v1.ServiceAccount.create_time:type_name -> google.protobuf.Timestamp
-	82,  // 68: fmgate.identity.v1.ServiceAccount.update_time:type_name -> google.protobuf.Timestamp
-	50,  // 69: fmgate.identity.v1.CreateServiceAccountRequest.service_account:type_name -> fmgate.identity.v1.ServiceAccount
-	50,  // 70: fmgate.identity.v1.CreateServiceAccountResponse.before:type_name -> fmgate.identity.v1.ServiceAccount
-	50,  // 71: fmgate.identity.v1.CreateServiceAccountResponse.after:type_name -> fmgate.identity.v1.ServiceAccount
-	50,  // 72: fmgate.identity.v1.GetServiceAccountResponse.service_account:type_name -> fmgate.identity.v1.ServiceAccount
-	50,  // 73: fmgate.identity.v1.ListServiceAccountsResponse.service_accounts:type_name -> fmgate.identity.v1.ServiceAccount
-	50,  // 74: fmgate.identity.v1.UpdateServiceAccountRequest.service_account:type_name -> fmgate.identity.v1.ServiceAccount
-	84,  // 75: fmgate.identity.v1.UpdateServiceAccountRequest.update_mask:type_name -> google.protobuf.FieldMask
-	50,  // 76: fmgate.identity.v1.UpdateServiceAccountResponse.before:type_name -> fmgate.identity.v1.ServiceAccount
-	50,  // 77: fmgate.identity.v1.UpdateServiceAccountResponse.after:type_name -> fmgate.identity.v1.ServiceAccount
-	50,  // 78: fmgate.identity.v1.DeleteServiceAccountResponse.before:type_name -> fmgate.identity.v1.ServiceAccount
-	50,  // 79: fmgate.identity.v1.DeleteServiceAccountResponse.after:type_name -> fmgate.identity.v1.ServiceAccount
-	2,   // 80: fmgate.identity.v1.Role.scope:type_name -> fmgate.identity.v1.RoleScope
-	82,  // 81: fmgate.identity.v1.Role.create_time:type_name -> google.protobuf.Timestamp
-	82,  // 82: fmgate.identity.v1.Role.update_time:type_name -> google.protobuf.Timestamp
-	61,  // 83: fmgate.identity.v1.CreateRoleRequest.role:type_name -> fmgate.identity.v1.Role
-	61,  // 84: fmgate.identity.v1.CreateRoleResponse.before:type_name -> fmgate.identity.v1.Role
-	61,  // 85: fmgate.identity.v1.CreateRoleResponse.after:type_name -> fmgate.identity.v1.Role
-	61,  // 86: fmgate.identity.v1.GetRoleResponse.role:type_name -> fmgate.identity.v1.Role
-	61,  // 87: fmgate.identity.v1.ListRolesResponse.roles:type_name -> fmgate.identity.v1.Role
-	61,  // 88: fmgate.identity.v1.UpdateRoleRequest.role:type_name -> fmgate.identity.v1.Role
-	84,  // 89: fmgate.identity.v1.UpdateRoleRequest.update_mask:type_name -> google.protobuf.FieldMask
-	61,  // 90: fmgate.identity.v1.UpdateRoleResponse.before:type_name -> fmgate.identity.v1.Role
-	61,  // 91: fmgate.identity.v1.UpdateRoleResponse.after:type_name -> fmgate.identity.v1.Role
-	61,  // 92: fmgate.identity.v1.DeleteRoleResponse.before:type_name -> fmgate.identity.v1.Role
-	61,  // 93: fmgate.identity.v1.DeleteRoleResponse.after:type_name -> fmgate.identity.v1.Role
-	7,   // 94: fmgate.identity.v1.AcceptLicenseResponse.before:type_name -> fmgate.identity.v1.LicenseAcceptance
-	7,   // 95: fmgate.identity.v1.AcceptLicenseResponse.after:type_name -> fmgate.identity.v1.LicenseAcceptance
-	7,   // 96: fmgate.identity.v1.ListLicenseAcceptancesResponse.license_acceptances:type_name -> fmgate.identity.v1.LicenseAcceptance
-	7,   // 97: fmgate.identity.v1.RevokeLicenseAcceptanceResponse.before:type_name -> fmgate.identity.v1.LicenseAcceptance
-	7,   // 98: fmgate.identity.v1.RevokeLicenseAcceptanceResponse.after:type_name -> fmgate.identity.v1.LicenseAcceptance
-	3,   // 99: fmgate.identity.v1.IdentityService.Authenticate:input_type -> fmgate.identity.v1.AuthenticateRequest
-	22,  // 100: fmgate.identity.v1.IdentityService.CreateOrganization:input_type -> fmgate.identity.v1.CreateOrganizationRequest
-	24,  // 101: fmgate.identity.v1.IdentityService.GetOrganization:input_type -> fmgate.identity.v1.GetOrganizationRequest
-	26,  // 102: fmgate.identity.v1.IdentityService.UpdateOrganization:input_type -> fmgate.identity.v1.UpdateOrganizationRequest
-	29,  // 103: fmgate.identity.v1.IdentityService.CreateTeam:input_type -> fmgate.identity.v1.CreateTeamRequest
-	31,  // 104: fmgate.identity.v1.IdentityService.GetTeam:input_type -> fmgate.identity.v1.GetTeamRequest
-	33,  // 105: fmgate.identity.v1.IdentityService.ListTeams:input_type -> fmgate.identity.v1.ListTeamsRequest
-	35,  // 106: fmgate.identity.v1.IdentityService.UpdateTeam:input_type -> fmgate.identity.v1.UpdateTeamRequest
-	37,  // 107: fmgate.identity.v1.IdentityService.DeleteTeam:input_type -> fmgate.identity.v1.DeleteTeamRequest
-	40,  // 108: fmgate.identity.v1.IdentityService.CreateUser:input_type -> fmgate.identity.v1.CreateUserRequest
-	42,  // 109: fmgate.identity.v1.IdentityService.GetUser:input_type -> fmgate.identity.v1.GetUserRequest
-	44,  // 110: fmgate.identity.v1.IdentityService.ListUsers:input_type -> fmgate.identity.v1.ListUsersRequest
-	46,  // 111: fmgate.identity.v1.IdentityService.UpdateUser:input_type -> fmgate.identity.v1.UpdateUserRequest
-	48,  // 112: fmgate.identity.v1.IdentityService.DeleteUser:input_type -> fmgate.identity.v1.DeleteUserRequest
-	51,  // 113: fmgate.identity.v1.IdentityService.CreateServiceAccount:input_type -> fmgate.identity.v1.CreateServiceAccountRequest
-	53,  // 114: fmgate.identity.v1.IdentityService.GetServiceAccount:input_type -> fmgate.identity.v1.GetServiceAccountRequest
-	55,  // 115: fmgate.identity.v1.IdentityService.ListServiceAccounts:input_type -> fmgate.identity.v1.ListServiceAccountsRequest
-	57,  // 116: fmgate.identity.v1.IdentityService.UpdateServiceAccount:input_type -> fmgate.identity.v1.UpdateServiceAccountRequest
-	59,  // 117: fmgate.identity.v1.IdentityService.DeleteServiceAccount:input_type -> fmgate.identity.v1.DeleteServiceAccountRequest
-	62,  // 118: fmgate.identity.v1.IdentityService.CreateRole:input_type -> fmgate.identity.v1.CreateRoleRequest
-	64,  // 119: fmgate.identity.v1.IdentityService.GetRole:input_type -> fmgate.identity.v1.GetRoleRequest
-	66,  // 120: fmgate.identity.v1.IdentityService.ListRoles:input_type -> fmgate.identity.v1.ListRolesRequest
-	68,  // 121: fmgate.identity.v1.IdentityService.UpdateRole:input_type -> fmgate.identity.v1.UpdateRoleRequest
-	70,  // 122: fmgate.identity.v1.IdentityService.DeleteRole:input_type -> fmgate.identity.v1.DeleteRoleRequest
-	9,   // 123: fmgate.identity.v1.IdentityService.CreateApiKey:input_type -> fmgate.identity.v1.CreateApiKeyRequest
-	11,  // 124: fmgate.identity.v1.IdentityService.GetApiKey:input_type -> fmgate.identity.v1.GetApiKeyRequest
-	13,  // 125: fmgate.identity.v1.IdentityService.ListApiKeys:input_type -> fmgate.identity.v1.ListApiKeysRequest
-	15,  // 126: fmgate.identity.v1.IdentityService.RevokeApiKey:input_type -> fmgate.identity.v1.RevokeApiKeyRequest
-	72,  // 127: fmgate.identity.v1.IdentityService.AcceptLicense:input_type -> fmgate.identity.v1.AcceptLicenseRequest
-	74,  // 128: fmgate.identity.v1.IdentityService.ListLicenseAcceptances:input_type -> fmgate.identity.v1.ListLicenseAcceptancesRequest
-	76,  // 129: fmgate.identity.v1.IdentityService.RevokeLicenseAcceptance:input_type -> fmgate.identity.v1.RevokeLicenseAcceptanceRequest
-	17,  // 130: fmgate.identity.v1.IdentityService.WatchRevocations:input_type -> fmgate.identity.v1.WatchRevocationsRequest
-	4,   // 131: fmgate.identity.v1.IdentityService.Authenticate:output_type -> fmgate.identity.v1.AuthenticateResponse
-	23,  // 132: fmgate.identity.v1.IdentityService.CreateOrganization:output_type -> fmgate.identity.v1.CreateOrganizationResponse
-	25,  // 133: fmgate.identity.v1.IdentityService.GetOrganization:output_type -> fmgate.identity.v1.GetOrganizationResponse
-	27,  // 134: fmgate.identity.v1.IdentityService.UpdateOrganization:output_type -> fmgate.identity.v1.UpdateOrganizationResponse
-	30,  // 135: fmgate.identity.v1.IdentityService.CreateTeam:output_type -> fmgate.identity.v1.CreateTeamResponse
-	32,  // 136: fmgate.identity.v1.IdentityService.GetTeam:output_type -> fmgate.identity.v1.GetTeamResponse
-	34,  // 137: fmgate.identity.v1.IdentityService.ListTeams:output_type -> fmgate.identity.v1.ListTeamsResponse
-	36,  // 138: fmgate.identity.v1.IdentityService.UpdateTeam:output_type -> fmgate.identity.v1.UpdateTeamResponse
-	38,  // 139: fmgate.identity.v1.IdentityService.DeleteTeam:output_type -> fmgate.identity.v1.DeleteTeamResponse
-	41,  // 140: fmgate.identity.v1.IdentityService.CreateUser:output_type -> fmgate.identity.v1.CreateUserResponse
-	43,  // 141: fmgate.identity.v1.IdentityService.GetUser:output_type -> fmgate.identity.v1.GetUserResponse
-	45,  // 142: fmgate.identity.v1.IdentityService.ListUsers:output_type -> fmgate.identity.v1.ListUsersResponse
-	47,  // 143: fmgate.identity.v1.IdentityService.UpdateUser:output_type -> fmgate.identity.v1.UpdateUserResponse
-	49,  // 144: fmgate.identity.v1.IdentityService.DeleteUser:output_type -> fmgate.identity.v1.DeleteUserResponse
-	52,  // 145: fmgate.identity.v1.IdentityService.CreateServiceAccount:output_type -> fmgate.identity.v1.CreateServiceAccountResponse
-	54,  // 146: fmgate.identity.v1.IdentityService.GetServiceAccount:output_type -> fmgate.identity.v1.GetServiceAccountResponse
-	56,  // 147: fmgate.identity.v1.IdentityService.ListServiceAccounts:output_type -> fmgate.identity.v1.ListServiceAccountsResponse
-	58,  // 148: fmgate.identity.v1.IdentityService.UpdateServiceAccount:output_type -> fmgate.identity.v1.UpdateServiceAccountResponse
-	60,  // 149: fmgate.identity.v1.IdentityService.DeleteServiceAccount:output_type -> fmgate.identity.v1.DeleteServiceAccountResponse
-	63,  // 150: fmgate.identity.v1.IdentityService.CreateRole:output_type -> fmgate.identity.v1.CreateRoleResponse
-	65,  // 151: fmgate.identity.v1.IdentityService.GetRole:output_type -> fmgate.identity.v1.GetRoleResponse
-	67,  // 152: fmgate.identity.v1.IdentityService.ListRoles:output_type -> fmgate.identity.v1.ListRolesResponse
-	69,  // 153: fmgate.identity.v1.IdentityService.UpdateRole:output_type -> fmgate.identity.v1.UpdateRoleResponse
-	71,  // 154: fmgate.identity.v1.IdentityService.DeleteRole:output_type -> fmgate.identity.v1.DeleteRoleResponse
-	10,  // 155: fmgate.identity.v1.IdentityService.CreateApiKey:output_type -> fmgate.identity.v1.CreateApiKeyResponse
-	12,  // 156: fmgate.identity.v1.IdentityService.GetApiKey:output_type -> fmgate.identity.v1.GetApiKeyResponse
-	14,  // 157: fmgate.identity.v1.IdentityService.ListApiKeys:output_type -> fmgate.identity.v1.ListApiKeysResponse
-	16,  // 158: fmgate.identity.v1.IdentityService.RevokeApiKey:output_type -> fmgate.identity.v1.RevokeApiKeyResponse
-	73,  // 159: fmgate.identity.v1.IdentityService.AcceptLicense:output_type -> fmgate.identity.v1.AcceptLicenseResponse
-	75,  // 160: fmgate.identity.v1.IdentityService.ListLicenseAcceptances:output_type -> fmgate.identity.v1.ListLicenseAcceptancesResponse
-	77,  // 161: fmgate.identity.v1.IdentityService.RevokeLicenseAcceptance:output_type -> fmgate.identity.v1.RevokeLicenseAcceptanceResponse
-	18,  // 162: fmgate.identity.v1.IdentityService.WatchRevocations:output_type -> fmgate.identity.v1.WatchRevocationsResponse
-	131, // [131:163] is the sub-list for method output_type
-	99,  // [99:131] is the sub-list for method input_type
-	99,  // [99:99] is the sub-list for extension type_name
-	99,  // [99:99] is the sub-list for extension extendee
-	0,   // [0:99] is the sub-list for field type_name
+	8,   // 18: fmgate.identity.v1.CreateApiKeyResponse.before:type_name -> fmgate.identity.v1.ApiKey
+	8,   // 19: fmgate.identity.v1.GetApiKeyResponse.api_key:type_name -> fmgate.identity.v1.ApiKey
+	8,   // 20: fmgate.identity.v1.ListApiKeysResponse.api_keys:type_name -> fmgate.identity.v1.ApiKey
+	8,   // 21: fmgate.identity.v1.RevokeApiKeyResponse.api_key:type_name -> fmgate.identity.v1.ApiKey
+	8,   // 22: fmgate.identity.v1.RevokeApiKeyResponse.before:type_name -> fmgate.identity.v1.ApiKey
+	8,   // 23: fmgate.identity.v1.RevokeApiKeyResponse.after:type_name -> fmgate.identity.v1.ApiKey
+	19,  // 24: fmgate.identity.v1.WatchRevocationsResponse.revocation:type_name -> fmgate.identity.v1.Revocation
+	20,  // 25: fmgate.identity.v1.WatchRevocationsResponse.heartbeat:type_name -> fmgate.identity.v1.Heartbeat
+	82,  // 26: fmgate.identity.v1.Revocation.revoke_time:type_name -> google.protobuf.Timestamp
+	82,  // 27: fmgate.identity.v1.Heartbeat.send_time:type_name -> google.protobuf.Timestamp
+	83,  // 28: fmgate.identity.v1.Heartbeat.heartbeat_interval:type_name -> google.protobuf.Duration
+	82,  // 29: fmgate.identity.v1.Organization.create_time:type_name -> google.protobuf.Timestamp
+	82,  // 30: fmgate.identity.v1.Organization.update_time:type_name -> google.protobuf.Timestamp
+	21,  // 31: fmgate.identity.v1.CreateOrganizationRequest.organization:type_name -> fmgate.identity.v1.Organization
+	21,  // 32: fmgate.identity.v1.CreateOrganizationResponse.before:type_name -> fmgate.identity.v1.Organization
+	21,  // 33: fmgate.identity.v1.CreateOrganizationResponse.after:type_name -> fmgate.identity.v1.Organization
+	21,  // 34: fmgate.identity.v1.GetOrganizationResponse.organization:type_name -> fmgate.identity.v1.Organization
+	21,  // 35: fmgate.identity.v1.UpdateOrganizationRequest.organization:type_name -> fmgate.identity.v1.Organization
+	84,  // 36: fmgate.identity.v1.UpdateOrganizationRequest.update_mask:type_name -> google.protobuf.FieldMask
+	21,  // 37: fmgate.identity.v1.UpdateOrganizationResponse.before:type_name -> fmgate.identity.v1.Organization
+	21,  // 38: fmgate.identity.v1.UpdateOrganizationResponse.after:type_name -> fmgate.identity.v1.Organization
+	79,  // 39: fmgate.identity.v1.Team.attributes:type_name -> fmgate.identity.v1.Team.AttributesEntry
+	82,  // 40: fmgate.identity.v1.Team.create_time:type_name -> google.protobuf.Timestamp
+	82,  // 41: fmgate.identity.v1.Team.update_time:type_name -> google.protobuf.Timestamp
+	28,  // 42: fmgate.identity.v1.CreateTeamRequest.team:type_name -> fmgate.identity.v1.Team
+	28,  // 43: fmgate.identity.v1.CreateTeamResponse.before:type_name -> fmgate.identity.v1.Team
+	28,  // 44: fmgate.identity.v1.CreateTeamResponse.after:type_name -> fmgate.identity.v1.Team
+	28,  // 45: fmgate.identity.v1.GetTeamResponse.team:type_name -> fmgate.identity.v1.Team
+	28,  // 46: fmgate.identity.v1.ListTeamsResponse.teams:type_name -> fmgate.identity.v1.Team
+	28,  // 47: fmgate.identity.v1.UpdateTeamRequest.team:type_name -> fmgate.identity.v1.Team
+	84,  // 48: fmgate.identity.v1.UpdateTeamRequest.update_mask:type_name -> google.protobuf.FieldMask
+	28,  // 49: fmgate.identity.v1.UpdateTeamResponse.before:type_name -> fmgate.identity.v1.Team
+	28,  // 50: fmgate.identity.v1.UpdateTeamResponse.after:type_name -> fmgate.identity.v1.Team
+	28,  // 51: fmgate.identity.v1.DeleteTeamResponse.before:type_name -> fmgate.identity.v1.Team
+	28,  // 52: fmgate.identity.v1.DeleteTeamResponse.after:type_name -> fmgate.identity.v1.Team
+	80,  // 53: fmgate.identity.v1.User.attributes:type_name -> fmgate.identity.v1.User.AttributesEntry
+	82,  // 54: fmgate.identity.v1.User.create_time:type_name -> google.protobuf.Timestamp
+	82,  // 55: fmgate.identity.v1.User.update_time:type_name -> google.protobuf.Timestamp
+	39,  // 56: fmgate.identity.v1.CreateUserRequest.user:type_name -> fmgate.identity.v1.User
+	39,  // 57: fmgate.identity.v1.CreateUserResponse.before:type_name -> fmgate.identity.v1.User
+	39,  // 58: fmgate.identity.v1.CreateUserResponse.after:type_name -> fmgate.identity.v1.User
+	39,  // 59: fmgate.identity.v1.GetUserResponse.user:type_name -> fmgate.identity.v1.User
+	39,  // 60: fmgate.identity.v1.ListUsersResponse.users:type_name -> fmgate.identity.v1.User
+	39,  // 61: fmgate.identity.v1.UpdateUserRequest.user:type_name -> fmgate.identity.v1.User
+	84,  // 62: fmgate.identity.v1.UpdateUserRequest.update_mask:type_name -> google.protobuf.FieldMask
+	39,  // 63: fmgate.identity.v1.UpdateUserResponse.before:type_name -> fmgate.identity.v1.User
+	39,  // 64: fmgate.identity.v1.UpdateUserResponse.after:type_name -> fmgate.identity.v1.User
+	39,  // 65: fmgate.identity.v1.DeleteUserResponse.before:type_name -> fmgate.identity.v1.User
+	39,  // 66: fmgate.identity.v1.DeleteUserResponse.after:type_name -> fmgate.identity.v1.User
+	81,  // 67: fmgate.identity.v1.ServiceAccount.attributes:type_name -> fmgate.identity.v1.ServiceAccount.AttributesEntry
+	82,  // 68: fmgate.identity.v1.ServiceAccount.create_time:type_name -> google.protobuf.Timestamp
+	82,  // 69: fmgate.identity.v1.ServiceAccount.update_time:type_name -> google.protobuf.Timestamp
+	50,  // 70: fmgate.identity.v1.CreateServiceAccountRequest.service_account:type_name -> fmgate.identity.v1.ServiceAccount
+	50,  // 71: fmgate.identity.v1.CreateServiceAccountResponse.before:type_name -> fmgate.identity.v1.ServiceAccount
+	50,  // 72: fmgate.identity.v1.CreateServiceAccountResponse.after:type_name -> fmgate.identity.v1.ServiceAccount
+	50,  // 73: fmgate.identity.v1.GetServiceAccountResponse.service_account:type_name -> fmgate.identity.v1.ServiceAccount
+	50,  // 74: fmgate.identity.v1.ListServiceAccountsResponse.service_accounts:type_name -> fmgate.identity.v1.ServiceAccount
+	50,  // 75: fmgate.identity.v1.UpdateServiceAccountRequest.service_account:type_name -> fmgate.identity.v1.ServiceAccount
+	84,  // 76: fmgate.identity.v1.UpdateServiceAccountRequest.update_mask:type_name -> google.protobuf.FieldMask
+	50,  // 77: fmgate.identity.v1.UpdateServiceAccountResponse.before:type_name -> fmgate.identity.v1.ServiceAccount
+	50,  // 78: fmgate.identity.v1.UpdateServiceAccountResponse.after:type_name -> fmgate.identity.v1.ServiceAccount
+	50,  // 79: fmgate.identity.v1.DeleteServiceAccountResponse.before:type_name -> fmgate.identity.v1.ServiceAccount
+	50,  // 80: fmgate.identity.v1.DeleteServiceAccountResponse.after:type_name -> fmgate.identity.v1.ServiceAccount
+	2,   // 81: fmgate.identity.v1.Role.scope:type_name -> fmgate.identity.v1.RoleScope
+	82,  // 82: fmgate.identity.v1.Role.create_time:type_name -> google.protobuf.Timestamp
+	82,  // 83: fmgate.identity.v1.Role.update_time:type_name -> google.protobuf.Timestamp
+	61,  // 84: fmgate.identity.v1.CreateRoleRequest.role:type_name -> fmgate.identity.v1.Role
+	61,  // 85: fmgate.identity.v1.CreateRoleResponse.before:type_name -> fmgate.identity.v1.Role
+	61,  // 86: fmgate.identity.v1.CreateRoleResponse.after:type_name -> fmgate.identity.v1.Role
+	61,  // 87: fmgate.identity.v1.GetRoleResponse.role:type_name -> fmgate.identity.v1.Role
+	61,  // 88: fmgate.identity.v1.ListRolesResponse.roles:type_name -> fmgate.identity.v1.Role
+	61,  // 89: fmgate.identity.v1.UpdateRoleRequest.role:type_name -> fmgate.identity.v1.Role
+	84,  // 90: fmgate.identity.v1.UpdateRoleRequest.update_mask:type_name -> google.protobuf.FieldMask
+	61,  // 91: fmgate.identity.v1.UpdateRoleResponse.before:type_name -> fmgate.identity.v1.Role
+	61,  // 92: fmgate.identity.v1.UpdateRoleResponse.after:type_name -> fmgate.identity.v1.Role
+	61,  // 93: fmgate.identity.v1.DeleteRoleResponse.before:type_name -> fmgate.identity.v1.Role
+	61,  // 94: fmgate.identity.v1.DeleteRoleResponse.after:type_name -> fmgate.identity.v1.Role
+	7,   // 95: fmgate.identity.v1.AcceptLicenseResponse.before:type_name -> fmgate.identity.v1.LicenseAcceptance
+	7,   // 96: fmgate.identity.v1.AcceptLicenseResponse.after:type_name -> fmgate.identity.v1.LicenseAcceptance
+	7,   // 97: fmgate.identity.v1.ListLicenseAcceptancesResponse.license_acceptances:type_name -> fmgate.identity.v1.LicenseAcceptance
+	7,   // 98: fmgate.identity.v1.RevokeLicenseAcceptanceResponse.before:type_name -> fmgate.identity.v1.LicenseAcceptance
+	7,   // 99: fmgate.identity.v1.RevokeLicenseAcceptanceResponse.after:type_name -> fmgate.identity.v1.LicenseAcceptance
+	3,   // 100: fmgate.identity.v1.IdentityService.Authenticate:input_type -> fmgate.identity.v1.AuthenticateRequest
+	22,  // 101: fmgate.identity.v1.IdentityService.CreateOrganization:input_type -> fmgate.identity.v1.CreateOrganizationRequest
+	24,  // 102: fmgate.identity.v1.IdentityService.GetOrganization:input_type -> fmgate.identity.v1.GetOrganizationRequest
+	26,  // 103: fmgate.identity.v1.IdentityService.UpdateOrganization:input_type -> fmgate.identity.v1.UpdateOrganizationRequest
+	29,  // 104: fmgate.identity.v1.IdentityService.CreateTeam:input_type -> fmgate.identity.v1.CreateTeamRequest
+	31,  // 105: fmgate.identity.v1.IdentityService.GetTeam:input_type -> fmgate.identity.v1.GetTeamRequest
+	33,  // 106: fmgate.identity.v1.IdentityService.ListTeams:input_type -> fmgate.identity.v1.ListTeamsRequest
+	35,  // 107: fmgate.identity.v1.IdentityService.UpdateTeam:input_type -> fmgate.identity.v1.UpdateTeamRequest
+	37,  // 108: fmgate.identity.v1.IdentityService.DeleteTeam:input_type -> fmgate.identity.v1.DeleteTeamRequest
+	40,  // 109: fmgate.identity.v1.IdentityService.CreateUser:input_type -> fmgate.identity.v1.CreateUserRequest
+	42,  // 110: fmgate.identity.v1.IdentityService.GetUser:input_type -> fmgate.identity.v1.GetUserRequest
+	44,  // 111: fmgate.identity.v1.IdentityService.ListUsers:input_type -> fmgate.identity.v1.ListUsersRequest
+	46,  // 112: fmgate.identity.v1.IdentityService.UpdateUser:input_type -> fmgate.identity.v1.UpdateUserRequest
+	48,  // 113: fmgate.identity.v1.IdentityService.DeleteUser:input_type -> fmgate.identity.v1.DeleteUserRequest
+	51,  // 114: fmgate.identity.v1.IdentityService.CreateServiceAccount:input_type -> fmgate.identity.v1.CreateServiceAccountRequest
+	53,  // 115: fmgate.identity.v1.IdentityService.GetServiceAccount:input_type -> fmgate.identity.v1.GetServiceAccountRequest
+	55,  // 116: fmgate.identity.v1.IdentityService.ListServiceAccounts:input_type -> fmgate.identity.v1.ListServiceAccountsRequest
+	57,  // 117: fmgate.identity.v1.IdentityService.UpdateServiceAccount:input_type -> fmgate.identity.v1.UpdateServiceAccountRequest
+	59,  // 118: fmgate.identity.v1.IdentityService.DeleteServiceAccount:input_type -> fmgate.identity.v1.DeleteServiceAccountRequest
+	62,  // 119: fmgate.identity.v1.IdentityService.CreateRole:input_type -> fmgate.identity.v1.CreateRoleRequest
+	64,  // 120: fmgate.identity.v1.IdentityService.GetRole:input_type -> fmgate.identity.v1.GetRoleRequest
+	66,  // 121: fmgate.identity.v1.IdentityService.ListRoles:input_type -> fmgate.identity.v1.ListRolesRequest
+	68,  // 122: fmgate.identity.v1.IdentityService.UpdateRole:input_type -> fmgate.identity.v1.UpdateRoleRequest
+	70,  // 123: fmgate.identity.v1.IdentityService.DeleteRole:input_type -> fmgate.identity.v1.DeleteRoleRequest
+	9,   // 124: fmgate.identity.v1.IdentityService.CreateApiKey:input_type -> fmgate.identity.v1.CreateApiKeyRequest
+	11,  // 125: fmgate.identity.v1.IdentityService.GetApiKey:input_type -> fmgate.identity.v1.GetApiKeyRequest
+	13,  // 126: fmgate.identity.v1.IdentityService.ListApiKeys:input_type -> fmgate.identity.v1.ListApiKeysRequest
+	15,  // 127: fmgate.identity.v1.IdentityService.RevokeApiKey:input_type -> fmgate.identity.v1.RevokeApiKeyRequest
+	72,  // 128: fmgate.identity.v1.IdentityService.AcceptLicense:input_type -> fmgate.identity.v1.AcceptLicenseRequest
+	74,  // 129: fmgate.identity.v1.IdentityService.ListLicenseAcceptances:input_type -> fmgate.identity.v1.ListLicenseAcceptancesRequest
+	76,  // 130: fmgate.identity.v1.IdentityService.RevokeLicenseAcceptance:input_type -> fmgate.identity.v1.RevokeLicenseAcceptanceRequest
+	17,  // 131: fmgate.identity.v1.IdentityService.WatchRevocations:input_type -> fmgate.identity.v1.WatchRevocationsRequest
+	4,   // 132: fmgate.identity.v1.IdentityService.Authenticate:output_type -> fmgate.identity.v1.AuthenticateResponse
+	23,  // 133: fmgate.identity.v1.IdentityService.CreateOrganization:output_type -> fmgate.identity.v1.CreateOrganizationResponse
+	25,  // 134: fmgate.identity.v1.IdentityService.GetOrganization:output_type -> fmgate.identity.v1.GetOrganizationResponse
+	27,  // 135: fmgate.identity.v1.IdentityService.UpdateOrganization:output_type -> fmgate.identity.v1.UpdateOrganizationResponse
+	30,  // 136: fmgate.identity.v1.IdentityService.CreateTeam:output_type -> fmgate.identity.v1.CreateTeamResponse
+	32,  // 137: fmgate.identity.v1.IdentityService.GetTeam:output_type -> fmgate.identity.v1.GetTeamResponse
+	34,  // 138: fmgate.identity.v1.IdentityService.ListTeams:output_type -> fmgate.identity.v1.ListTeamsResponse
+	36,  // 139: fmgate.identity.v1.IdentityService.UpdateTeam:output_type -> fmgate.identity.v1.UpdateTeamResponse
+	38,  // 140: fmgate.identity.v1.IdentityService.DeleteTeam:output_type -> fmgate.identity.v1.DeleteTeamResponse
+	41,  // 141: fmgate.identity.v1.IdentityService.CreateUser:output_type -> fmgate.identity.v1.CreateUserResponse
+	43,  // 142: fmgate.identity.v1.IdentityService.GetUser:output_type -> fmgate.identity.v1.GetUserResponse
+	45,  // 143: fmgate.identity.v1.IdentityService.ListUsers:output_type -> fmgate.identity.v1.ListUsersResponse
+	47,  // 144: fmgate.identity.v1.IdentityService.UpdateUser:output_type -> fmgate.identity.v1.UpdateUserResponse
+	49,  // 145: fmgate.identity.v1.IdentityService.DeleteUser:output_type -> fmgate.identity.v1.DeleteUserResponse
+	52,  // 146: fmgate.identity.v1.IdentityService.CreateServiceAccount:output_type -> fmgate.identity.v1.CreateServiceAccountResponse
+	54,  // 147: fmgate.identity.v1.IdentityService.GetServiceAccount:output_type -> fmgate.identity.v1.GetServiceAccountResponse
+	56,  // 148: fmgate.identity.v1.IdentityService.ListServiceAccounts:output_type -> fmgate.identity.v1.ListServiceAccountsResponse
+	58,  // 149: fmgate.identity.v1.IdentityService.UpdateServiceAccount:output_type -> fmgate.identity.v1.UpdateServiceAccountResponse
+	60,  // 150: fmgate.identity.v1.IdentityService.DeleteServiceAccount:output_type -> fmgate.identity.v1.DeleteServiceAccountResponse
+	63,  // 151: fmgate.identity.v1.IdentityService.CreateRole:output_type -> fmgate.identity.v1.CreateRoleResponse
+	65,  // 152: fmgate.identity.v1.IdentityService.GetRole:output_type -> fmgate.identity.v1.GetRoleResponse
+	67,  // 153: fmgate.identity.v1.IdentityService.ListRoles:output_type -> fmgate.identity.v1.ListRolesResponse
+	69,  // 154: fmgate.identity.v1.IdentityService.UpdateRole:output_type -> fmgate.identity.v1.UpdateRoleResponse
+	71,  // 155: fmgate.identity.v1.IdentityService.DeleteRole:output_type -> fmgate.identity.v1.DeleteRoleResponse
+	10,  // 156: fmgate.identity.v1.IdentityService.CreateApiKey:output_type -> fmgate.identity.v1.CreateApiKeyResponse
+	12,  // 157: fmgate.identity.v1.IdentityService.GetApiKey:output_type -> fmgate.identity.v1.GetApiKeyResponse
+	14,  // 158: fmgate.identity.v1.IdentityService.ListApiKeys:output_type -> fmgate.identity.v1.ListApiKeysResponse
+	16,  // 159: fmgate.identity.v1.IdentityService.RevokeApiKey:output_type -> fmgate.identity.v1.RevokeApiKeyResponse
+	73,  // 160: fmgate.identity.v1.IdentityService.AcceptLicense:output_type -> fmgate.identity.v1.AcceptLicenseResponse
+	75,  // 161: fmgate.identity.v1.IdentityService.ListLicenseAcceptances:output_type -> fmgate.identity.v1.ListLicenseAcceptancesResponse
+	77,  // 162: fmgate.identity.v1.IdentityService.RevokeLicenseAcceptance:output_type -> fmgate.identity.v1.RevokeLicenseAcceptanceResponse
+	18,  // 163: fmgate.identity.v1.IdentityService.WatchRevocations:output_type -> fmgate.identity.v1.WatchRevocationsResponse
+	132, // [132:164] is the sub-list for method output_type
+	100, // [100:132] is the sub-list for method input_type
+	100, // [100:100] is the sub-list for extension type_name
+	100, // [100:100] is the sub-list for extension extendee
+	0,   // [0:100] is the sub-list for field type_name
 }
 
 func init() { file_fmgate_identity_v1_identity_proto_init() }
