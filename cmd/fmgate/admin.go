@@ -26,7 +26,13 @@ func (p *process) startAudit() error {
 	if p.pool != nil {
 		p.auditStore = auditpg.New(p.pool, auditpg.DefaultSchema)
 	}
-	rec, err := audit.NewRecorder(p.auditStore, p.local[0], audit.RecorderConfig{SpoolDir: p.cfg.auditSpoolDir, Log: p.log})
+	// The recorder's name is the service of events that name none (the edge's generations)
+	// and names its spool file.
+	name := p.local[0]
+	if p.runs("edge") {
+		name = edge.AuditService
+	}
+	rec, err := audit.NewRecorder(p.auditStore, name, audit.RecorderConfig{SpoolDir: p.cfg.auditSpoolDir, Log: p.log})
 	if err != nil {
 		return err
 	}

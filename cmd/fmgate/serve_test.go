@@ -374,18 +374,20 @@ func TestRefusals(t *testing.T) {
 }
 
 // The gateway's port serves the internal services to in-process callers only: a client cannot
-// call dispatch, identity or the registry's administrative RPCs directly and so skip
-// authentication, policy, quota and moderation.
+// call dispatch or identity directly and so skip authentication, policy, quota and
+// moderation, nor an administrative RPC without a credential that grants it.
 func TestInternalServicesAreNotReachable(t *testing.T) {
 	s := startStack(t)
 	_, err := dispatchv1.NewDispatchServiceClient(s.grpc).Generate(t.Context(), &dispatchv1.GenerateRequest{
 		OrganizationId: "acme", EndpointIds: []string{"sim"}, Messages: userMessage("hi"),
 	})
 	assert.Equal(t, codes.PermissionDenied, status.Code(err), "%v", err)
+	// Administrative RPCs answer only callers with a credential granting the permission.
 	_, err = identityv1.NewIdentityServiceClient(s.grpc).CreateApiKey(t.Context(), &identityv1.CreateApiKeyRequest{OrganizationId: "acme"})
-	assert.Equal(t, codes.PermissionDenied, status.Code(err), "%v", err)
+	assert.Equal(t, codes.Unauthenticated, status.Code(err), "%v", err)
 	_, err = registryv1.NewRegistryServiceClient(s.grpc).CreateModel(withKey(t.Context(), mainKey), &registryv1.CreateModelRequest{})
 	assert.Equal(t, codes.PermissionDenied, status.Code(err), "%v", err)
+	assert.Contains(t, status.Convert(err).Message(), "models.write")
 }
 
 func TestHealthAndOpenAPI(t *testing.T) {
