@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"slices"
 
 	"google.golang.org/grpc"
@@ -17,27 +18,37 @@ import (
 	"github.com/fmgate/fmgate/services/edge"
 )
 
-// startAudit builds the process's audit recorder: every service of the process appends its
-// events through it (the edge its generations, the admin layer every admin change), into
-// Postgres (schema audit, migrated by `fmgate migrate`) when configured, else memory. The
-// recorder's Run loop is started and flushed by run.
+// startAudit builds the process's audit recorders, one per service it runs (a recorder
+// appends to its service's chains and spools to its own file): the edge records its
+// generations, the admin layer each admin change of the service that made it. They write to
+// Postgres (schema audit, migrated by `fmgate migrate`) when configured, else memory. Their
+// Run loops are started and flushed by run.
 func (p *process) startAudit() error {
 	p.auditStore = auditmem.New()
 	if p.pool != nil {
 		p.auditStore = auditpg.New(p.pool, auditpg.DefaultSchema)
 	}
-	// The recorder's name is the service of events that name none (the edge's generations)
-	// and names its spool file.
-	name := p.local[0]
-	if p.runs("edge") {
-		name = edge.AuditService
+	p.audit = auditRecorders{}
+	for _, svc := range p.local {
+		rec, err := audit.NewRecorder(p.auditStore, svc, audit.RecorderConfig{SpoolDir: p.cfg.auditSpoolDir, Log: p.log})
+		if err != nil {
+			return err
+		}
+		p.audit[svc] = rec
 	}
-	rec, err := audit.NewRecorder(p.auditStore, name, audit.RecorderConfig{SpoolDir: p.cfg.auditSpoolDir, Log: p.log})
-	if err != nil {
-		return err
-	}
-	p.audit = rec
 	return nil
+}
+
+// auditRecorders records each event through the recorder of its service.
+type auditRecorders map[string]*audit.Recorder
+
+// Record implements adminauth.Recorder.
+func (r auditRecorders) Record(ctx context.Context, e audit.Event) error {
+	rec, ok := r[e.Service]
+	if !ok {
+		return fmt.Errorf("no audit recorder for service %q in this process", e.Service)
+	}
+	return rec.Record(ctx, e)
 }
 
 // startAdmin installs the admin layer on the process's gRPC server. It authenticates admin

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -243,7 +244,7 @@ type process struct {
 	peerConns  map[string]*grpc.ClientConn
 	sim        *http.Server
 	edge       *edge.Server
-	audit      *audit.Recorder // the process's audit events: the edge's generations, the admin layer's changes
+	audit      auditRecorders // one per service: the edge's generations, the admin layer's changes
 	auditStore audit.Store
 	http       *http.Server
 	grpcLis    net.Listener
@@ -328,20 +329,23 @@ func (p *process) client(caller, svc string) (grpc.ClientConnInterface, error) {
 
 // run serves until ctx ends, then shuts down gracefully.
 func (p *process) run(ctx context.Context) error {
-	// The audit recorder writes for the process's whole life and is flushed only after the
+	// The audit recorders write for the process's whole life and are flushed only after the
 	// gRPC server stopped, so that the last requests' events are written too.
-	var auditDone chan error
-	stopAudit := func() {}
-	if p.audit != nil {
-		actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		auditDone = make(chan error, 1)
-		go func() { auditDone <- p.audit.Run(actx) }()
-		stopAudit = func() {
-			cancel()
-			if err := <-auditDone; err != nil {
-				p.log.Error("audit events lost at shutdown", "error", err, "lost", p.audit.Stats().Lost)
+	actx, cancelAudit := context.WithCancel(context.WithoutCancel(ctx))
+	var auditDone sync.WaitGroup
+	for svc, rec := range p.audit {
+		auditDone.Go(func() {
+			if err := rec.Run(actx); err != nil {
+				p.log.Error("audit events lost at shutdown", "service", svc, "error", err, "lost", rec.Stats().Lost)
 			}
-		}
+		})
+	}
+	var stopOnce sync.Once
+	stopAudit := func() {
+		stopOnce.Do(func() {
+			cancelAudit()
+			auditDone.Wait()
+		})
 	}
 	defer func() { stopAudit() }() // a no-op once the shutdown below flushed it
 	g, gctx := errgroup.WithContext(ctx)
@@ -387,7 +391,6 @@ func (p *process) run(ctx context.Context) error {
 		}
 	}
 	stopAudit()
-	stopAudit = func() {}
 	if err := g.Wait(); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 		return err
 	}

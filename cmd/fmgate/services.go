@@ -131,7 +131,7 @@ func (p *process) startService(ctx context.Context, svc string, res *resources.F
 			Moderation: moderationv1.NewModerationServiceClient(cc("moderation")),
 			Dispatch:   dispatchv1.NewDispatchServiceClient(cc("dispatch")),
 			Log:        log,
-			Audit:      p.audit,
+			Audit:      p.audit[edge.AuditService],
 		}, edge.Config{})
 		p.edge.Register(p.srv)
 	default:
