@@ -256,7 +256,7 @@ func TestRolesAdmin(t *testing.T) {
 	assert.Equal(t, codes.FailedPrecondition, status.Code(err))
 
 	upd, err := c.UpdateRole(t.Context(), &identityv1.UpdateRoleRequest{
-		Role: &identityv1.Role{OrganizationId: "acme", Id: "eula-clerk", Permissions: []string{"eula.accept", "models.read"}},
+		Role:       &identityv1.Role{OrganizationId: "acme", Id: "eula-clerk", Permissions: []string{"eula.accept", "models.read"}},
 		UpdateMask: mask("permissions")})
 	require.NoError(t, err)
 	assert.Equal(t, []string{"eula.accept", "models.read"}, upd.GetAfter().GetPermissions())
