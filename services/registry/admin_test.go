@@ -320,13 +320,14 @@ func TestHostingRequests(t *testing.T) {
 	client := serveWith(t, registrymem.New(), registry.Config{})
 	_, err := client.CreateHostingRequest(ctx, &registryv1.CreateHostingRequestRequest{HostingRequest: &registryv1.HostingRequest{OrganizationId: "org-a"}})
 	assert.ElementsMatch(t, []string{"hosting_request.requester", "hosting_request.model", "hosting_request.requests_per_minute",
-		"hosting_request.region", "hosting_request.justification"}, grpctest.BadRequestFields(err))
+		"hosting_request.region", "hosting_request.justification", "hosting_request.team_id"}, grpctest.BadRequestFields(err))
 
 	created, err := client.CreateHostingRequest(ctx, &registryv1.CreateHostingRequestRequest{HostingRequest: &registryv1.HostingRequest{
-		OrganizationId: "org-a", Requester: "alice", Model: "llama-70b", TokensPerMinute: 100000, Region: "eu-west-1",
+		OrganizationId: "org-a", TeamId: "radiology", Requester: "alice", Model: "llama-70b", TokensPerMinute: 100000, Region: "eu-west-1",
 		Justification: "data residency", State: registryv1.HostingState_HOSTING_STATE_ACTIVE, DecidedBy: "forged"}})
 	require.NoError(t, err)
 	h := created.GetAfter()
+	assert.Equal(t, "radiology", h.GetTeamId())
 	assert.Equal(t, registryv1.HostingState_HOSTING_STATE_SUBMITTED, h.GetState(), "the state is assigned, not taken from the request")
 	assert.Empty(t, h.GetDecidedBy())
 	assert.Equal(t, fixedNow, h.GetCreateTime().AsTime())
@@ -370,6 +371,46 @@ func TestHostingRequests(t *testing.T) {
 		States: []registryv1.HostingState{registryv1.HostingState_HOSTING_STATE_ACTIVE}, Requester: "alice"})
 	require.NoError(t, err)
 	require.Len(t, list.GetHostingRequests(), 1)
+}
+
+// A request confined to a team (the admin layer fills team_id for team members) sees only
+// that team's hosting requests: another team's is NOT_FOUND, as if it did not exist, and
+// lists leave it out.
+func TestHostingRequestsTeams(t *testing.T) {
+	ctx := t.Context()
+	client := serveWith(t, registrymem.New(), registry.Config{})
+	create := func(team string) string {
+		resp, err := client.CreateHostingRequest(ctx, &registryv1.CreateHostingRequestRequest{HostingRequest: &registryv1.HostingRequest{
+			OrganizationId: "org-a", TeamId: team, Requester: "user:" + team, Model: "llama-70b", RequestsPerMinute: 60,
+			Region: "eu-west-1", Justification: "data residency"}})
+		require.NoError(t, err)
+		return resp.GetAfter().GetId()
+	}
+	radiology, oncology := create("radiology"), create("oncology")
+
+	got, err := client.GetHostingRequest(ctx, &registryv1.GetHostingRequestRequest{OrganizationId: "org-a", Id: radiology, TeamId: "radiology"})
+	require.NoError(t, err)
+	assert.Equal(t, "radiology", got.GetHostingRequest().GetTeamId())
+	_, err = client.GetHostingRequest(ctx, &registryv1.GetHostingRequestRequest{OrganizationId: "org-a", Id: oncology, TeamId: "radiology"})
+	assert.Equal(t, codes.NotFound, status.Code(err))
+	assert.Equal(t, "HOSTING_REQUEST_NOT_FOUND", grpctest.ErrorInfo(err).GetReason())
+	assert.NotContains(t, status.Convert(err).Message(), "oncology", "the refusal does not say whose it is")
+	_, err = client.GetHostingRequest(ctx, &registryv1.GetHostingRequestRequest{OrganizationId: "org-a", Id: oncology})
+	assert.NoError(t, err, "without a team, the organisation's admins see every request")
+
+	ids := func(team string) []string {
+		list, err := client.ListHostingRequests(ctx, &registryv1.ListHostingRequestsRequest{OrganizationId: "org-a", TeamId: team})
+		require.NoError(t, err)
+		var out []string
+		for _, h := range list.GetHostingRequests() {
+			out = append(out, h.GetId())
+		}
+		return out
+	}
+	assert.Equal(t, []string{radiology}, ids("radiology"))
+	assert.Equal(t, []string{oncology}, ids("oncology"))
+	assert.Empty(t, ids("cardiology"))
+	assert.ElementsMatch(t, []string{radiology, oncology}, ids(""))
 }
 
 func TestImportVendorModels(t *testing.T) {

@@ -252,6 +252,7 @@ func hostingToProtoMsg(h HostingRequest) *registryv1.HostingRequest {
 		UpdateTime:        timeToProto(h.UpdateTime),
 		UpdatedBy:         h.UpdatedBy,
 		StatusNote:        h.StatusNote,
+		TeamId:            h.TeamID,
 		Etag:              h.Etag(),
 	}
 }

@@ -52,6 +52,10 @@ type HostingRequest struct {
 	StatusNote string
 	CreateTime time.Time
 	UpdateTime time.Time
+	// TeamID is the team the request is made for, set at creation and never changed.
+	// Left out of the etag's JSON when empty, as for requests stored before teams were
+	// recorded, so that those keep their etags.
+	TeamID string `json:",omitempty"`
 }
 
 // Etag identifies the content of h, as Model.Etag.
@@ -61,18 +65,46 @@ func (h HostingRequest) Etag() string { return etagOf(h) }
 type HostingFilter struct {
 	States    []HostingState // empty keeps all
 	Requester string         // "" keeps all
+	TeamID    string         // "" keeps all
 }
 
 // Match reports whether h passes the filter.
 func (f HostingFilter) Match(h HostingRequest) bool {
 	return (len(f.States) == 0 || slices.Contains(f.States, h.State)) &&
-		(f.Requester == "" || f.Requester == h.Requester)
+		(f.Requester == "" || f.Requester == h.Requester) &&
+		(f.TeamID == "" || f.TeamID == h.TeamID)
 }
 
-// Validate reports every problem of h as a *ValidationError, or nil.
-func (h HostingRequest) Validate() error {
+// ValidateNew reports every problem of a request about to be created: those of Validate,
+// and a missing team.
+func (h HostingRequest) ValidateNew() error {
 	var vs violations
+	if h.TeamID == "" {
+		vs.add("team_id", "is required")
+	}
+	return h.validate(vs)
+}
+
+// ValidateUpdate reports every problem of h as the change of cur: those of Validate, and a
+// change of team, which is fixed at creation.
+func (h HostingRequest) ValidateUpdate(cur HostingRequest) error {
+	var vs violations
+	if h.TeamID != cur.TeamID {
+		vs.add("team_id", "cannot change")
+	}
+	return h.validate(vs)
+}
+
+// Validate reports every problem of h as a *ValidationError, or nil. A request without a
+// team passes (one stored before teams were recorded can still be decided); new requests
+// need one (ValidateNew).
+func (h HostingRequest) Validate() error { return h.validate(nil) }
+
+func (h HostingRequest) validate(vs violations) error {
 	checkOrganization(&vs, h.OrganizationID)
+	if h.TeamID != "" && !identifier.MatchString(h.TeamID) {
+		vs.add("team_id", "must match %s", identifier)
+	}
 	if h.ID == "" {
 		vs.add("id", "is required")
 	} else if !identifier.MatchString(h.ID) {

@@ -42,6 +42,7 @@ func (s *Server) CreateHostingRequest(ctx context.Context, req *registryv1.Creat
 		Justification:     in.GetJustification(),
 		State:             HostingSubmitted,
 		UpdatedBy:         in.GetRequester(),
+		TeamID:            in.GetTeamId(),
 	}
 	h.CreateTime = now.Truncate(time.Microsecond) // what Postgres keeps
 	h.UpdateTime = h.CreateTime
@@ -51,12 +52,16 @@ func (s *Server) CreateHostingRequest(ctx context.Context, req *registryv1.Creat
 	return &registryv1.CreateHostingRequestResponse{After: hostingToProtoMsg(h)}, nil
 }
 
-// GetHostingRequest returns one hosting request.
+// GetHostingRequest returns one hosting request; with team_id, only one of that team (a
+// request of another team is NOT_FOUND, as if it did not exist).
 func (s *Server) GetHostingRequest(ctx context.Context, req *registryv1.GetHostingRequestRequest) (*registryv1.GetHostingRequestResponse, error) {
 	if vs := required("organization_id", req.GetOrganizationId(), "id", req.GetId()); len(vs) > 0 {
 		return nil, apierr.InvalidArgument(vs...)
 	}
 	h, err := s.store.GetHostingRequest(ctx, req.GetOrganizationId(), req.GetId())
+	if err == nil && req.GetTeamId() != "" && h.TeamID != req.GetTeamId() {
+		err = &NotFoundError{Resource: ResourceHostingRequest, Name: req.GetId()}
+	}
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -66,7 +71,7 @@ func (s *Server) GetHostingRequest(ctx context.Context, req *registryv1.GetHosti
 // ListHostingRequests pages through the organization's hosting requests, oldest first.
 func (s *Server) ListHostingRequests(ctx context.Context, req *registryv1.ListHostingRequestsRequest) (*registryv1.ListHostingRequestsResponse, error) {
 	vs := checkPageSize(required("organization_id", req.GetOrganizationId()), req.GetPageSize())
-	filter := HostingFilter{Requester: req.GetRequester()}
+	filter := HostingFilter{Requester: req.GetRequester(), TeamID: req.GetTeamId()}
 	for i, st := range req.GetStates() {
 		d := fromProto(hostingToProto, st)
 		if d == "" {

@@ -292,13 +292,15 @@ type Store interface {
 	UpdateEndpoint(ctx context.Context, organizationID, id string, fn func(current Endpoint) (Endpoint, error)) (before, after Endpoint, err error)
 	DeleteEndpoint(ctx context.Context, organizationID, id string, check func(current Endpoint) error) (Endpoint, error)
 
-	// CreateHostingRequest stores h, which must not exist (*AlreadyExistsError).
+	// CreateHostingRequest stores h, which must not exist (*AlreadyExistsError) and must
+	// pass HostingRequest.ValidateNew (*ValidationError; a team is required).
 	CreateHostingRequest(ctx context.Context, h HostingRequest) error
 	// GetHostingRequest returns a *NotFoundError when the organization has no such request.
 	GetHostingRequest(ctx context.Context, organizationID, id string) (HostingRequest, error)
 	// ListHostingRequests pages through the organization's requests that pass filter,
 	// ordered by id (which is creation order), as ListModels.
 	ListHostingRequests(ctx context.Context, organizationID string, filter HostingFilter, page Page) ([]HostingRequest, string, error)
-	// UpdateHostingRequest is UpdateModel for hosting requests.
+	// UpdateHostingRequest is UpdateModel for hosting requests; what fn returns must pass
+	// HostingRequest.ValidateUpdate (the team cannot change).
 	UpdateHostingRequest(ctx context.Context, organizationID, id string, fn func(current HostingRequest) (HostingRequest, error)) (before, after HostingRequest, err error)
 }

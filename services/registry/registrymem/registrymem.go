@@ -290,7 +290,7 @@ func (s *Store) DeleteEndpoint(ctx context.Context, org, id string, check func(r
 
 // CreateHostingRequest implements registry.Store.
 func (s *Store) CreateHostingRequest(ctx context.Context, h registry.HostingRequest) error {
-	if err := h.Validate(); err != nil {
+	if err := h.ValidateNew(); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -347,7 +347,7 @@ func (s *Store) UpdateHostingRequest(ctx context.Context, org, id string, fn fun
 	if err := checkSameKey(next.OrganizationID, next.ID, org, id, "id"); err != nil {
 		return registry.HostingRequest{}, registry.HostingRequest{}, err
 	}
-	if err := next.Validate(); err != nil {
+	if err := next.ValidateUpdate(cur); err != nil {
 		return registry.HostingRequest{}, registry.HostingRequest{}, err
 	}
 	s.hosting[k] = next

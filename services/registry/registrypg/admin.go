@@ -238,7 +238,7 @@ func hostingArgs(h registry.HostingRequest) []any {
 	}
 	return []any{h.OrganizationID, h.ID, h.Requester, h.Model, h.RequestsPerMinute, h.TokensPerMinute,
 		h.Region, h.Justification, string(h.State), h.DecidedBy, h.DecisionNote, decided, h.UpdatedBy,
-		h.StatusNote, h.CreateTime, h.UpdateTime}
+		h.StatusNote, h.CreateTime, h.UpdateTime, h.TeamID}
 }
 
 func scanHosting(row pgx.CollectableRow) (registry.HostingRequest, error) {
@@ -248,7 +248,7 @@ func scanHosting(row pgx.CollectableRow) (registry.HostingRequest, error) {
 	)
 	err := row.Scan(&h.OrganizationID, &h.ID, &h.Requester, &h.Model, &h.RequestsPerMinute, &h.TokensPerMinute,
 		&h.Region, &h.Justification, &h.State, &h.DecidedBy, &h.DecisionNote, &decided, &h.UpdatedBy,
-		&h.StatusNote, &h.CreateTime, &h.UpdateTime)
+		&h.StatusNote, &h.CreateTime, &h.UpdateTime, &h.TeamID)
 	if decided != nil {
 		h.DecideTime = decided.UTC()
 	}
@@ -258,7 +258,7 @@ func scanHosting(row pgx.CollectableRow) (registry.HostingRequest, error) {
 
 // CreateHostingRequest implements registry.Store.
 func (s *Store) CreateHostingRequest(ctx context.Context, h registry.HostingRequest) error {
-	if err := h.Validate(); err != nil {
+	if err := h.ValidateNew(); err != nil {
 		return err
 	}
 	_, err := s.pool.Exec(ctx, s.q.createHosting, hostingArgs(h)...)
@@ -295,7 +295,7 @@ func (s *Store) ListHostingRequests(ctx context.Context, org string, filter regi
 		states[i] = string(st)
 	}
 	limit := page.Limit()
-	args := []any{org, states, filter.Requester, limit + 1}
+	args := []any{org, states, filter.Requester, limit + 1, filter.TeamID}
 	query := s.q.listHosting
 	if page.Token != "" {
 		query, args = s.q.listHostingAfter, append(args, after)
@@ -323,7 +323,7 @@ func (s *Store) UpdateHostingRequest(ctx context.Context, org, id string, fn fun
 		if err := checkSameKey(next.OrganizationID, next.ID, org, id, "id"); err != nil {
 			return err
 		}
-		if err := next.Validate(); err != nil {
+		if err := next.ValidateUpdate(cur); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, s.q.updateHosting, hostingArgs(next)...); err != nil {

@@ -53,7 +53,7 @@ const modelColumns = `organization_id, name, display_name, vendor, lifecycle_sta
 
 const hostingColumns = `organization_id, id, requester, model, requests_per_minute, tokens_per_minute,
 	region, justification, state, decided_by, decision_note, decide_time, updated_by, status_note,
-	create_time, update_time`
+	create_time, update_time, team_id`
 
 // modelFilter is the WHERE clause of model lists: $2 the states (empty keeps all), $5 the
 // vendor and $6 the use-case tag ("" keeps all).
@@ -113,7 +113,7 @@ func New(pool *pgxpool.Pool, schema string) *Store {
 			WHERE organization_id = $1 AND id = $2`),
 		deleteEndpoint: q(`DELETE FROM {schema}.endpoints WHERE organization_id = $1 AND id = $2`),
 		createHosting: q(`INSERT INTO {schema}.hosting_requests (` + hostingColumns + `)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`),
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`),
 		getHosting: q(`SELECT ` + hostingColumns + ` FROM {schema}.hosting_requests
 			WHERE organization_id = $1 AND id = $2`),
 		lockHosting: q(`SELECT ` + hostingColumns + ` FROM {schema}.hosting_requests
@@ -121,16 +121,16 @@ func New(pool *pgxpool.Pool, schema string) *Store {
 		updateHosting: q(`UPDATE {schema}.hosting_requests SET requester = $3, model = $4,
 				requests_per_minute = $5, tokens_per_minute = $6, region = $7, justification = $8,
 				state = $9, decided_by = $10, decision_note = $11, decide_time = $12, updated_by = $13,
-				status_note = $14, create_time = $15, update_time = $16
+				status_note = $14, create_time = $15, update_time = $16, team_id = $17
 			WHERE organization_id = $1 AND id = $2`),
-		// $2 the states (empty keeps all), $3 the requester ("" keeps all).
+		// $2 the states (empty keeps all), $3 the requester and $5 the team ("" keeps all).
 		listHosting: q(`SELECT ` + hostingColumns + ` FROM {schema}.hosting_requests
 			WHERE organization_id = $1 AND (cardinality($2::text[]) = 0 OR state = ANY($2))
-				AND ($3::text = '' OR requester = $3)
+				AND ($3::text = '' OR requester = $3) AND ($5::text = '' OR team_id = $5)
 			ORDER BY id LIMIT $4`),
 		listHostingAfter: q(`SELECT ` + hostingColumns + ` FROM {schema}.hosting_requests
 			WHERE organization_id = $1 AND (cardinality($2::text[]) = 0 OR state = ANY($2))
-				AND ($3::text = '' OR requester = $3) AND id > $5
+				AND ($3::text = '' OR requester = $3) AND ($5::text = '' OR team_id = $5) AND id > $6
 			ORDER BY id LIMIT $4`),
 		getModel: q(`SELECT ` + modelColumns + ` FROM {schema}.models
 			WHERE organization_id = $1 AND name = $2`),

@@ -43,7 +43,7 @@ func HostingRequest(org, id string) registry.HostingRequest {
 		OrganizationID: org, ID: id, Requester: "alice@example.com", Model: "meta/llama-3.1:70b",
 		RequestsPerMinute: 600, TokensPerMinute: 2_000_000, Region: "eu-central-1",
 		Justification: "patient-record summarisation must stay in our tenancy", State: registry.HostingSubmitted,
-		UpdatedBy: "alice@example.com", CreateTime: t, UpdateTime: t,
+		UpdatedBy: "alice@example.com", CreateTime: t, UpdateTime: t, TeamID: "radiology",
 	}
 }
 
@@ -413,10 +413,25 @@ func testHostingRequests(t *testing.T, s registry.Store) {
 	var ve *registry.ValidationError
 	require.ErrorAs(t, err, &ve)
 
+	// The team is fixed at creation.
+	_, _, err = s.UpdateHostingRequest(ctx, "org-a", "hr-1", func(cur registry.HostingRequest) (registry.HostingRequest, error) {
+		cur.TeamID = "oncology"
+		return cur, nil
+	})
+	require.ErrorAs(t, err, &ve)
+	assert.Equal(t, []string{"team_id"}, fieldsOf(ve))
+	got, err = s.GetHostingRequest(ctx, "org-a", "hr-1")
+	require.NoError(t, err)
+	assert.Equal(t, "radiology", got.TeamID)
+
 	var bad registry.HostingRequest
 	require.ErrorAs(t, s.CreateHostingRequest(ctx, bad), &ve)
 	assert.ElementsMatch(t, []string{"organization_id", "id", "requester", "model", "requests_per_minute", "region",
-		"justification", "state"}, fieldsOf(ve))
+		"justification", "state", "team_id"}, fieldsOf(ve))
+	bad = HostingRequest("org-a", "hr-2")
+	bad.TeamID = "no spaces"
+	require.ErrorAs(t, s.CreateHostingRequest(ctx, bad), &ve)
+	assert.Equal(t, []string{"team_id"}, fieldsOf(ve))
 }
 
 func testHostingRequestsList(t *testing.T, s registry.Store) {
@@ -428,9 +443,14 @@ func testHostingRequestsList(t *testing.T, s registry.Store) {
 		if i == 2 {
 			h.Requester = "bob@example.com"
 		}
+		if i >= 2 {
+			h.TeamID = "oncology"
+		}
 		require.NoError(t, s.CreateHostingRequest(ctx, h))
 	}
-	require.NoError(t, s.CreateHostingRequest(ctx, HostingRequest("org-b", "hr-9")))
+	hb := HostingRequest("org-b", "hr-9")
+	hb.TeamID = "oncology"
+	require.NoError(t, s.CreateHostingRequest(ctx, hb))
 	ids := func(f registry.HostingFilter, size int) []string {
 		var out []string
 		token := ""
@@ -449,6 +469,10 @@ func testHostingRequestsList(t *testing.T, s registry.Store) {
 	assert.Equal(t, []string{"hr-0", "hr-1", "hr-2", "hr-3"}, ids(registry.HostingFilter{}, 3))
 	assert.Equal(t, []string{"hr-0", "hr-2"}, ids(registry.HostingFilter{States: []registry.HostingState{registry.HostingSubmitted}}, 1))
 	assert.Equal(t, []string{"hr-2"}, ids(registry.HostingFilter{Requester: "bob@example.com"}, 0))
+	assert.Equal(t, []string{"hr-2", "hr-3"}, ids(registry.HostingFilter{TeamID: "oncology"}, 1), "one team's, never another organization's")
+	assert.Equal(t, []string{"hr-0", "hr-1"}, ids(registry.HostingFilter{TeamID: "radiology"}, 0))
+	assert.Equal(t, []string{"hr-2"}, ids(registry.HostingFilter{TeamID: "oncology", States: []registry.HostingState{registry.HostingSubmitted}}, 0))
+	assert.Empty(t, ids(registry.HostingFilter{TeamID: "cardiology"}, 0))
 	page, _, err := s.ListHostingRequests(ctx, "org-c", registry.HostingFilter{}, registry.Page{})
 	require.NoError(t, err)
 	assert.Empty(t, page)

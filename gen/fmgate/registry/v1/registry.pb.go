@@ -2838,9 +2838,12 @@ type HostingRequest struct {
 	CreateTime   *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
 	UpdateTime   *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
 	// Who made the last state change (provisioning and activation included), and their note.
-	UpdatedBy     string `protobuf:"bytes,15,opt,name=updated_by,json=updatedBy,proto3" json:"updated_by,omitempty"`
-	Etag          string `protobuf:"bytes,16,opt,name=etag,proto3" json:"etag,omitempty"`
-	StatusNote    string `protobuf:"bytes,17,opt,name=status_note,json=statusNote,proto3" json:"status_note,omitempty"`
+	UpdatedBy  string `protobuf:"bytes,15,opt,name=updated_by,json=updatedBy,proto3" json:"updated_by,omitempty"`
+	Etag       string `protobuf:"bytes,16,opt,name=etag,proto3" json:"etag,omitempty"`
+	StatusNote string `protobuf:"bytes,17,opt,name=status_note,json=statusNote,proto3" json:"status_note,omitempty"`
+	// The team the request is made for: required at creation, never changed. Members of a team
+	// (team-only permission holders) see and make only their team's requests.
+	TeamId        string `protobuf:"bytes,18,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2994,11 +2997,18 @@ func (x *HostingRequest) GetStatusNote() string {
 	return ""
 }
 
+func (x *HostingRequest) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
 // CreateHostingRequestRequest submits a hosting request.
 type CreateHostingRequestRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// organization_id, requester, model, region, justification and a positive load are
-	// required; id, state, decision and times are assigned.
+	// organization_id, team_id, requester, model, region, justification and a positive load
+	// are required; id, state, decision and times are assigned.
 	HostingRequest *HostingRequest `protobuf:"bytes,1,opt,name=hosting_request,json=hostingRequest,proto3" json:"hosting_request,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
@@ -3099,8 +3109,10 @@ type GetHostingRequestRequest struct {
 	state          protoimpl.MessageState `protogen:"open.v1"`
 	OrganizationId string                 `protobuf:"bytes,1,opt,name=organization_id,json=organizationId,proto3" json:"organization_id,omitempty"`
 	Id             string                 `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// When set, a request of another team is NOT_FOUND.
+	TeamId        string `protobuf:"bytes,3,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetHostingRequestRequest) Reset() {
@@ -3143,6 +3155,13 @@ func (x *GetHostingRequestRequest) GetOrganizationId() string {
 func (x *GetHostingRequestRequest) GetId() string {
 	if x != nil {
 		return x.Id
+	}
+	return ""
+}
+
+func (x *GetHostingRequestRequest) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
 	}
 	return ""
 }
@@ -3201,7 +3220,9 @@ type ListHostingRequestsRequest struct {
 	// Keeps requests in these states; empty keeps all.
 	States []HostingState `protobuf:"varint,4,rep,packed,name=states,proto3,enum=fmgate.registry.v1.HostingState" json:"states,omitempty"`
 	// Keeps one requester's requests, when set.
-	Requester     string `protobuf:"bytes,5,opt,name=requester,proto3" json:"requester,omitempty"`
+	Requester string `protobuf:"bytes,5,opt,name=requester,proto3" json:"requester,omitempty"`
+	// Keeps one team's requests, when set.
+	TeamId        string `protobuf:"bytes,6,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3267,6 +3288,13 @@ func (x *ListHostingRequestsRequest) GetStates() []HostingState {
 func (x *ListHostingRequestsRequest) GetRequester() string {
 	if x != nil {
 		return x.Requester
+	}
+	return ""
+}
+
+func (x *ListHostingRequestsRequest) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
 	}
 	return ""
 }
@@ -4014,7 +4042,7 @@ const file_fmgate_registry_v1_registry_proto_rawDesc = "" +
 	"\askipped\x18\x03 \x03(\v2&.fmgate.registry.v1.SkippedVendorModelR\askipped\"T\n" +
 	"\x12SkippedVendorModel\x12&\n" +
 	"\x0fvendor_model_id\x18\x01 \x01(\tR\rvendorModelId\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xa4\x05\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xc3\x05\n" +
 	"\x0eHostingRequest\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\x12\"\n" +
@@ -4039,24 +4067,27 @@ const file_fmgate_registry_v1_registry_proto_rawDesc = "" +
 	"updated_by\x18\x0f \x01(\tR\tupdatedBy\x12\x12\n" +
 	"\x04etag\x18\x10 \x01(\tR\x04etag\x12\x1f\n" +
 	"\vstatus_note\x18\x11 \x01(\tR\n" +
-	"statusNote\"j\n" +
+	"statusNote\x12\x1d\n" +
+	"\ateam_id\x18\x12 \x01(\tB\x04\xb8\xe1\x18\x02R\x06teamId\"j\n" +
 	"\x1bCreateHostingRequestRequest\x12K\n" +
 	"\x0fhosting_request\x18\x01 \x01(\v2\".fmgate.registry.v1.HostingRequestR\x0ehostingRequest\"\x94\x01\n" +
 	"\x1cCreateHostingRequestResponse\x12:\n" +
 	"\x06before\x18\x01 \x01(\v2\".fmgate.registry.v1.HostingRequestR\x06before\x128\n" +
-	"\x05after\x18\x02 \x01(\v2\".fmgate.registry.v1.HostingRequestR\x05after\"S\n" +
+	"\x05after\x18\x02 \x01(\v2\".fmgate.registry.v1.HostingRequestR\x05after\"r\n" +
 	"\x18GetHostingRequestRequest\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x0e\n" +
-	"\x02id\x18\x02 \x01(\tR\x02id\"h\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x1d\n" +
+	"\ateam_id\x18\x03 \x01(\tB\x04\xb8\xe1\x18\x02R\x06teamId\"h\n" +
 	"\x19GetHostingRequestResponse\x12K\n" +
-	"\x0fhosting_request\x18\x01 \x01(\v2\".fmgate.registry.v1.HostingRequestR\x0ehostingRequest\"\xd9\x01\n" +
+	"\x0fhosting_request\x18\x01 \x01(\v2\".fmgate.registry.v1.HostingRequestR\x0ehostingRequest\"\xf8\x01\n" +
 	"\x1aListHostingRequestsRequest\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\x128\n" +
 	"\x06states\x18\x04 \x03(\x0e2 .fmgate.registry.v1.HostingStateR\x06states\x12\x1c\n" +
-	"\trequester\x18\x05 \x01(\tR\trequester\"\x94\x01\n" +
+	"\trequester\x18\x05 \x01(\tR\trequester\x12\x1d\n" +
+	"\ateam_id\x18\x06 \x01(\tB\x04\xb8\xe1\x18\x02R\x06teamId\"\x94\x01\n" +
 	"\x1bListHostingRequestsResponse\x12M\n" +
 	"\x10hosting_requests\x18\x01 \x03(\v2\".fmgate.registry.v1.HostingRequestR\x0fhostingRequests\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x90\x01\n" +
