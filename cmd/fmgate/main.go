@@ -34,9 +34,17 @@ Usage:
   fmgate migrate   [flags]   apply the Postgres migrations (registry, identity, policy, dispatch, audit)
   fmgate simulate  [flags]   run the provider simulator
   fmgate audit     <cmd> [flags]   list, export (JSON lines) or verify the audit trail
+  fmgate apply     -f FILE [--dry-run]   create or update every resource of FILE through the admin API
+  fmgate keys      create|list|get|revoke      administer API keys
+  fmgate models    list|get|transition         administer models
+  fmgate policies  list|get                    read policies
+  fmgate explain   --principal P --model M     which policies fire for a principal and model, and why
+  fmgate licenses  accept|list                 accept model licences for teams
   fmgate version             print the version
 
 Every flag can also be set through the environment: --postgres.url reads FMGATE_POSTGRES_URL.
+The admin commands (apply, keys, models, policies, explain, licenses) call --server with the
+credential in FMGATE_TOKEN or --token-file.
 Run "fmgate <command> -h" for the flags of a command.
 `
 
@@ -52,6 +60,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return migrate(ctx, args, stdout, stderr)
 	case "audit":
 		return auditCmd(ctx, args, stdout, stderr)
+	case "apply":
+		return applyCmd(ctx, args, stdout, stderr)
+	case "keys", "models", "policies", "explain", "licenses":
+		return adminCmd(ctx, cmd, args, stdout, stderr)
 	case "simulate":
 		return simulate(ctx, args, stdout, stderr)
 	case "version":

@@ -382,8 +382,9 @@ type problems struct {
 // entry names entry i of section, with its identity when it has one: `models[2] (acme/gpt)`.
 func entry(section string, i int, ids ...string) string {
 	name := fmt.Sprintf("%s[%d]", section, i)
-	if id := strings.Join(ids, "/"); strings.Trim(id, "/") != "" {
-		name += " (" + id + ")"
+	ids = slices.DeleteFunc(ids, func(s string) bool { return s == "" })
+	if len(ids) > 0 {
+		name += " (" + strings.Join(ids, "/") + ")"
 	}
 	return name
 }
