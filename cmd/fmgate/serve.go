@@ -358,6 +358,13 @@ func (p *process) run(ctx context.Context) error {
 			return nil
 		})
 	}
+	// The edge follows identity's revocations for the process's life.
+	wctx, stopWatch := context.WithCancel(ctx)
+	var watching sync.WaitGroup
+	if p.edge != nil {
+		watching.Go(func() { p.edge.WatchRevocations(wctx) })
+	}
+	defer func() { stopWatch(); watching.Wait() }()
 	p.srv.SetServing(true)
 	attrs := []any{"grpc_addr", p.grpcLis.Addr().String(), "services", strings.Join(p.local, ",")}
 	if p.httpLis != nil {
@@ -367,6 +374,8 @@ func (p *process) run(ctx context.Context) error {
 
 	<-gctx.Done()
 	p.log.Info("shutting down")
+	stopWatch()
+	watching.Wait()
 	p.srv.SetServing(false)
 	if p.cfg.shutdownDelay > 0 {
 		time.Sleep(p.cfg.shutdownDelay) // let load balancers see /readyz fail

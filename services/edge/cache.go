@@ -29,6 +29,9 @@ type ttlCache[V any] struct {
 	mu    sync.Mutex
 	m     map[string]ttlEntry[V]
 	group singleflight.Group
+	// epoch counts invalidations: a fetch that started before one does not store its value,
+	// which may predate the invalidation.
+	epoch uint64
 }
 
 type ttlEntry[V any] struct {
@@ -56,13 +59,16 @@ func (c *ttlCache[V]) get(ctx context.Context, key string, fetch func(context.Co
 	// One fetch serves every concurrent caller, so it must not die with the first caller's
 	// context; each caller still stops waiting when its own context ends.
 	ch := c.group.DoChan(key, func() (any, error) {
+		c.mu.Lock()
+		epoch := c.epoch
+		c.mu.Unlock()
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cacheFetchTimeout)
 		defer cancel()
 		v, err := fetch(fctx)
 		if err != nil {
 			return nil, err
 		}
-		c.put(key, v)
+		c.put(key, v, epoch)
 		return v, nil
 	})
 	select {
@@ -78,10 +84,13 @@ func (c *ttlCache[V]) get(ctx context.Context, key string, fetch func(context.Co
 	}
 }
 
-func (c *ttlCache[V]) put(key string, v V) {
+func (c *ttlCache[V]) put(key string, v V, epoch uint64) {
 	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if epoch != c.epoch {
+		return
+	}
 	if len(c.m) >= cacheMaxEntries {
 		for k, e := range c.m {
 			if !now.Before(e.expires) {
@@ -96,6 +105,19 @@ func (c *ttlCache[V]) put(key string, v V) {
 		}
 	}
 	c.m[key] = ttlEntry[V]{v: v, expires: now.Add(c.ttl)}
+}
+
+// invalidate drops every entry whose value matches, and keeps fetches in flight from storing
+// what they fetched. A nil match drops everything.
+func (c *ttlCache[V]) invalidate(match func(V) bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.epoch++
+	for k, e := range c.m {
+		if match == nil || match(e.v) {
+			delete(c.m, k)
+		}
+	}
 }
 
 // credentialKey is the cache key of a credential: its SHA-256, so that no secret is kept as
