@@ -270,6 +270,62 @@ func TestTenantIsolation(t *testing.T) {
 		assert.NoError(t, err)
 	})
 
+	t.Run("hosting requests", func(t *testing.T) {
+		ask := func(holder string) *registryv1.HostingRequest {
+			t.Helper()
+			resp, err := reg.CreateHostingRequest(as(t, holder), &registryv1.CreateHostingRequestRequest{HostingRequest: &registryv1.HostingRequest{
+				Model: "acme-model", RequestsPerMinute: 60, Region: "eu-west-1", Justification: "steady load",
+			}})
+			require.NoError(t, err)
+			return resp.GetAfter()
+		}
+		redReq, blueReq := ask("acme-red-dev"), ask("acme-blue-dev")
+		assert.Equal(t, "red", redReq.GetTeamId(), "the admin layer confined the request to the caller's team")
+		assert.Equal(t, "user:rita", redReq.GetRequester(), "the requester is the caller")
+		// Claiming another team, or another requester, is refused.
+		_, err := reg.CreateHostingRequest(as(t, "acme-red-dev"), &registryv1.CreateHostingRequestRequest{HostingRequest: &registryv1.HostingRequest{
+			TeamId: "blue", Model: "acme-model", RequestsPerMinute: 60, Region: "eu-west-1", Justification: "x"}})
+		assert.Equal(t, codes.PermissionDenied, status.Code(err), "ask for another team: %v", err)
+		_, err = reg.CreateHostingRequest(as(t, "acme-red-dev"), &registryv1.CreateHostingRequestRequest{HostingRequest: &registryv1.HostingRequest{
+			Requester: "user:bob", Model: "acme-model", RequestsPerMinute: 60, Region: "eu-west-1", Justification: "x"}})
+		assert.Equal(t, codes.PermissionDenied, status.Code(err), "ask as someone else: %v", err)
+
+		red := as(t, "acme-red-dev")
+		list, err := reg.ListHostingRequests(red, &registryv1.ListHostingRequestsRequest{})
+		require.NoError(t, err)
+		require.Len(t, list.GetHostingRequests(), 1)
+		assert.Equal(t, redReq.GetId(), list.GetHostingRequests()[0].GetId())
+		_, err = reg.GetHostingRequest(red, &registryv1.GetHostingRequestRequest{Id: blueReq.GetId()})
+		assert.Equal(t, codes.NotFound, status.Code(err), "read another team's request: %v", err)
+		_, err = reg.ApproveHostingRequest(red, &registryv1.ApproveHostingRequestRequest{Id: redReq.GetId()})
+		assert.Equal(t, codes.PermissionDenied, status.Code(err), "decide one's own request: %v", err)
+		_, err = reg.GetHostingRequest(as(t, "globex-admin"), &registryv1.GetHostingRequestRequest{OrganizationId: "acme", Id: redReq.GetId()})
+		assert.Equal(t, codes.PermissionDenied, status.Code(err), "another organisation reads it: %v", err)
+		_, err = reg.ApproveHostingRequest(as(t, "globex-admin"), &registryv1.ApproveHostingRequestRequest{OrganizationId: "acme", Id: redReq.GetId()})
+		assert.Equal(t, codes.PermissionDenied, status.Code(err), "another organisation decides it: %v", err)
+
+		for _, c := range []struct {
+			holder, method, path, body string
+			want                       int
+		}{
+			{"acme-red-dev", "GET", "/api/v1/orgs/acme/hostingRequests/" + blueReq.GetId(), "", http.StatusNotFound},
+			{"acme-red-dev", "GET", "/api/v1/orgs/acme/hostingRequests?team_id=blue", "", http.StatusForbidden},
+			{"acme-red-dev", "POST", "/api/v1/orgs/acme/hostingRequests/" + blueReq.GetId() + ":reject", `{"note":"no"}`, http.StatusForbidden},
+			{"globex-admin", "GET", "/api/v1/orgs/acme/hostingRequests", "", http.StatusForbidden},
+			{"globex-admin", "POST", "/api/v1/orgs/acme/hostingRequests/" + redReq.GetId() + ":approve", `{}`, http.StatusForbidden},
+		} {
+			code, body := s.rest(t, c.holder, c.method, c.path, c.body)
+			assert.Equal(t, c.want, code, "%s: %s %s: %s", c.holder, c.method, c.path, body)
+		}
+		// The organisation's admin sees both and decides.
+		list, err = reg.ListHostingRequests(as(t, "acme-admin"), &registryv1.ListHostingRequestsRequest{})
+		require.NoError(t, err)
+		assert.Len(t, list.GetHostingRequests(), 2)
+		code, body := s.rest(t, "acme-admin", "POST", "/api/v1/orgs/acme/hostingRequests/"+redReq.GetId()+":approve", `{"note":"ok"}`)
+		require.Equal(t, http.StatusOK, code, body)
+		assert.Contains(t, body, `"decided_by":"user:ada"`)
+	})
+
 	t.Run("refusals are audited", func(t *testing.T) {
 		var events *auditv1.ListAuditEventsResponse
 		require.Eventually(t, func() bool {
