@@ -3,9 +3,10 @@
 //
 // Every service is registered once, through Server.RegisterService, and becomes reachable
 // both over the network (the grpc.Server) and in process (Channel). Both paths run the same
-// interceptors (panic recovery, error normalisation, one log line per RPC) and the same
-// OpenTelemetry stats handlers, so all-in-one and mesh deployments behave alike; only the
-// transport differs.
+// interceptors (panic recovery, error normalisation, logging) and give each RPC the same
+// server span from the otelgrpc handler of the service that owns it, so all-in-one and mesh
+// deployments show the same services in a trace; only the transport differs. A network call
+// also has a client span on the caller's side; an in-process call does not (Channel).
 package grpcserver
 
 import (
@@ -19,6 +20,7 @@ import (
 
 	"github.com/fullstorydev/grpchan/inprocgrpc"
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/baggage"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -41,7 +43,7 @@ type Server struct {
 	tracing   *telemetry.Providers
 	unary     grpc.UnaryServerInterceptor
 	stream    grpc.StreamServerInterceptor
-	stats     stats.Handler
+	stats     *serviceStats
 	meshToken string
 	admin     grpc.UnaryServerInterceptor
 	services  []registration
@@ -105,15 +107,22 @@ func (s *Server) SetServing(serving bool) {
 func (s *Server) Health() healthpb.HealthServer { return s.health }
 
 // Channel returns an in-process channel to every service registered on s, before or after
-// this call, for the calls made by service caller (its client spans report under caller's
-// service name). Services are registered at start-up, before any call is made.
+// this call, for the calls made by service caller. Services are registered at start-up,
+// before any call is made.
+//
+// An in-process call is traced by one span: the server span of the service called, under
+// that service's service.name, a child of the caller's span taken directly from the
+// caller's context. A client span on the caller's side would time the same function call
+// again, and injecting and extracting the trace context through metadata would only copy
+// what the context already holds; together they doubled the tracing cost of every hop. So
+// caller names the calling service for symmetry with Dial, whose network calls do get a
+// client span under caller's name. The interceptors call the otelgrpc server handler
+// directly (trace*), so the span's name and attributes are the network path's.
 func (s *Server) Channel(caller string) grpc.ClientConnInterface {
 	ch := new(inprocgrpc.Channel).
 		WithCloner(protoCloner{}).
-		WithServerUnaryInterceptor(s.unary).
-		WithServerStreamInterceptor(s.stream).
-		WithServerStatsHandler(s.stats).
-		WithClientStatsHandler(clientStats(s.tracing, caller))
+		WithServerUnaryInterceptor(chainUnary(s.traceUnary, s.unary)).
+		WithServerStreamInterceptor(chainStream(s.traceStream, s.stream))
 	for _, r := range s.services {
 		ch.RegisterService(r.desc, r.impl)
 	}
@@ -200,6 +209,53 @@ func (ss *serviceStats) TagConn(ctx context.Context, info *stats.ConnTagInfo) co
 func (ss *serviceStats) HandleConn(ctx context.Context, cs stats.ConnStats) {
 	ss.fallback.HandleConn(ctx, cs)
 }
+
+// callerSpan returns the server context of an in-process call with the caller's span
+// context (and baggage) as the remote parent, as the network path's propagators would.
+func callerSpan(ctx context.Context) context.Context {
+	cc := inprocgrpc.ClientContext(ctx)
+	if cc == nil {
+		return ctx
+	}
+	if sc := trace.SpanContextFromContext(cc); sc.IsValid() {
+		ctx = trace.ContextWithRemoteSpanContext(ctx, sc)
+	}
+	if b := baggage.FromContext(cc); b.Len() > 0 {
+		ctx = baggage.ContextWithBaggage(ctx, b)
+	}
+	return ctx
+}
+
+// traceUnary gives an in-process unary call its server span: the otelgrpc handler of the
+// service that owns the method sees the call's tag and its end, the only events it records
+// for a server; the payload and header events a stats handler would also receive are
+// skipped.
+func (s *Server) traceUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	h := s.stats.pick(info.FullMethod)
+	begin := time.Now()
+	ctx = h.TagRPC(callerSpan(ctx), &stats.RPCTagInfo{FullMethodName: info.FullMethod})
+	resp, err := handler(ctx, req)
+	h.HandleRPC(ctx, &stats.End{BeginTime: begin, EndTime: time.Now(), Error: err})
+	return resp, err
+}
+
+// traceStream is traceUnary for streams.
+func (s *Server) traceStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	h := s.stats.pick(info.FullMethod)
+	begin := time.Now()
+	ctx := h.TagRPC(callerSpan(ss.Context()), &stats.RPCTagInfo{FullMethodName: info.FullMethod})
+	err := handler(srv, &tracedStream{ServerStream: ss, ctx: ctx})
+	h.HandleRPC(ctx, &stats.End{BeginTime: begin, EndTime: time.Now(), Error: err})
+	return err
+}
+
+// tracedStream is a server stream whose context holds its span.
+type tracedStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (t *tracedStream) Context() context.Context { return t.ctx }
 
 // normalize turns what a handler returned into what the caller sees: status errors pass
 // unchanged, context errors become Canceled/DeadlineExceeded, and anything else becomes

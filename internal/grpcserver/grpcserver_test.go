@@ -106,8 +106,9 @@ func TestErrorsAreNormalised(t *testing.T) {
 	}
 }
 
-// The in-process channel must carry the trace across services and give each side the
-// service.name of the service it belongs to, exactly as the network path does.
+// The in-process channel must carry the trace across services and give the service called
+// its own service.name, exactly as the network path does. Over the network each side has a
+// span; in process the callee's server span is the hop's only span, a child of the caller's.
 func TestTracePropagatesInProcessAndOverNetwork(t *testing.T) {
 	ok := func(context.Context) (*registryv1.GetEndpointResponse, error) {
 		return &registryv1.GetEndpointResponse{}, nil
@@ -121,31 +122,37 @@ func TestTracePropagatesInProcessAndOverNetwork(t *testing.T) {
 	for _, cc := range []struct {
 		name string
 		call func(ctx context.Context) error
+		want map[string]string // span kind → service.name
 	}{
 		{"inproc", func(ctx context.Context) error {
 			_, err := registryv1.NewRegistryServiceClient(s.Channel("edge")).GetEndpoint(ctx, &registryv1.GetEndpointRequest{})
 			return err
-		}},
+		}, map[string]string{"internal": "fmgate-edge", "server": "fmgate-registry"}},
 		{"network", func(ctx context.Context) error {
 			_, err := registryv1.NewRegistryServiceClient(conn).GetEndpoint(ctx, &registryv1.GetEndpointRequest{})
 			return err
-		}},
+		}, map[string]string{"internal": "fmgate-edge", "client": "fmgate-edge", "server": "fmgate-registry"}},
 	} {
 		t.Run(cc.name, func(t *testing.T) {
 			exp.Reset()
-			require.NoError(t, cc.call(t.Context()))
+			ctx, caller := s.tracing.For("edge").Tracer("test").Start(t.Context(), "edge.work")
+			require.NoError(t, cc.call(ctx))
+			caller.End()
 			var spans []sdktrace.ReadOnlySpan
 			require.Eventually(t, func() bool {
 				spans = exp.GetSpans().Snapshots()
-				return len(spans) == 2
+				return len(spans) == len(cc.want)
 			}, timeout, tick)
 			services := map[string]string{}
 			for _, sp := range spans {
 				services[sp.SpanKind().String()] = serviceName(sp.Resource().Attributes())
+				assert.Equal(t, caller.SpanContext().TraceID(), sp.SpanContext().TraceID(), sp.Name())
+				if sp.SpanKind().String() == "server" && cc.name == "inproc" {
+					assert.Equal(t, caller.SpanContext().SpanID(), sp.Parent().SpanID(), "the caller's span is the parent")
+					assert.Equal(t, "fmgate.registry.v1.RegistryService/GetEndpoint", sp.Name())
+				}
 			}
-			assert.Equal(t, "fmgate-edge", services["client"])
-			assert.Equal(t, "fmgate-registry", services["server"])
-			assert.Equal(t, spans[0].SpanContext().TraceID(), spans[1].SpanContext().TraceID())
+			assert.Equal(t, cc.want, services)
 		})
 	}
 }
