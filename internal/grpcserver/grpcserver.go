@@ -3,7 +3,7 @@
 //
 // Every service is registered once, through Server.RegisterService, and becomes reachable
 // both over the network (the grpc.Server) and in process (Channel). Both paths run the same
-// interceptors (panic recovery, error normalisation, logging) and give each RPC the same
+// interceptors (panic recovery, error normalisation, a log line per RPC: logRPC) and give each RPC the same
 // server span from the otelgrpc handler of the service that owns it, so all-in-one and mesh
 // deployments show the same services in a trace; only the transport differs. A network call
 // also has a client span on the caller's side; an in-process call does not (Channel).
@@ -45,6 +45,7 @@ type Server struct {
 	stream    grpc.StreamServerInterceptor
 	stats     *serviceStats
 	meshToken string
+	slow      time.Duration // SlowRPC; tests lower it
 	admin     grpc.UnaryServerInterceptor
 	services  []registration
 	channels  []*inprocgrpc.Channel
@@ -61,7 +62,7 @@ type registration struct {
 // meshToken is the secret fmgate processes of one mesh present to each other (access.go);
 // empty, internal services answer only in-process callers.
 func New(log *slog.Logger, tracing *telemetry.Providers, meshToken string, opts ...grpc.ServerOption) *Server {
-	s := &Server{log: log, tracing: tracing, health: health.NewServer(), meshToken: meshToken}
+	s := &Server{log: log, tracing: tracing, health: health.NewServer(), meshToken: meshToken, slow: SlowRPC}
 	s.stats = newServiceStats(tracing)
 	s.unary = chainUnary(s.logUnary, chainUnary(s.guardUnary, recoverUnary(log)))
 	s.stream = chainStream(s.logStream, chainStream(s.guardStream, recoverStream(log)))
@@ -293,15 +294,27 @@ func (s *Server) logStream(srv any, ss grpc.ServerStream, info *grpc.StreamServe
 	return err
 }
 
-// logRPC writes the one line per RPC, at a level that follows the code.
+// SlowRPC is the duration from which a successful internal RPC is logged at Info.
+const SlowRPC = time.Second
+
+// logRPC writes the line of an RPC, at a level that follows the code: Error for Internal,
+// Unknown, Unavailable and DataLoss, Warn for other failures, Info for successful public and
+// administrative RPCs. A successful internal RPC (one service calling another, several per
+// generation) is logged at Debug, or at Info when it took SlowRPC or more: at Info every
+// generation would write one line per hop, which the gateway RPC's own line and the trace
+// already cover.
 func (s *Server) logRPC(ctx context.Context, method string, start time.Time, err error) {
 	if strings.HasPrefix(method, "/grpc.health.") {
 		return
 	}
 	code := status.Code(err)
+	elapsed := time.Since(start)
 	level := slog.LevelInfo
 	switch code {
 	case codes.OK:
+		if elapsed < s.slow && kindOf(method) == kindInternal {
+			level = slog.LevelDebug
+		}
 	case codes.Internal, codes.Unknown, codes.Unavailable, codes.DataLoss:
 		level = slog.LevelError
 	default:
@@ -314,7 +327,7 @@ func (s *Server) logRPC(ctx context.Context, method string, start time.Time, err
 		slog.String("service", ServiceOf(method)),
 		slog.String("method", method),
 		slog.String("code", code.String()),
-		slog.Duration("duration", time.Since(start)),
+		slog.Duration("duration", elapsed),
 	}
 	if err != nil {
 		attrs = append(attrs, slog.String("message", status.Convert(err).Message()))

@@ -2,8 +2,11 @@ package grpcserver
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -153,6 +156,36 @@ func TestTracePropagatesInProcessAndOverNetwork(t *testing.T) {
 				}
 			}
 			assert.Equal(t, cc.want, services)
+		})
+	}
+}
+
+// A successful internal RPC is logged at Debug unless it was slow; failures keep their level.
+func TestRPCLogLevels(t *testing.T) {
+	ok := func(context.Context) (*registryv1.GetEndpointResponse, error) {
+		return &registryv1.GetEndpointResponse{}, nil
+	}
+	notFound := func(context.Context) (*registryv1.GetEndpointResponse, error) {
+		return nil, status.Error(codes.NotFound, "no endpoint e1")
+	}
+	for name, tc := range map[string]struct {
+		impl  func(context.Context) (*registryv1.GetEndpointResponse, error)
+		slow  time.Duration
+		level string
+	}{
+		"internal ok":      {impl: ok, slow: SlowRPC, level: "DEBUG"},
+		"internal ok slow": {impl: ok, slow: 0, level: "INFO"},
+		"internal failure": {impl: notFound, slow: SlowRPC, level: "WARN"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s, _, logs := setup(t, registry{endpoint: tc.impl})
+			s.slow = tc.slow
+			_, _ = registryv1.NewRegistryServiceClient(s.Channel("edge")).GetEndpoint(t.Context(), &registryv1.GetEndpointRequest{})
+			var line struct{ Level, Msg, Method string }
+			require.NoError(t, json.Unmarshal([]byte(strings.TrimSpace(logs.String())), &line), logs.String())
+			assert.Equal(t, "rpc", line.Msg)
+			assert.Equal(t, "/fmgate.registry.v1.RegistryService/GetEndpoint", line.Method)
+			assert.Equal(t, tc.level, line.Level)
 		})
 	}
 }
