@@ -35,7 +35,8 @@ e2e: ## run only the end-to-end tests of the built binary (mesh, Jaeger)
 	cd e2e && $(GO) test -race -count=1 -timeout 20m -v ./...
 
 .PHONY: bench
-bench: ## measure the latency and allocations the gateway adds at fixed request rates (BENCH_RATES, BENCH_DURATION)
+bench: ## policy evaluation cost (50 rules), then the latency and allocations the gateway adds at fixed request rates (BENCH_RATES, BENCH_DURATION; Postgres variant with FMGATE_TEST_POSTGRES_URL)
+	$(GO) test -run '^$$' -bench 'Evaluate$$' -benchtime 20000x ./services/policy
 	$(GO) test -run '^$$' -bench 'Added.*Latency' -benchtime 1x ./cmd/fmgate -args -duration=$(BENCH_DURATION) -rates=$(BENCH_RATES) -chunk-delay=$(BENCH_CHUNK_DELAY)
 
 .PHONY: up

@@ -71,7 +71,7 @@ func TestLicenseNotAcceptedRefused(t *testing.T) {
 	t.Run("REST", func(t *testing.T) {
 		resp, body := postRaw(t, t.Context(), s.http+"/api/v1/generate",
 			`{"model":"llama","messages":[{"role":"ROLE_USER","content":[{"text":"hi"}]}]}`, nil)
-		assert.Equal(t, http.StatusBadRequest, resp.StatusCode, "FAILED_PRECONDITION's status on the native REST API: %s", body)
+		assert.Equal(t, http.StatusForbidden, resp.StatusCode, "a licence refusal is 403 on the native REST API too: %s", body)
 		var st struct {
 			Code    int    `json:"code"`
 			Message string `json:"message"`

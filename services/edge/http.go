@@ -136,8 +136,11 @@ func errorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshale
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 	}
 	cw := challengeWriter{ResponseWriter: w}
-	if reasonOf(err) == "MODEL_RETIRED" {
+	switch reasonOf(err) {
+	case "MODEL_RETIRED":
 		cw.status = http.StatusGone // a model that existed and is gone for good
+	case ReasonLicenseNotAccepted:
+		cw.status = LicenseNotAcceptedHTTPStatus // as on the vendor dialects
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, cw, r, err)
 }

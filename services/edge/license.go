@@ -20,10 +20,9 @@ import (
 // licence_version and team_id, so a client can offer the acceptance without parsing the
 // message.
 //
-// Over HTTP the vendor dialects answer LicenseNotAcceptedHTTPStatus: the OpenAI-compatible
-// API with code license_not_accepted, the Anthropic-compatible API with permission_error.
-// The native REST API (grpc-gateway) answers FAILED_PRECONDITION's usual 400 with the
-// reason in the status details, as it does for every code.
+// Over HTTP every ingress answers LicenseNotAcceptedHTTPStatus: the OpenAI-compatible API
+// with code license_not_accepted, the Anthropic-compatible API with permission_error, the
+// native REST API with the status and its details.
 const ReasonLicenseNotAccepted = "LICENSE_NOT_ACCEPTED"
 
 // LicenseNotAcceptedHTTPStatus is the HTTP status of a ReasonLicenseNotAccepted refusal on
