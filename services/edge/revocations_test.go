@@ -99,7 +99,7 @@ func TestRevocationsDropCachedPrincipals(t *testing.T) {
 	get("k1")
 	waitFetches(2)
 
-	stream <- revocation("acme", "k3")    // another key
+	stream <- revocation("acme", "k3")   // another key
 	stream <- revocation("globex", "k1") // the same id in another organisation
 	stream <- heartbeat()                // processed after the revocations: they have been applied
 	get("k1")
