@@ -136,7 +136,8 @@ func NewRecorder(store Store, service string, cfg RecorderConfig) (*Recorder, er
 
 // Record queues e for writing. It fills what e leaves empty: ID (random), Service (the
 // Recorder's), Time (now) and TraceID (from ctx's span). An invalid event gives a
-// *ValidationError at once. When the queue is full, Record waits up to EnqueueTimeout, or
+// *ValidationError at once (check); the event is queued as given, and the store's Append
+// normalises it, off the caller's path. When the queue is full, Record waits up to EnqueueTimeout, or
 // until ctx ends, then returns ErrQueueFull (or ctx's error). After shutdown it returns
 // ErrClosed. Safe for concurrent use.
 func (r *Recorder) Record(ctx context.Context, e Event) error {
@@ -157,8 +158,7 @@ func (r *Recorder) Record(ctx context.Context, e Event) error {
 	if sc := trace.SpanContextFromContext(ctx); e.TraceID == "" && sc.HasTraceID() {
 		e.TraceID = sc.TraceID().String()
 	}
-	e, err := Normalize(e)
-	if err != nil {
+	if err := check(e); err != nil {
 		return err
 	}
 
@@ -187,6 +187,29 @@ func (r *Recorder) Record(ctx context.Context, e Event) error {
 		r.rejected.Add(1)
 		return fmt.Errorf("record audit event %s: %w", e.Action, ctx.Err())
 	}
+}
+
+// check reports what Normalize would find wrong with e, without building the canonical JSON
+// that Normalize returns: validating JSON costs no allocation, while canonicalising it decodes
+// it into maps and encodes it again, which the store does anyway (Store.Append normalises).
+func check(e Event) error {
+	raw := [...]struct {
+		field string
+		json  json.RawMessage
+	}{{"before", e.Before}, {"after", e.After}, {"details", e.Details}}
+	e.Before, e.After, e.Details = nil, nil, nil
+	if _, err := Normalize(e); err != nil {
+		return err
+	}
+	for _, r := range raw {
+		if len(r.json) > MaxJSONLen || !json.Valid(r.json) && len(bytes.TrimSpace(r.json)) > 0 {
+			// The error Normalize gives, or none for what json.Valid is stricter about.
+			if _, err := canonicalJSON(r.field, r.json); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // Stats returns the counters.

@@ -2,10 +2,12 @@ package audit_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -138,6 +140,9 @@ func TestRecorderRejectsInvalidEvents(t *testing.T) {
 		{"no organization", audit.Event{Action: "x"}, "organization_id"},
 		{"no action", audit.Event{OrganizationID: "acme"}, "action"},
 		{"other service", audit.Event{OrganizationID: "acme", Action: "x", Service: "policy"}, "service"},
+		{"details not JSON", audit.Event{OrganizationID: "acme", Action: "x", Details: json.RawMessage(`{"a":`)}, "details"},
+		{"two values in before", audit.Event{OrganizationID: "acme", Action: "x", Before: json.RawMessage(`{} {}`)}, "before"},
+		{"after too large", audit.Event{OrganizationID: "acme", Action: "x", After: json.RawMessage(`"` + strings.Repeat("a", audit.MaxJSONLen) + `"`)}, "after"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -149,6 +154,21 @@ func TestRecorderRejectsInvalidEvents(t *testing.T) {
 	assert.Zero(t, h.rec.Stats().Recorded)
 	_, err := audit.NewRecorder(h.store, "../etc", audit.RecorderConfig{})
 	assert.Error(t, err, "the service names the spool file: no paths")
+}
+
+// Record checks JSON fields without canonicalising them; what the store keeps is canonical.
+func TestRecorderStoresCanonicalJSON(t *testing.T) {
+	h := newRecorder(t, auditmem.New(), fastConfig(""))
+	h.start(t)
+	require.NoError(t, h.rec.Record(t.Context(), audit.Event{
+		OrganizationID: "acme", Action: "generation", Details: json.RawMessage(`{ "z": 1, "a": [true, null] }`),
+	}))
+	require.Eventually(t, func() bool { return h.rec.Stats().Written == 1 }, 5*time.Second, time.Millisecond)
+	require.NoError(t, h.shutdown())
+	all := listAll(t, h.store)
+	require.Len(t, all, 1)
+	assert.JSONEq(t, `{"a":[true,null],"z":1}`, string(all[0].Details))
+	assert.Equal(t, `{"a":[true,null],"z":1}`, string(all[0].Details))
 }
 
 func TestRecorderSpoolsWhileStoreIsDownThenReplays(t *testing.T) {
