@@ -371,8 +371,15 @@ func (s *Server) admitFor(ctx context.Context, p *identityv1.Principal, model st
 		s.refused(ctx, p, model, route, decision, nil, "license_not_accepted")
 		return nil, err
 	}
-	// Obligations such as allowed regions leave only some of the route's endpoints.
+	// Obligations such as allowed regions leave only some of the route's endpoints, and
+	// fallback models only serve teams that accepted their licences.
 	route = onlyEndpoints(route, decision.GetAllowedEndpointIds())
+	licensed, err := licensedRoute(p, route)
+	if err != nil {
+		s.refused(ctx, p, model, route, decision, nil, "license_not_accepted")
+		return nil, err
+	}
+	route = licensed
 	a := &admitted{principal: p, route: route, profile: decision.GetObligations().GetModerationProfile(), params: params, decision: decision}
 	if a.profile == "" {
 		a.profile = DefaultModerationProfile
@@ -662,8 +669,7 @@ func endpointFacts(route *registryv1.ResolveRouteResponse) []*policyv1.EndpointF
 	return out
 }
 
-// onlyEndpoints returns the route with only the allowed endpoints (and their tiers), in
-// order. The route may be shared through the cache, so it is copied, never changed. An
+// onlyEndpoints returns the route with only the allowed endpoints (filterRoute). An
 // allowing decision always leaves at least one endpoint (policy denies otherwise), so an
 // empty list means the policy service did not filter.
 func onlyEndpoints(route *registryv1.ResolveRouteResponse, allowed []string) *registryv1.ResolveRouteResponse {
@@ -674,15 +680,28 @@ func onlyEndpoints(route *registryv1.ResolveRouteResponse, allowed []string) *re
 	for _, id := range allowed {
 		keep[id] = true
 	}
-	out := &registryv1.ResolveRouteResponse{Model: route.GetModel(), Deprecation: route.GetDeprecation()}
-	tiers := route.GetEndpointTiers()
-	for i, e := range route.GetEndpoints() {
-		if !keep[e.GetId()] {
+	return filterRoute(route, func(i int) bool { return keep[route.GetEndpoints()[i].GetId()] })
+}
+
+// filterRoute returns a copy of route with only the endpoints i for which keep(i) holds, in
+// order, and the same entries of the lists parallel to them (endpoint_tiers,
+// endpoint_models; a list of another length is dropped). The route may be shared through
+// the cache, so it is copied, never changed.
+func filterRoute(route *registryv1.ResolveRouteResponse, keep func(i int) bool) *registryv1.ResolveRouteResponse {
+	out := &registryv1.ResolveRouteResponse{
+		Model: route.GetModel(), Deprecation: route.GetDeprecation(), FallbackModels: route.GetFallbackModels(),
+	}
+	eps, tiers, models := route.GetEndpoints(), route.GetEndpointTiers(), route.GetEndpointModels()
+	for i, e := range eps {
+		if !keep(i) {
 			continue
 		}
 		out.Endpoints = append(out.Endpoints, e)
-		if len(tiers) == len(route.GetEndpoints()) {
+		if len(tiers) == len(eps) {
 			out.EndpointTiers = append(out.EndpointTiers, tiers[i])
+		}
+		if len(models) == len(eps) {
+			out.EndpointModels = append(out.EndpointModels, models[i])
 		}
 	}
 	return out

@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +19,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	dispatchv1 "github.com/fmgate/fmgate/gen/fmgate/dispatch/v1"
 	gatewayv1 "github.com/fmgate/fmgate/gen/fmgate/gateway/v1"
@@ -31,13 +33,18 @@ import (
 
 // licenseDeps extends the fakes of edge_test.go: model "licensed" requires acceptance of
 // licence "Llama 3.1 Community" version "3.1", model "open" has a licence that needs none;
-// policy grants both. The key "good" authenticates a principal of team "research" whose
-// acceptances are what the test sets; "teamless" one of no team.
+// policy grants both. Model "primary" (open licence, endpoint "down-p1") falls back to model
+// "guarded" (endpoint "g1"), whose licence requires acceptance; model "fallback-only" has
+// no endpoint of its own and falls back to "guarded". The key "good" authenticates a
+// principal of team "research" whose acceptances are what the test sets; "teamless" one of
+// no team. Dispatch tries the endpoints it is given in order, as the real one does across
+// tiers: those named "down-*" fail, any other answers "served by <id>".
 type licenseDeps struct {
 	*deps
-	mu        sync.Mutex
-	accepted  []*identityv1.LicenseAcceptance
-	generated int
+	mu         sync.Mutex
+	accepted   []*identityv1.LicenseAcceptance
+	generated  int
+	dispatched []*dispatchv1.GenerateRequest
 }
 
 const (
@@ -73,7 +80,20 @@ func (d *licenseDeps) Authenticate(_ context.Context, in *identityv1.Authenticat
 
 func (d *licenseDeps) ResolveRoute(_ context.Context, in *registryv1.ResolveRouteRequest, _ ...grpc.CallOption) (*registryv1.ResolveRouteResponse, error) {
 	lic := &registryv1.License{Name: licName, Url: "https://llama.example/license", Version: licVersion, AcceptanceRequired: true}
+	guarded := &registryv1.Model{Name: "guarded", Vendor: "sim", License: lic}
 	switch in.GetModel() {
+	case "primary":
+		return &registryv1.ResolveRouteResponse{
+			Model:     &registryv1.Model{Name: "primary", Vendor: "sim", License: &registryv1.License{Name: "Apache-2.0"}, FallbackModels: []string{"guarded"}},
+			Endpoints: []*registryv1.Endpoint{{Id: "down-p1"}, {Id: "g1"}}, EndpointTiers: []int32{0, 1},
+			EndpointModels: []string{"primary", "guarded"}, FallbackModels: []*registryv1.Model{guarded},
+		}, nil
+	case "fallback-only":
+		return &registryv1.ResolveRouteResponse{
+			Model:     &registryv1.Model{Name: "fallback-only", Vendor: "sim", FallbackModels: []string{"guarded"}},
+			Endpoints: []*registryv1.Endpoint{{Id: "g1"}}, EndpointTiers: []int32{0},
+			EndpointModels: []string{"guarded"}, FallbackModels: []*registryv1.Model{guarded},
+		}, nil
 	case "licensed":
 	case "open":
 		lic = &registryv1.License{Name: "Apache-2.0", Version: "2.0"}
@@ -90,14 +110,33 @@ func (d *licenseDeps) Evaluate(context.Context, *policyv1.EvaluateRequest, ...gr
 	return &policyv1.EvaluateResponse{Decision: policyv1.Decision_DECISION_ALLOW, PolicyIds: []string{"allow-all"}}, nil
 }
 
-func (d *licenseDeps) Generate(context.Context, *dispatchv1.GenerateRequest, ...grpc.CallOption) (*dispatchv1.GenerateResponse, error) {
+func (d *licenseDeps) Generate(_ context.Context, in *dispatchv1.GenerateRequest, _ ...grpc.CallOption) (*dispatchv1.GenerateResponse, error) {
 	d.mu.Lock()
 	d.generated++
+	d.dispatched = append(d.dispatched, in)
 	d.mu.Unlock()
-	return &dispatchv1.GenerateResponse{
-		Message:      &typev1.Message{Role: typev1.Role_ROLE_ASSISTANT, Content: []*typev1.ContentPart{text("ok")}},
-		FinishReason: typev1.FinishReason_FINISH_REASON_STOP, Usage: &typev1.Usage{InputTokens: 1, OutputTokens: 1, TotalTokens: 2},
-	}, nil
+	err := status.Error(codes.Unavailable, "no endpoint")
+	for _, id := range in.GetEndpointIds() {
+		if strings.HasPrefix(id, "down-") {
+			err = status.Errorf(codes.Unavailable, "endpoint %s: vendor answered 503", id)
+			continue
+		}
+		return &dispatchv1.GenerateResponse{
+			Message:      &typev1.Message{Role: typev1.Role_ROLE_ASSISTANT, Content: []*typev1.ContentPart{text("served by " + id)}},
+			FinishReason: typev1.FinishReason_FINISH_REASON_STOP, Usage: &typev1.Usage{InputTokens: 1, OutputTokens: 1, TotalTokens: 2},
+		}, nil
+	}
+	return nil, err
+}
+
+// lastDispatched returns the last request dispatch received, or nil.
+func (d *licenseDeps) lastDispatched() *dispatchv1.GenerateRequest {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.dispatched) == 0 {
+		return nil
+	}
+	return d.dispatched[len(d.dispatched)-1]
 }
 
 // newLicenseServer returns an edge on licenseDeps that records audit events into memory.
@@ -280,4 +319,168 @@ func TestLicenseAcceptanceAppliesWithinPrincipalTTL(t *testing.T) {
 	accepted := time.Now()
 	require.Eventually(t, func() bool { return gen() == nil }, 5*time.Second, 5*time.Millisecond)
 	t.Logf("accepted after %v (principal TTL %v)", time.Since(accepted), ttl)
+}
+
+// A fallback model serves only teams that accepted its licence: when the requested model's
+// endpoints fail, a team that has not accepted the fallback's licence gets the requested
+// model's failure, and the fallback's endpoint never reaches dispatch; once the team
+// accepts, the fallback answers.
+func TestFallbackLicenseAcceptance(t *testing.T) {
+	s, d, store := newLicenseServer(t, Config{PrincipalTTL: -1})
+	msgs := []*typev1.Message{{Role: typev1.Role_ROLE_USER, Content: []*typev1.ContentPart{text("hi")}}}
+	gen := func(model string) (*gatewayv1.GenerateResponse, error) {
+		return s.Generate(authed(t.Context(), "good"), &gatewayv1.GenerateRequest{Model: model, Messages: msgs})
+	}
+
+	t.Run("not accepted", func(t *testing.T) {
+		d.accept(acceptance("licensed", licName, licVersion)) // the same licence, for another model
+		resp, err := gen("primary")
+		require.Error(t, err, "the fallback must not answer: %v", resp.GetMessage())
+		assert.Equal(t, codes.Unavailable, status.Code(err))
+		assert.Contains(t, status.Convert(err).Message(), "endpoint down-p1", "the client sees the primary's failure")
+		got := d.lastDispatched()
+		require.NotNil(t, got)
+		assert.Equal(t, []string{"down-p1"}, got.GetEndpointIds(), "the fallback's endpoint is dropped before dispatch")
+		assert.Equal(t, []int32{0}, got.GetEndpointTiers(), "tiers stay parallel to the endpoints")
+
+		_, err = gen("fallback-only")
+		st := status.Convert(err)
+		require.Equal(t, codes.FailedPrecondition, st.Code(), "%v", err)
+		assert.Contains(t, st.Message(), `model "fallback-only" can only be served by its fallback: model "guarded" requires acceptance`)
+		assert.Contains(t, st.Message(), `team "research" has not accepted`)
+		info := errorInfo(err)
+		require.NotNil(t, info)
+		assert.Equal(t, ReasonLicenseNotAccepted, info.GetReason())
+		assert.Equal(t, "guarded", info.GetMetadata()["model"], "the model whose licence to accept")
+		assert.Same(t, got, d.lastDispatched(), "the refused request never reached dispatch")
+
+		evs, details := events(t, store, 2)
+		assert.Equal(t, ActionRefused, evs[1].Action)
+		assert.Equal(t, "fallback-only", evs[1].Resource.ID)
+		assert.Equal(t, "license_not_accepted", details[1].Outcome)
+	})
+
+	t.Run("accepted", func(t *testing.T) {
+		d.accept(acceptance("guarded", licName, licVersion))
+		for _, model := range []string{"primary", "fallback-only"} {
+			resp, err := gen(model)
+			require.NoError(t, err, model)
+			assert.Equal(t, "served by g1", messageText(resp.GetMessage()), "the fallback answers")
+			assert.Equal(t, "g1", d.lastDispatched().GetEndpointIds()[len(d.lastDispatched().GetEndpointIds())-1])
+		}
+		assert.Equal(t, []int32{0, 1}, d.lastDispatchedFor(t, "down-p1").GetEndpointTiers())
+	})
+
+	t.Run("other version", func(t *testing.T) {
+		d.accept(acceptance("guarded", licName, "3.0"))
+		_, err := gen("primary")
+		assert.Equal(t, codes.Unavailable, status.Code(err), "an acceptance of another version does not cover the fallback")
+	})
+}
+
+// lastDispatchedFor returns the last dispatched request whose first endpoint is first.
+func (d *licenseDeps) lastDispatchedFor(t *testing.T, first string) *dispatchv1.GenerateRequest {
+	t.Helper()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i := len(d.dispatched) - 1; i >= 0; i-- {
+		if ids := d.dispatched[i].GetEndpointIds(); len(ids) > 0 && ids[0] == first {
+			return d.dispatched[i]
+		}
+	}
+	t.Fatalf("no request dispatched to %s first", first)
+	return nil
+}
+
+func errorInfo(err error) *errdetails.ErrorInfo {
+	for _, d := range status.Convert(err).Details() {
+		if i, ok := d.(*errdetails.ErrorInfo); ok {
+			return i
+		}
+	}
+	return nil
+}
+
+func TestLicensedRoute(t *testing.T) {
+	p := &identityv1.Principal{OrganizationId: "acme", Subject: "user:alice", TeamId: "research",
+		AcceptedLicenses: []*identityv1.LicenseAcceptance{acceptance("accepted", licName, licVersion)}}
+	card := func(name string, required bool) *registryv1.Model {
+		return &registryv1.Model{Name: name, License: &registryv1.License{Name: licName, Version: licVersion, AcceptanceRequired: required}}
+	}
+	route := func(models ...string) *registryv1.ResolveRouteResponse {
+		r := &registryv1.ResolveRouteResponse{
+			Model:          card("main", true), // the requested model's licence is checkLicense's, not licensedRoute's
+			EndpointModels: models,
+			FallbackModels: []*registryv1.Model{card("open", false), card("accepted", true), card("refused", true)},
+		}
+		for i, m := range models {
+			r.Endpoints = append(r.Endpoints, &registryv1.Endpoint{Id: fmt.Sprintf("%s-%d", m, i)})
+			r.EndpointTiers = append(r.EndpointTiers, int32(i))
+		}
+		return r
+	}
+	tests := []struct {
+		name   string
+		route  *registryv1.ResolveRouteResponse
+		ids    []string
+		tiers  []int32
+		models []string
+	}{
+		{"all usable", route("main", "open", "accepted"), []string{"main-0", "open-1", "accepted-2"}, []int32{0, 1, 2},
+			[]string{"main", "open", "accepted"}},
+		{"refused dropped", route("main", "refused", "open", "refused"), []string{"main-0", "open-2"}, []int32{0, 2},
+			[]string{"main", "open"}},
+		{"unknown card dropped", route("main", "stranger"), []string{"main-0"}, []int32{0}, []string{"main"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := proto.Clone(tt.route)
+			got, err := licensedRoute(p, tt.route)
+			require.NoError(t, err)
+			assert.Equal(t, tt.ids, endpointIDs(got))
+			assert.Equal(t, tt.tiers, got.GetEndpointTiers())
+			assert.Equal(t, tt.models, got.GetEndpointModels())
+			assert.Same(t, tt.route.GetModel(), got.GetModel())
+			assert.Len(t, got.GetFallbackModels(), 3)
+			assert.True(t, proto.Equal(before, tt.route), "the cached route is never changed")
+		})
+	}
+
+	t.Run("nothing to drop keeps the route", func(t *testing.T) {
+		r := route("main", "open")
+		got, err := licensedRoute(p, r)
+		require.NoError(t, err)
+		assert.Same(t, r, got)
+	})
+	t.Run("a registry without endpoint_models", func(t *testing.T) {
+		r := route("main", "refused")
+		r.EndpointModels = nil
+		got, err := licensedRoute(p, r)
+		require.NoError(t, err)
+		assert.Same(t, r, got)
+	})
+	t.Run("nothing left", func(t *testing.T) {
+		_, err := licensedRoute(p, route("refused", "stranger"))
+		require.Equal(t, codes.FailedPrecondition, status.Code(err), "%v", err)
+		assert.Equal(t, "refused", errorInfo(err).GetMetadata()["model"], "the first fallback dropped is named")
+		_, err = licensedRoute(p, route("stranger"))
+		assert.Equal(t, codes.Internal, status.Code(err), "a route naming a model without its card is the registry's fault")
+	})
+}
+
+// Policy's endpoint filter keeps endpoint_models parallel to the endpoints, so that the
+// licence filter after it reads each endpoint's model right.
+func TestOnlyEndpointsKeepsEndpointModels(t *testing.T) {
+	fb := &registryv1.Model{Name: "fb"}
+	route := &registryv1.ResolveRouteResponse{
+		Model:     &registryv1.Model{Name: "main"},
+		Endpoints: []*registryv1.Endpoint{{Id: "m1"}, {Id: "m2"}, {Id: "f1"}}, EndpointTiers: []int32{0, 1, 2},
+		EndpointModels: []string{"main", "main", "fb"}, FallbackModels: []*registryv1.Model{fb},
+	}
+	got := onlyEndpoints(route, []string{"m2", "f1"})
+	assert.Equal(t, []string{"m2", "f1"}, endpointIDs(got))
+	assert.Equal(t, []int32{1, 2}, got.GetEndpointTiers())
+	assert.Equal(t, []string{"main", "fb"}, got.GetEndpointModels())
+	assert.Equal(t, []*registryv1.Model{fb}, got.GetFallbackModels())
+	assert.Len(t, route.GetEndpoints(), 3, "the cached route is unchanged")
 }

@@ -50,6 +50,12 @@ type Route struct {
 	// tier, and tiers rise with each priority group and each model, so that dispatch never
 	// balances a fallback model's endpoints against the primary's.
 	Tiers []int32
+	// EndpointModels has one entry per endpoint: the name of the model it was routed for,
+	// Model.Name or a fallback's. An endpoint several of them list counts for the first.
+	EndpointModels []string
+	// Fallbacks are the fallback models that contributed at least one endpoint, in route
+	// order, so that callers can apply their own terms (such as their licences) to them.
+	Fallbacks []Model
 }
 
 // OrderByPriority sorts eps by Priority, lowest (tried first) first, keeping the given
@@ -58,21 +64,22 @@ func OrderByPriority(eps []Endpoint) {
 	slices.SortStableFunc(eps, func(a, b Endpoint) int { return cmp.Compare(a.Priority, b.Priority) })
 }
 
-// routeBuilder appends endpoints to a route, each id once: an endpoint shared by a model
-// and its fallback is tried where it first appears.
+// routeBuilder builds a route, adding the requested model then each fallback, each
+// endpoint id once: an endpoint shared by a model and its fallback is tried, and counts,
+// where it first appears.
 type routeBuilder struct {
-	endpoints []Endpoint
-	tiers     []int32
-	tier      int32
-	seen      map[string]bool
+	route Route
+	tier  int32
+	seen  map[string]bool
 }
 
-// add appends one model's endpoints, already ordered by priority, in tiers of their own.
-func (b *routeBuilder) add(eps []Endpoint) {
+// add appends model m's endpoints, already ordered by priority, in tiers of their own, and
+// reports whether any was new. The first model added is the requested one.
+func (b *routeBuilder) add(m Model, eps []Endpoint) bool {
 	if b.seen == nil {
 		b.seen = make(map[string]bool)
 	}
-	if len(b.endpoints) > 0 {
+	if len(b.route.Endpoints) > 0 {
 		b.tier++ // a new model starts a new tier
 	}
 	first := true
@@ -86,8 +93,18 @@ func (b *routeBuilder) add(eps []Endpoint) {
 		}
 		first, prio = false, e.Priority
 		b.seen[e.ID] = true
-		b.endpoints = append(b.endpoints, e)
-		b.tiers = append(b.tiers, b.tier)
+		b.route.Endpoints = append(b.route.Endpoints, e)
+		b.route.Tiers = append(b.route.Tiers, b.tier)
+		b.route.EndpointModels = append(b.route.EndpointModels, m.Name)
+	}
+	return !first
+}
+
+// addFallback appends a fallback model's endpoints as add does, and its card when it
+// contributed any.
+func (b *routeBuilder) addFallback(m Model, eps []Endpoint) {
+	if b.add(m, eps) {
+		b.route.Fallbacks = append(b.route.Fallbacks, m)
 	}
 }
 

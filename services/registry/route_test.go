@@ -10,16 +10,31 @@ import (
 
 	registryv1 "github.com/fmgate/fmgate/gen/fmgate/registry/v1"
 	"github.com/fmgate/fmgate/internal/grpctest"
+	"github.com/fmgate/fmgate/internal/pg/pgtest"
 	"github.com/fmgate/fmgate/services/registry"
 	"github.com/fmgate/fmgate/services/registry/registrymem"
+	"github.com/fmgate/fmgate/services/registry/registrypg"
 	"github.com/fmgate/fmgate/services/registry/registrytest"
 )
 
-// routing builds a registry of org-a whose models exercise priorities and fallbacks.
-func routing(t *testing.T) registry.Store {
+// routeStores are the stores routes are resolved from: the server's route code is the same
+// for both, and both must give it the same cards.
+var routeStores = []struct {
+	name string
+	new  func(t *testing.T) registry.Store
+}{
+	{"memory", func(*testing.T) registry.Store { return registrymem.New() }},
+	{"postgres", func(t *testing.T) registry.Store {
+		pool, schema := pgtest.Schema(t, "registry")
+		require.NoError(t, registrypg.Migrate(t.Context(), pool, schema))
+		return registrypg.New(pool, schema)
+	}},
+}
+
+// routing fills s with models of org-a that exercise priorities and fallbacks.
+func routing(t *testing.T, s registry.Store) registry.Store {
 	t.Helper()
 	ctx := t.Context()
-	s := registrymem.New()
 	ep := func(id string, priority, weight int32) {
 		e := registrytest.Endpoint("org-a", id)
 		e.Priority, e.Weight = priority, weight
@@ -50,7 +65,10 @@ func routing(t *testing.T) registry.Store {
 	model("main", registry.LifecycleApproved, []string{"a1", "gone"},
 		"missing", "fb-retired", "fb-1", "fb-other-org", "fb-2")
 	model("fb-1", registry.LifecycleApproved, []string{"f1", "a1", "f2"}, "fb-2") // not followed transitively
-	model("fb-2", registry.LifecycleDeprecated, []string{"g1"}, "fb-3")
+	fb2 := registrytest.Model("org-a", "fb-2", "g1")
+	fb2.LifecycleState, fb2.FallbackModels = registry.LifecycleDeprecated, []string{"fb-3"}
+	fb2.Card.License = registry.License{Name: "Acme Research Licence", Version: "2", AcceptanceRequired: true}
+	require.NoError(t, s.PutModel(ctx, fb2))
 	model("fb-3", registry.LifecycleApproved, []string{"h1"})
 	model("fb-retired", registry.LifecycleRetired, []string{"h1"})
 	model("fb-proposed", registry.LifecycleProposed, []string{"h1"})
@@ -61,6 +79,8 @@ func routing(t *testing.T) registry.Store {
 	model("proposed-with-fallback", registry.LifecycleProposed, []string{"a1"}, "fb-1")
 	model("only-fallbacks", registry.LifecycleApproved, nil, "fb-2")
 	model("dead-fallbacks", registry.LifecycleApproved, []string{"gone"}, "missing", "fb-retired", "fb-proposed")
+	// fb-1 only repeats endpoints the model already lists: it serves none of them.
+	model("shared", registry.LifecycleApproved, []string{"f1", "a1", "f2"}, "fb-1", "fb-3")
 	return s
 }
 
@@ -72,9 +92,23 @@ func ids(resp *registryv1.ResolveRouteResponse) []string {
 	return out
 }
 
+func fallbackNames(resp *registryv1.ResolveRouteResponse) []string {
+	var out []string
+	for _, m := range resp.GetFallbackModels() {
+		out = append(out, m.GetName())
+	}
+	return out
+}
+
 func TestResolveRouteOrder(t *testing.T) {
+	for _, st := range routeStores {
+		t.Run(st.name, func(t *testing.T) { testResolveRouteOrder(t, st.new(t)) })
+	}
+}
+
+func testResolveRouteOrder(t *testing.T, store registry.Store) {
 	log, logs := grpctest.Logger(t)
-	srv := registry.NewServer(routing(t), log)
+	srv := registry.NewServer(routing(t, store), log)
 	client := registryv1.NewRegistryServiceClient(grpctest.Serve(t, srv.Register))
 	ctx := t.Context()
 
@@ -82,11 +116,19 @@ func TestResolveRouteOrder(t *testing.T) {
 		model string
 		want  []string
 		tiers []int32 // one per priority group of each model; a fallback model starts a new one
+		// The model each endpoint is routed for, and the fallbacks that contributed any.
+		models    []string
+		fallbacks []string
 	}{
-		{"prio", []string{"a1", "a2", "b1", "b2", "c1"}, []int32{0, 0, 1, 1, 2}},
-		{"main", []string{"a1", "f2", "f1", "g1"}, []int32{0, 1, 2, 3}},
-		{"fb-1", []string{"a1", "f2", "f1", "g1"}, []int32{0, 0, 1, 2}}, // fb-2 is its own fallback here
-		{"only-fallbacks", []string{"g1"}, []int32{0}},
+		{"prio", []string{"a1", "a2", "b1", "b2", "c1"}, []int32{0, 0, 1, 1, 2},
+			[]string{"prio", "prio", "prio", "prio", "prio"}, nil},
+		{"main", []string{"a1", "f2", "f1", "g1"}, []int32{0, 1, 2, 3},
+			[]string{"main", "fb-1", "fb-1", "fb-2"}, []string{"fb-1", "fb-2"}},
+		{"fb-1", []string{"a1", "f2", "f1", "g1"}, []int32{0, 0, 1, 2}, // fb-2 is its own fallback here
+			[]string{"fb-1", "fb-1", "fb-1", "fb-2"}, []string{"fb-2"}},
+		{"only-fallbacks", []string{"g1"}, []int32{0}, []string{"fb-2"}, []string{"fb-2"}},
+		{"shared", []string{"a1", "f2", "f1", "h1"}, []int32{0, 0, 1, 3}, // tiers rise, not necessarily by one
+			[]string{"shared", "shared", "shared", "fb-3"}, []string{"fb-3"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.model, func(t *testing.T) {
@@ -95,8 +137,25 @@ func TestResolveRouteOrder(t *testing.T) {
 			assert.Equal(t, tt.model, resp.GetModel().GetName(), "the model is the one asked for, not a fallback")
 			assert.Equal(t, tt.want, ids(resp))
 			assert.Equal(t, tt.tiers, resp.GetEndpointTiers())
+			assert.Equal(t, tt.models, resp.GetEndpointModels())
+			assert.Equal(t, tt.fallbacks, fallbackNames(resp))
 		})
 	}
+
+	t.Run("fallback cards are whole", func(t *testing.T) {
+		resp, err := client.ResolveRoute(ctx, &registryv1.ResolveRouteRequest{OrganizationId: "org-a", Model: "main"})
+		require.NoError(t, err)
+		require.Len(t, resp.GetFallbackModels(), 2)
+		fb2 := resp.GetFallbackModels()[1]
+		assert.Equal(t, "org-a", fb2.GetOrganizationId())
+		assert.Equal(t, registryv1.LifecycleState_LIFECYCLE_STATE_DEPRECATED, fb2.GetLifecycleState())
+		assert.Equal(t, []string{"g1"}, fb2.GetEndpointIds())
+		lic := fb2.GetLicense()
+		assert.Equal(t, "Acme Research Licence", lic.GetName())
+		assert.Equal(t, "2", lic.GetVersion())
+		assert.True(t, lic.GetAcceptanceRequired(), "the licence the edge checks travels with the fallback")
+		assert.False(t, resp.GetFallbackModels()[0].GetLicense().GetAcceptanceRequired())
+	})
 
 	t.Run("weights and priorities travel with the endpoints", func(t *testing.T) {
 		resp, err := client.ResolveRoute(ctx, &registryv1.ResolveRouteRequest{OrganizationId: "org-a", Model: "prio"})

@@ -77,12 +77,17 @@ func (s *Server) ResolveRoute(ctx context.Context, req *registryv1.ResolveRouteR
 		return nil, toStatus(err)
 	}
 	resp := &registryv1.ResolveRouteResponse{
-		Model:         modelToProto(route.Model),
-		Endpoints:     make([]*registryv1.Endpoint, len(route.Endpoints)),
-		EndpointTiers: route.Tiers,
+		Model:          modelToProto(route.Model),
+		Endpoints:      make([]*registryv1.Endpoint, len(route.Endpoints)),
+		EndpointTiers:  route.Tiers,
+		EndpointModels: route.EndpointModels,
+		FallbackModels: make([]*registryv1.Model, len(route.Fallbacks)),
 	}
 	for i, e := range route.Endpoints {
 		resp.Endpoints[i] = endpointToProto(e)
+	}
+	for i, m := range route.Fallbacks {
+		resp.FallbackModels[i] = modelToProto(m)
 	}
 	if d, ok := DeprecationOf(route.Model); ok {
 		resp.Deprecation = &registryv1.Deprecation{SuccessorModel: d.SuccessorModel, Message: d.Message}
@@ -106,8 +111,8 @@ func (s *Server) resolve(ctx context.Context, org, name string) (Route, error) {
 	if err != nil {
 		return Route{}, err
 	}
-	var b routeBuilder
-	b.add(own)
+	b := routeBuilder{route: Route{Model: m}}
+	b.add(m, own)
 	for _, fb := range m.FallbackModels {
 		fm, err := s.store.GetModel(ctx, org, fb)
 		if errors.Is(err, ErrNotFound) {
@@ -127,16 +132,16 @@ func (s *Server) resolve(ctx context.Context, org, name string) (Route, error) {
 		if err != nil {
 			return Route{}, err
 		}
-		b.add(eps)
+		b.addFallback(fm, eps)
 	}
-	if len(b.endpoints) == 0 {
+	if len(b.route.Endpoints) == 0 {
 		return Route{}, &RouteError{Failure: FailureNoEndpoint, Model: m.Name, State: m.LifecycleState}
 	}
 	if len(own) == 0 {
 		s.log.WarnContext(ctx, "model has no endpoint of its own; its fallbacks serve it",
 			"organization_id", org, "model", name)
 	}
-	return Route{Model: m, Endpoints: b.endpoints, Tiers: b.tiers}, nil
+	return b.route, nil
 }
 
 // endpointsOf returns the endpoints of m that exist, ordered by priority (OrderByPriority).

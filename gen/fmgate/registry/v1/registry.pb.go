@@ -918,20 +918,35 @@ func (x *ResolveRouteRequest) GetModel() string {
 }
 
 // ResolveRouteResponse is the model and the endpoints to try: the model's own, then those of
-// each routable fallback model.
+// each routable fallback model. endpoint_tiers and endpoint_models run parallel to endpoints:
+// a caller that drops endpoints (policy obligations, unaccepted licences of fallback models)
+// drops the same entries of both.
 type ResolveRouteResponse struct {
-	state     protoimpl.MessageState `protogen:"open.v1"`
-	Model     *Model                 `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
-	Endpoints []*Endpoint            `protobuf:"bytes,2,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The requested model, whatever model serves the endpoints.
+	Model     *Model      `protobuf:"bytes,1,opt,name=model,proto3" json:"model,omitempty"`
+	Endpoints []*Endpoint `protobuf:"bytes,2,rep,name=endpoints,proto3" json:"endpoints,omitempty"`
 	// One tier per endpoint, in the same order. Consecutive endpoints of one tier (one model,
 	// one priority) share traffic by weight; a later tier is tried only after every endpoint of
 	// the earlier ones failed. Tiers rise with each priority group and each fallback model, so
 	// a fallback model never shares a tier with the model it stands in for.
 	EndpointTiers []int32 `protobuf:"varint,3,rep,packed,name=endpoint_tiers,json=endpointTiers,proto3" json:"endpoint_tiers,omitempty"`
 	// Set when the model is deprecated: callers should be warned and moved to the successor.
-	Deprecation   *Deprecation `protobuf:"bytes,4,opt,name=deprecation,proto3" json:"deprecation,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Deprecation *Deprecation `protobuf:"bytes,4,opt,name=deprecation,proto3" json:"deprecation,omitempty"`
+	// One model name per endpoint, in the same order: the model the endpoint was routed for,
+	// model.name for the requested model's own endpoints, else the name of the fallback model
+	// that contributed it. An endpoint that several of these models list counts for the first
+	// (the requested model before its fallbacks, fallbacks in the order the model names them),
+	// where it is tried. Empty from a registry that predates the field.
+	EndpointModels []string `protobuf:"bytes,5,rep,name=endpoint_models,json=endpointModels,proto3" json:"endpoint_models,omitempty"`
+	// The cards of the fallback models that contributed endpoints, each once, in route order:
+	// every name in endpoint_models other than model.name has its card here, so that a caller
+	// can apply a fallback model's own terms (its licence's acceptance in particular) to that
+	// model's endpoints without asking again. Fallback models that contributed no endpoint
+	// (not routable, none of their own, or only endpoints already listed) are absent.
+	FallbackModels []*Model `protobuf:"bytes,6,rep,name=fallback_models,json=fallbackModels,proto3" json:"fallback_models,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ResolveRouteResponse) Reset() {
@@ -988,6 +1003,20 @@ func (x *ResolveRouteResponse) GetEndpointTiers() []int32 {
 func (x *ResolveRouteResponse) GetDeprecation() *Deprecation {
 	if x != nil {
 		return x.Deprecation
+	}
+	return nil
+}
+
+func (x *ResolveRouteResponse) GetEndpointModels() []string {
+	if x != nil {
+		return x.EndpointModels
+	}
+	return nil
+}
+
+func (x *ResolveRouteResponse) GetFallbackModels() []*Model {
+	if x != nil {
+		return x.FallbackModels
 	}
 	return nil
 }
@@ -3911,12 +3940,14 @@ const file_fmgate_registry_v1_registry_proto_rawDesc = "" +
 	"\x0ecovered_by_baa\x18\f \x01(\bR\fcoveredByBaa\"T\n" +
 	"\x13ResolveRouteRequest\x12'\n" +
 	"\x0forganization_id\x18\x01 \x01(\tR\x0eorganizationId\x12\x14\n" +
-	"\x05model\x18\x02 \x01(\tR\x05model\"\xed\x01\n" +
+	"\x05model\x18\x02 \x01(\tR\x05model\"\xda\x02\n" +
 	"\x14ResolveRouteResponse\x12/\n" +
 	"\x05model\x18\x01 \x01(\v2\x19.fmgate.registry.v1.ModelR\x05model\x12:\n" +
 	"\tendpoints\x18\x02 \x03(\v2\x1c.fmgate.registry.v1.EndpointR\tendpoints\x12%\n" +
 	"\x0eendpoint_tiers\x18\x03 \x03(\x05R\rendpointTiers\x12A\n" +
-	"\vdeprecation\x18\x04 \x01(\v2\x1f.fmgate.registry.v1.DeprecationR\vdeprecation\"P\n" +
+	"\vdeprecation\x18\x04 \x01(\v2\x1f.fmgate.registry.v1.DeprecationR\vdeprecation\x12'\n" +
+	"\x0fendpoint_models\x18\x05 \x03(\tR\x0eendpointModels\x12B\n" +
+	"\x0ffallback_models\x18\x06 \x03(\v2\x19.fmgate.registry.v1.ModelR\x0efallbackModels\"P\n" +
 	"\vDeprecation\x12'\n" +
 	"\x0fsuccessor_model\x18\x01 \x01(\tR\x0esuccessorModel\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"\x81\x02\n" +
@@ -4287,108 +4318,109 @@ var file_fmgate_registry_v1_registry_proto_depIdxs = []int32{
 	7,  // 8: fmgate.registry.v1.ResolveRouteResponse.model:type_name -> fmgate.registry.v1.Model
 	8,  // 9: fmgate.registry.v1.ResolveRouteResponse.endpoints:type_name -> fmgate.registry.v1.Endpoint
 	11, // 10: fmgate.registry.v1.ResolveRouteResponse.deprecation:type_name -> fmgate.registry.v1.Deprecation
-	1,  // 11: fmgate.registry.v1.ListModelsRequest.lifecycle_states:type_name -> fmgate.registry.v1.LifecycleState
-	7,  // 12: fmgate.registry.v1.ListModelsResponse.models:type_name -> fmgate.registry.v1.Model
-	8,  // 13: fmgate.registry.v1.GetEndpointResponse.endpoint:type_name -> fmgate.registry.v1.Endpoint
-	1,  // 14: fmgate.registry.v1.ListCatalogModelsRequest.lifecycle_states:type_name -> fmgate.registry.v1.LifecycleState
-	7,  // 15: fmgate.registry.v1.ListCatalogModelsResponse.models:type_name -> fmgate.registry.v1.Model
-	7,  // 16: fmgate.registry.v1.CreateModelRequest.model:type_name -> fmgate.registry.v1.Model
-	7,  // 17: fmgate.registry.v1.CreateModelResponse.before:type_name -> fmgate.registry.v1.Model
-	7,  // 18: fmgate.registry.v1.CreateModelResponse.after:type_name -> fmgate.registry.v1.Model
-	7,  // 19: fmgate.registry.v1.GetModelResponse.model:type_name -> fmgate.registry.v1.Model
-	7,  // 20: fmgate.registry.v1.UpdateModelRequest.model:type_name -> fmgate.registry.v1.Model
-	58, // 21: fmgate.registry.v1.UpdateModelRequest.update_mask:type_name -> google.protobuf.FieldMask
-	7,  // 22: fmgate.registry.v1.UpdateModelResponse.before:type_name -> fmgate.registry.v1.Model
-	7,  // 23: fmgate.registry.v1.UpdateModelResponse.after:type_name -> fmgate.registry.v1.Model
-	7,  // 24: fmgate.registry.v1.DeleteModelResponse.before:type_name -> fmgate.registry.v1.Model
-	7,  // 25: fmgate.registry.v1.DeleteModelResponse.after:type_name -> fmgate.registry.v1.Model
-	1,  // 26: fmgate.registry.v1.TransitionModelRequest.to_state:type_name -> fmgate.registry.v1.LifecycleState
-	7,  // 27: fmgate.registry.v1.TransitionModelResponse.before:type_name -> fmgate.registry.v1.Model
-	7,  // 28: fmgate.registry.v1.TransitionModelResponse.after:type_name -> fmgate.registry.v1.Model
-	28, // 29: fmgate.registry.v1.TransitionModelResponse.transition:type_name -> fmgate.registry.v1.ModelTransition
-	1,  // 30: fmgate.registry.v1.ModelTransition.from_state:type_name -> fmgate.registry.v1.LifecycleState
-	1,  // 31: fmgate.registry.v1.ModelTransition.to_state:type_name -> fmgate.registry.v1.LifecycleState
-	59, // 32: fmgate.registry.v1.ModelTransition.create_time:type_name -> google.protobuf.Timestamp
-	28, // 33: fmgate.registry.v1.ListModelTransitionsResponse.transitions:type_name -> fmgate.registry.v1.ModelTransition
-	8,  // 34: fmgate.registry.v1.CreateEndpointRequest.endpoint:type_name -> fmgate.registry.v1.Endpoint
-	8,  // 35: fmgate.registry.v1.CreateEndpointResponse.before:type_name -> fmgate.registry.v1.Endpoint
-	8,  // 36: fmgate.registry.v1.CreateEndpointResponse.after:type_name -> fmgate.registry.v1.Endpoint
-	8,  // 37: fmgate.registry.v1.ListEndpointsResponse.endpoints:type_name -> fmgate.registry.v1.Endpoint
-	8,  // 38: fmgate.registry.v1.UpdateEndpointRequest.endpoint:type_name -> fmgate.registry.v1.Endpoint
-	58, // 39: fmgate.registry.v1.UpdateEndpointRequest.update_mask:type_name -> google.protobuf.FieldMask
-	8,  // 40: fmgate.registry.v1.UpdateEndpointResponse.before:type_name -> fmgate.registry.v1.Endpoint
-	8,  // 41: fmgate.registry.v1.UpdateEndpointResponse.after:type_name -> fmgate.registry.v1.Endpoint
-	8,  // 42: fmgate.registry.v1.DeleteEndpointResponse.before:type_name -> fmgate.registry.v1.Endpoint
-	8,  // 43: fmgate.registry.v1.DeleteEndpointResponse.after:type_name -> fmgate.registry.v1.Endpoint
-	7,  // 44: fmgate.registry.v1.ImportVendorModelsResponse.created:type_name -> fmgate.registry.v1.Model
-	41, // 45: fmgate.registry.v1.ImportVendorModelsResponse.skipped:type_name -> fmgate.registry.v1.SkippedVendorModel
-	3,  // 46: fmgate.registry.v1.HostingRequest.state:type_name -> fmgate.registry.v1.HostingState
-	59, // 47: fmgate.registry.v1.HostingRequest.decide_time:type_name -> google.protobuf.Timestamp
-	59, // 48: fmgate.registry.v1.HostingRequest.create_time:type_name -> google.protobuf.Timestamp
-	59, // 49: fmgate.registry.v1.HostingRequest.update_time:type_name -> google.protobuf.Timestamp
-	42, // 50: fmgate.registry.v1.CreateHostingRequestRequest.hosting_request:type_name -> fmgate.registry.v1.HostingRequest
-	42, // 51: fmgate.registry.v1.CreateHostingRequestResponse.before:type_name -> fmgate.registry.v1.HostingRequest
-	42, // 52: fmgate.registry.v1.CreateHostingRequestResponse.after:type_name -> fmgate.registry.v1.HostingRequest
-	42, // 53: fmgate.registry.v1.GetHostingRequestResponse.hosting_request:type_name -> fmgate.registry.v1.HostingRequest
-	3,  // 54: fmgate.registry.v1.ListHostingRequestsRequest.states:type_name -> fmgate.registry.v1.HostingState
-	42, // 55: fmgate.registry.v1.ListHostingRequestsResponse.hosting_requests:type_name -> fmgate.registry.v1.HostingRequest
-	42, // 56: fmgate.registry.v1.ApproveHostingRequestResponse.before:type_name -> fmgate.registry.v1.HostingRequest
-	42, // 57: fmgate.registry.v1.ApproveHostingRequestResponse.after:type_name -> fmgate.registry.v1.HostingRequest
-	42, // 58: fmgate.registry.v1.RejectHostingRequestResponse.before:type_name -> fmgate.registry.v1.HostingRequest
-	42, // 59: fmgate.registry.v1.RejectHostingRequestResponse.after:type_name -> fmgate.registry.v1.HostingRequest
-	42, // 60: fmgate.registry.v1.MarkHostingRequestProvisioningResponse.before:type_name -> fmgate.registry.v1.HostingRequest
-	42, // 61: fmgate.registry.v1.MarkHostingRequestProvisioningResponse.after:type_name -> fmgate.registry.v1.HostingRequest
-	42, // 62: fmgate.registry.v1.MarkHostingRequestActiveResponse.before:type_name -> fmgate.registry.v1.HostingRequest
-	42, // 63: fmgate.registry.v1.MarkHostingRequestActiveResponse.after:type_name -> fmgate.registry.v1.HostingRequest
-	9,  // 64: fmgate.registry.v1.RegistryService.ResolveRoute:input_type -> fmgate.registry.v1.ResolveRouteRequest
-	12, // 65: fmgate.registry.v1.RegistryService.ListModels:input_type -> fmgate.registry.v1.ListModelsRequest
-	14, // 66: fmgate.registry.v1.RegistryService.GetEndpoint:input_type -> fmgate.registry.v1.GetEndpointRequest
-	16, // 67: fmgate.registry.v1.RegistryService.ListCatalogModels:input_type -> fmgate.registry.v1.ListCatalogModelsRequest
-	18, // 68: fmgate.registry.v1.RegistryService.CreateModel:input_type -> fmgate.registry.v1.CreateModelRequest
-	20, // 69: fmgate.registry.v1.RegistryService.GetModel:input_type -> fmgate.registry.v1.GetModelRequest
-	22, // 70: fmgate.registry.v1.RegistryService.UpdateModel:input_type -> fmgate.registry.v1.UpdateModelRequest
-	24, // 71: fmgate.registry.v1.RegistryService.DeleteModel:input_type -> fmgate.registry.v1.DeleteModelRequest
-	26, // 72: fmgate.registry.v1.RegistryService.TransitionModel:input_type -> fmgate.registry.v1.TransitionModelRequest
-	29, // 73: fmgate.registry.v1.RegistryService.ListModelTransitions:input_type -> fmgate.registry.v1.ListModelTransitionsRequest
-	31, // 74: fmgate.registry.v1.RegistryService.CreateEndpoint:input_type -> fmgate.registry.v1.CreateEndpointRequest
-	33, // 75: fmgate.registry.v1.RegistryService.ListEndpoints:input_type -> fmgate.registry.v1.ListEndpointsRequest
-	35, // 76: fmgate.registry.v1.RegistryService.UpdateEndpoint:input_type -> fmgate.registry.v1.UpdateEndpointRequest
-	37, // 77: fmgate.registry.v1.RegistryService.DeleteEndpoint:input_type -> fmgate.registry.v1.DeleteEndpointRequest
-	39, // 78: fmgate.registry.v1.RegistryService.ImportVendorModels:input_type -> fmgate.registry.v1.ImportVendorModelsRequest
-	43, // 79: fmgate.registry.v1.RegistryService.CreateHostingRequest:input_type -> fmgate.registry.v1.CreateHostingRequestRequest
-	45, // 80: fmgate.registry.v1.RegistryService.GetHostingRequest:input_type -> fmgate.registry.v1.GetHostingRequestRequest
-	47, // 81: fmgate.registry.v1.RegistryService.ListHostingRequests:input_type -> fmgate.registry.v1.ListHostingRequestsRequest
-	49, // 82: fmgate.registry.v1.RegistryService.ApproveHostingRequest:input_type -> fmgate.registry.v1.ApproveHostingRequestRequest
-	51, // 83: fmgate.registry.v1.RegistryService.RejectHostingRequest:input_type -> fmgate.registry.v1.RejectHostingRequestRequest
-	53, // 84: fmgate.registry.v1.RegistryService.MarkHostingRequestProvisioning:input_type -> fmgate.registry.v1.MarkHostingRequestProvisioningRequest
-	55, // 85: fmgate.registry.v1.RegistryService.MarkHostingRequestActive:input_type -> fmgate.registry.v1.MarkHostingRequestActiveRequest
-	10, // 86: fmgate.registry.v1.RegistryService.ResolveRoute:output_type -> fmgate.registry.v1.ResolveRouteResponse
-	13, // 87: fmgate.registry.v1.RegistryService.ListModels:output_type -> fmgate.registry.v1.ListModelsResponse
-	15, // 88: fmgate.registry.v1.RegistryService.GetEndpoint:output_type -> fmgate.registry.v1.GetEndpointResponse
-	17, // 89: fmgate.registry.v1.RegistryService.ListCatalogModels:output_type -> fmgate.registry.v1.ListCatalogModelsResponse
-	19, // 90: fmgate.registry.v1.RegistryService.CreateModel:output_type -> fmgate.registry.v1.CreateModelResponse
-	21, // 91: fmgate.registry.v1.RegistryService.GetModel:output_type -> fmgate.registry.v1.GetModelResponse
-	23, // 92: fmgate.registry.v1.RegistryService.UpdateModel:output_type -> fmgate.registry.v1.UpdateModelResponse
-	25, // 93: fmgate.registry.v1.RegistryService.DeleteModel:output_type -> fmgate.registry.v1.DeleteModelResponse
-	27, // 94: fmgate.registry.v1.RegistryService.TransitionModel:output_type -> fmgate.registry.v1.TransitionModelResponse
-	30, // 95: fmgate.registry.v1.RegistryService.ListModelTransitions:output_type -> fmgate.registry.v1.ListModelTransitionsResponse
-	32, // 96: fmgate.registry.v1.RegistryService.CreateEndpoint:output_type -> fmgate.registry.v1.CreateEndpointResponse
-	34, // 97: fmgate.registry.v1.RegistryService.ListEndpoints:output_type -> fmgate.registry.v1.ListEndpointsResponse
-	36, // 98: fmgate.registry.v1.RegistryService.UpdateEndpoint:output_type -> fmgate.registry.v1.UpdateEndpointResponse
-	38, // 99: fmgate.registry.v1.RegistryService.DeleteEndpoint:output_type -> fmgate.registry.v1.DeleteEndpointResponse
-	40, // 100: fmgate.registry.v1.RegistryService.ImportVendorModels:output_type -> fmgate.registry.v1.ImportVendorModelsResponse
-	44, // 101: fmgate.registry.v1.RegistryService.CreateHostingRequest:output_type -> fmgate.registry.v1.CreateHostingRequestResponse
-	46, // 102: fmgate.registry.v1.RegistryService.GetHostingRequest:output_type -> fmgate.registry.v1.GetHostingRequestResponse
-	48, // 103: fmgate.registry.v1.RegistryService.ListHostingRequests:output_type -> fmgate.registry.v1.ListHostingRequestsResponse
-	50, // 104: fmgate.registry.v1.RegistryService.ApproveHostingRequest:output_type -> fmgate.registry.v1.ApproveHostingRequestResponse
-	52, // 105: fmgate.registry.v1.RegistryService.RejectHostingRequest:output_type -> fmgate.registry.v1.RejectHostingRequestResponse
-	54, // 106: fmgate.registry.v1.RegistryService.MarkHostingRequestProvisioning:output_type -> fmgate.registry.v1.MarkHostingRequestProvisioningResponse
-	56, // 107: fmgate.registry.v1.RegistryService.MarkHostingRequestActive:output_type -> fmgate.registry.v1.MarkHostingRequestActiveResponse
-	86, // [86:108] is the sub-list for method output_type
-	64, // [64:86] is the sub-list for method input_type
-	64, // [64:64] is the sub-list for extension type_name
-	64, // [64:64] is the sub-list for extension extendee
-	0,  // [0:64] is the sub-list for field type_name
+	7,  // 11: fmgate.registry.v1.ResolveRouteResponse.fallback_models:type_name -> fmgate.registry.v1.Model
+	1,  // 12: fmgate.registry.v1.ListModelsRequest.lifecycle_states:type_name -> fmgate.registry.v1.LifecycleState
+	7,  // 13: fmgate.registry.v1.ListModelsResponse.models:type_name -> fmgate.registry.v1.Model
+	8,  // 14: fmgate.registry.v1.GetEndpointResponse.endpoint:type_name -> fmgate.registry.v1.Endpoint
+	1,  // 15: fmgate.registry.v1.ListCatalogModelsRequest.lifecycle_states:type_name -> fmgate.registry.v1.LifecycleState
+	7,  // 16: fmgate.registry.v1.ListCatalogModelsResponse.models:type_name -> fmgate.registry.v1.Model
+	7,  // 17: fmgate.registry.v1.CreateModelRequest.model:type_name -> fmgate.registry.v1.Model
+	7,  // 18: fmgate.registry.v1.CreateModelResponse.before:type_name -> fmgate.registry.v1.Model
+	7,  // 19: fmgate.registry.v1.CreateModelResponse.after:type_name -> fmgate.registry.v1.Model
+	7,  // 20: fmgate.registry.v1.GetModelResponse.model:type_name -> fmgate.registry.v1.Model
+	7,  // 21: fmgate.registry.v1.UpdateModelRequest.model:type_name -> fmgate.registry.v1.Model
+	58, // 22: fmgate.registry.v1.UpdateModelRequest.update_mask:type_name -> google.protobuf.FieldMask
+	7,  // 23: fmgate.registry.v1.UpdateModelResponse.before:type_name -> fmgate.registry.v1.Model
+	7,  // 24: fmgate.registry.v1.UpdateModelResponse.after:type_name -> fmgate.registry.v1.Model
+	7,  // 25: fmgate.registry.v1.DeleteModelResponse.before:type_name -> fmgate.registry.v1.Model
+	7,  // 26: fmgate.registry.v1.DeleteModelResponse.after:type_name -> fmgate.registry.v1.Model
+	1,  // 27: fmgate.registry.v1.TransitionModelRequest.to_state:type_name -> fmgate.registry.v1.LifecycleState
+	7,  // 28: fmgate.registry.v1.TransitionModelResponse.before:type_name -> fmgate.registry.v1.Model
+	7,  // 29: fmgate.registry.v1.TransitionModelResponse.after:type_name -> fmgate.registry.v1.Model
+	28, // 30: fmgate.registry.v1.TransitionModelResponse.transition:type_name -> fmgate.registry.v1.ModelTransition
+	1,  // 31: fmgate.registry.v1.ModelTransition.from_state:type_name -> fmgate.registry.v1.LifecycleState
+	1,  // 32: fmgate.registry.v1.ModelTransition.to_state:type_name -> fmgate.registry.v1.LifecycleState
+	59, // 33: fmgate.registry.v1.ModelTransition.create_time:type_name -> google.protobuf.Timestamp
+	28, // 34: fmgate.registry.v1.ListModelTransitionsResponse.transitions:type_name -> fmgate.registry.v1.ModelTransition
+	8,  // 35: fmgate.registry.v1.CreateEndpointRequest.endpoint:type_name -> fmgate.registry.v1.Endpoint
+	8,  // 36: fmgate.registry.v1.CreateEndpointResponse.before:type_name -> fmgate.registry.v1.Endpoint
+	8,  // 37: fmgate.registry.v1.CreateEndpointResponse.after:type_name -> fmgate.registry.v1.Endpoint
+	8,  // 38: fmgate.registry.v1.ListEndpointsResponse.endpoints:type_name -> fmgate.registry.v1.Endpoint
+	8,  // 39: fmgate.registry.v1.UpdateEndpointRequest.endpoint:type_name -> fmgate.registry.v1.Endpoint
+	58, // 40: fmgate.registry.v1.UpdateEndpointRequest.update_mask:type_name -> google.protobuf.FieldMask
+	8,  // 41: fmgate.registry.v1.UpdateEndpointResponse.before:type_name -> fmgate.registry.v1.Endpoint
+	8,  // 42: fmgate.registry.v1.UpdateEndpointResponse.after:type_name -> fmgate.registry.v1.Endpoint
+	8,  // 43: fmgate.registry.v1.DeleteEndpointResponse.before:type_name -> fmgate.registry.v1.Endpoint
+	8,  // 44: fmgate.registry.v1.DeleteEndpointResponse.after:type_name -> fmgate.registry.v1.Endpoint
+	7,  // 45: fmgate.registry.v1.ImportVendorModelsResponse.created:type_name -> fmgate.registry.v1.Model
+	41, // 46: fmgate.registry.v1.ImportVendorModelsResponse.skipped:type_name -> fmgate.registry.v1.SkippedVendorModel
+	3,  // 47: fmgate.registry.v1.HostingRequest.state:type_name -> fmgate.registry.v1.HostingState
+	59, // 48: fmgate.registry.v1.HostingRequest.decide_time:type_name -> google.protobuf.Timestamp
+	59, // 49: fmgate.registry.v1.HostingRequest.create_time:type_name -> google.protobuf.Timestamp
+	59, // 50: fmgate.registry.v1.HostingRequest.update_time:type_name -> google.protobuf.Timestamp
+	42, // 51: fmgate.registry.v1.CreateHostingRequestRequest.hosting_request:type_name -> fmgate.registry.v1.HostingRequest
+	42, // 52: fmgate.registry.v1.CreateHostingRequestResponse.before:type_name -> fmgate.registry.v1.HostingRequest
+	42, // 53: fmgate.registry.v1.CreateHostingRequestResponse.after:type_name -> fmgate.registry.v1.HostingRequest
+	42, // 54: fmgate.registry.v1.GetHostingRequestResponse.hosting_request:type_name -> fmgate.registry.v1.HostingRequest
+	3,  // 55: fmgate.registry.v1.ListHostingRequestsRequest.states:type_name -> fmgate.registry.v1.HostingState
+	42, // 56: fmgate.registry.v1.ListHostingRequestsResponse.hosting_requests:type_name -> fmgate.registry.v1.HostingRequest
+	42, // 57: fmgate.registry.v1.ApproveHostingRequestResponse.before:type_name -> fmgate.registry.v1.HostingRequest
+	42, // 58: fmgate.registry.v1.ApproveHostingRequestResponse.after:type_name -> fmgate.registry.v1.HostingRequest
+	42, // 59: fmgate.registry.v1.RejectHostingRequestResponse.before:type_name -> fmgate.registry.v1.HostingRequest
+	42, // 60: fmgate.registry.v1.RejectHostingRequestResponse.after:type_name -> fmgate.registry.v1.HostingRequest
+	42, // 61: fmgate.registry.v1.MarkHostingRequestProvisioningResponse.before:type_name -> fmgate.registry.v1.HostingRequest
+	42, // 62: fmgate.registry.v1.MarkHostingRequestProvisioningResponse.after:type_name -> fmgate.registry.v1.HostingRequest
+	42, // 63: fmgate.registry.v1.MarkHostingRequestActiveResponse.before:type_name -> fmgate.registry.v1.HostingRequest
+	42, // 64: fmgate.registry.v1.MarkHostingRequestActiveResponse.after:type_name -> fmgate.registry.v1.HostingRequest
+	9,  // 65: fmgate.registry.v1.RegistryService.ResolveRoute:input_type -> fmgate.registry.v1.ResolveRouteRequest
+	12, // 66: fmgate.registry.v1.RegistryService.ListModels:input_type -> fmgate.registry.v1.ListModelsRequest
+	14, // 67: fmgate.registry.v1.RegistryService.GetEndpoint:input_type -> fmgate.registry.v1.GetEndpointRequest
+	16, // 68: fmgate.registry.v1.RegistryService.ListCatalogModels:input_type -> fmgate.registry.v1.ListCatalogModelsRequest
+	18, // 69: fmgate.registry.v1.RegistryService.CreateModel:input_type -> fmgate.registry.v1.CreateModelRequest
+	20, // 70: fmgate.registry.v1.RegistryService.GetModel:input_type -> fmgate.registry.v1.GetModelRequest
+	22, // 71: fmgate.registry.v1.RegistryService.UpdateModel:input_type -> fmgate.registry.v1.UpdateModelRequest
+	24, // 72: fmgate.registry.v1.RegistryService.DeleteModel:input_type -> fmgate.registry.v1.DeleteModelRequest
+	26, // 73: fmgate.registry.v1.RegistryService.TransitionModel:input_type -> fmgate.registry.v1.TransitionModelRequest
+	29, // 74: fmgate.registry.v1.RegistryService.ListModelTransitions:input_type -> fmgate.registry.v1.ListModelTransitionsRequest
+	31, // 75: fmgate.registry.v1.RegistryService.CreateEndpoint:input_type -> fmgate.registry.v1.CreateEndpointRequest
+	33, // 76: fmgate.registry.v1.RegistryService.ListEndpoints:input_type -> fmgate.registry.v1.ListEndpointsRequest
+	35, // 77: fmgate.registry.v1.RegistryService.UpdateEndpoint:input_type -> fmgate.registry.v1.UpdateEndpointRequest
+	37, // 78: fmgate.registry.v1.RegistryService.DeleteEndpoint:input_type -> fmgate.registry.v1.DeleteEndpointRequest
+	39, // 79: fmgate.registry.v1.RegistryService.ImportVendorModels:input_type -> fmgate.registry.v1.ImportVendorModelsRequest
+	43, // 80: fmgate.registry.v1.RegistryService.CreateHostingRequest:input_type -> fmgate.registry.v1.CreateHostingRequestRequest
+	45, // 81: fmgate.registry.v1.RegistryService.GetHostingRequest:input_type -> fmgate.registry.v1.GetHostingRequestRequest
+	47, // 82: fmgate.registry.v1.RegistryService.ListHostingRequests:input_type -> fmgate.registry.v1.ListHostingRequestsRequest
+	49, // 83: fmgate.registry.v1.RegistryService.ApproveHostingRequest:input_type -> fmgate.registry.v1.ApproveHostingRequestRequest
+	51, // 84: fmgate.registry.v1.RegistryService.RejectHostingRequest:input_type -> fmgate.registry.v1.RejectHostingRequestRequest
+	53, // 85: fmgate.registry.v1.RegistryService.MarkHostingRequestProvisioning:input_type -> fmgate.registry.v1.MarkHostingRequestProvisioningRequest
+	55, // 86: fmgate.registry.v1.RegistryService.MarkHostingRequestActive:input_type -> fmgate.registry.v1.MarkHostingRequestActiveRequest
+	10, // 87: fmgate.registry.v1.RegistryService.ResolveRoute:output_type -> fmgate.registry.v1.ResolveRouteResponse
+	13, // 88: fmgate.registry.v1.RegistryService.ListModels:output_type -> fmgate.registry.v1.ListModelsResponse
+	15, // 89: fmgate.registry.v1.RegistryService.GetEndpoint:output_type -> fmgate.registry.v1.GetEndpointResponse
+	17, // 90: fmgate.registry.v1.RegistryService.ListCatalogModels:output_type -> fmgate.registry.v1.ListCatalogModelsResponse
+	19, // 91: fmgate.registry.v1.RegistryService.CreateModel:output_type -> fmgate.registry.v1.CreateModelResponse
+	21, // 92: fmgate.registry.v1.RegistryService.GetModel:output_type -> fmgate.registry.v1.GetModelResponse
+	23, // 93: fmgate.registry.v1.RegistryService.UpdateModel:output_type -> fmgate.registry.v1.UpdateModelResponse
+	25, // 94: fmgate.registry.v1.RegistryService.DeleteModel:output_type -> fmgate.registry.v1.DeleteModelResponse
+	27, // 95: fmgate.registry.v1.RegistryService.TransitionModel:output_type -> fmgate.registry.v1.TransitionModelResponse
+	30, // 96: fmgate.registry.v1.RegistryService.ListModelTransitions:output_type -> fmgate.registry.v1.ListModelTransitionsResponse
+	32, // 97: fmgate.registry.v1.RegistryService.CreateEndpoint:output_type -> fmgate.registry.v1.CreateEndpointResponse
+	34, // 98: fmgate.registry.v1.RegistryService.ListEndpoints:output_type -> fmgate.registry.v1.ListEndpointsResponse
+	36, // 99: fmgate.registry.v1.RegistryService.UpdateEndpoint:output_type -> fmgate.registry.v1.UpdateEndpointResponse
+	38, // 100: fmgate.registry.v1.RegistryService.DeleteEndpoint:output_type -> fmgate.registry.v1.DeleteEndpointResponse
+	40, // 101: fmgate.registry.v1.RegistryService.ImportVendorModels:output_type -> fmgate.registry.v1.ImportVendorModelsResponse
+	44, // 102: fmgate.registry.v1.RegistryService.CreateHostingRequest:output_type -> fmgate.registry.v1.CreateHostingRequestResponse
+	46, // 103: fmgate.registry.v1.RegistryService.GetHostingRequest:output_type -> fmgate.registry.v1.GetHostingRequestResponse
+	48, // 104: fmgate.registry.v1.RegistryService.ListHostingRequests:output_type -> fmgate.registry.v1.ListHostingRequestsResponse
+	50, // 105: fmgate.registry.v1.RegistryService.ApproveHostingRequest:output_type -> fmgate.registry.v1.ApproveHostingRequestResponse
+	52, // 106: fmgate.registry.v1.RegistryService.RejectHostingRequest:output_type -> fmgate.registry.v1.RejectHostingRequestResponse
+	54, // 107: fmgate.registry.v1.RegistryService.MarkHostingRequestProvisioning:output_type -> fmgate.registry.v1.MarkHostingRequestProvisioningResponse
+	56, // 108: fmgate.registry.v1.RegistryService.MarkHostingRequestActive:output_type -> fmgate.registry.v1.MarkHostingRequestActiveResponse
+	87, // [87:109] is the sub-list for method output_type
+	65, // [65:87] is the sub-list for method input_type
+	65, // [65:65] is the sub-list for extension type_name
+	65, // [65:65] is the sub-list for extension extendee
+	0,  // [0:65] is the sub-list for field type_name
 }
 
 func init() { file_fmgate_registry_v1_registry_proto_init() }
