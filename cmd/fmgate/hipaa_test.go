@@ -137,8 +137,10 @@ func TestHIPAAPackBAAEndpoints(t *testing.T) {
 		st := status.Convert(err)
 		require.Equal(t, codes.PermissionDenied, st.Code(), "%v", err)
 		assert.Contains(t, st.Message(), "model intake is not granted to user:carol")
-		// The explanation names the pack's policy that refuses PHI without BAA coverage.
-		assert.Contains(t, st.Message(), `policy "hipaa-deny-without-baa" denies model "intake"`)
+		// The explanation names the pack's policy that refuses PHI without BAA coverage, and
+		// says why in the policy's own words.
+		assert.Contains(t, st.Message(), `policy "hipaa-deny-without-baa" denies model "intake" to subject "user:carol": `+
+			`HIPAA pack v1: refuses principals handling PHI a model no BAA-covered endpoint serves`)
 		var reason string
 		for _, d := range st.Details() {
 			if info, ok := d.(*errdetails.ErrorInfo); ok {
@@ -159,6 +161,7 @@ func TestHIPAAPackBAAEndpoints(t *testing.T) {
 		resp.Body.Close()
 		assert.Equal(t, http.StatusForbidden, resp.StatusCode, "%s", body)
 		assert.Contains(t, string(body), `hipaa-deny-without-baa`)
+		assert.Contains(t, string(body), `refuses principals handling PHI a model no BAA-covered endpoint serves`)
 		assert.Equal(t, plain0, plainCalls.Load(), "a refused request never reaches a vendor")
 	})
 

@@ -84,7 +84,7 @@ func TestConditions(t *testing.T) {
 			policies: []policy.Policy{grantAll, when(policytest.Deny("org-a", "deny-x", []string{"*"}, []string{"*"}),
 				`principal.attributes["clearance"] == "none"`)},
 			req: request(nil, "gpt-4o", nil),
-			ids: []string{"deny-x"}, reason: `policy "deny-x" could not evaluate its condition (no such key: clearance), which refuses model "gpt-4o" to subject "alice"`,
+			ids: []string{"deny-x"}, reason: `policy "deny-x" could not evaluate its condition (no such key: clearance), which refuses model "gpt-4o" to subject "alice": refuses deny-x`,
 		},
 		{
 			name:     "an allow whose condition fails grants nothing",
@@ -279,6 +279,9 @@ func TestPacks(t *testing.T) {
 			d := policy.Evaluate(ps, request(map[string]string{"handles_phi": "true"}, "gpt-4o", endpoints(eps...)))
 			assert.False(t, d.Allowed())
 			assert.Equal(t, []string{"hipaa-deny-without-baa"}, d.PolicyIDs)
+			assert.Equal(t, []string{`policy "hipaa-deny-without-baa" denies model "gpt-4o" to subject "alice": ` +
+				`HIPAA pack v1: refuses principals handling PHI a model no BAA-covered endpoint serves`}, d.Reasons,
+				"the refusal says why, in the policy's description")
 		}
 	})
 	t.Run("parameters", func(t *testing.T) {

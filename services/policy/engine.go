@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/cel-go/cel"
 
@@ -59,7 +60,8 @@ func (o Obligations) set(zero Obligations) []string {
 // set that made it: read them, do not modify them.
 type Decision struct {
 	Effect Effect
-	// Reasons say why, in words an administrator can act on, naming the policies.
+	// Reasons say why, in words an administrator can act on, naming the policies; a
+	// refusal by a denying policy quotes its description (reasonDescription).
 	Reasons []string
 	// PolicyIDs are the policies that decided: the matching denies when one matched, else
 	// the matching allows, or the policies whose obligations refused the request.
@@ -153,6 +155,35 @@ type compiledPolicy struct {
 	condition          cel.Program // nil: none
 	conditionErr       error       // the stored condition no longer compiles: it fails
 	obligations        Obligations
+	// why is the policy's description as its refusals quote it (reasonDescription): "" or
+	// ": " and the description.
+	why string
+}
+
+// maxReasonDescription bounds, in bytes, the part of a denying policy's description that
+// its refusal reasons quote: enough for a sentence saying why, short enough for an error
+// message (descriptions may be up to 1024 bytes).
+const maxReasonDescription = 200
+
+// reasonDescription returns description as a refusal reason quotes it after the policy it
+// describes: on one line, without its final full stop, at most maxReasonDescription bytes
+// (cut at a word where it can be, marked "..."), after ": "; "" when there is none.
+func reasonDescription(description string) string {
+	d := strings.TrimRight(strings.Join(strings.Fields(description), " "), ".")
+	if d == "" {
+		return ""
+	}
+	if len(d) > maxReasonDescription {
+		cut := maxReasonDescription - len("...")
+		for cut > 0 && !utf8.RuneStart(d[cut]) {
+			cut--
+		}
+		if sp := strings.LastIndexByte(d[:cut], ' '); sp > cut/2 {
+			cut = sp
+		}
+		d = strings.TrimRight(d[:cut], " ,;:") + "..."
+	}
+	return ": " + d
 }
 
 // Compile prepares policies for evaluation. Policies are expected to be valid (stores only
@@ -163,7 +194,7 @@ func Compile(policies []Policy) *Compiled {
 	for _, p := range policies {
 		cp := compiledPolicy{
 			id: p.ID, organizationID: p.OrganizationID, effect: p.Effect, revision: p.Revision,
-			obligations: p.Clone().Obligations(),
+			obligations: p.Clone().Obligations(), why: reasonDescription(p.Description),
 		}
 		for _, s := range p.Subjects {
 			if sel, ok := compileSubject(s); ok {
@@ -360,12 +391,12 @@ func (c *Compiled) decide(req *policyv1.EvaluateRequest, explain bool) (Decision
 		d := Decision{Effect: EffectDeny}
 		for _, cp := range denies {
 			d.PolicyIDs = append(d.PolicyIDs, cp.id)
-			d.Reasons = append(d.Reasons, "policy "+strconv.Quote(cp.id)+" denies model "+what+" to subject "+who)
+			d.Reasons = append(d.Reasons, "policy "+strconv.Quote(cp.id)+" denies model "+what+" to subject "+who+cp.why)
 		}
 		for i, cp := range failed {
 			d.PolicyIDs = append(d.PolicyIDs, cp.id)
 			d.Reasons = append(d.Reasons, "policy "+strconv.Quote(cp.id)+" could not evaluate its condition ("+
-				failures[i]+"), which refuses model "+what+" to subject "+who)
+				failures[i]+"), which refuses model "+what+" to subject "+who+cp.why)
 		}
 		return d, x
 	}

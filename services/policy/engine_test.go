@@ -90,7 +90,7 @@ func TestEvaluate(t *testing.T) {
 			principal: principal("org-a", "carol", "risk", "k1", "intern", "analyst"),
 			model:     "gpt-4o",
 			want: policy.Decision{Effect: policy.EffectDeny, PolicyIDs: []string{"deny-intern"},
-				Reasons: []string{`policy "deny-intern" denies model "gpt-4o" to subject "carol"`}},
+				Reasons: []string{`policy "deny-intern" denies model "gpt-4o" to subject "carol": refuses deny-intern`}},
 		},
 		{
 			name:      "every matching deny is named",
@@ -98,8 +98,8 @@ func TestEvaluate(t *testing.T) {
 			model:     "o1-preview",
 			want: policy.Decision{Effect: policy.EffectDeny, PolicyIDs: []string{"deny-intern", "deny-o1"},
 				Reasons: []string{
-					`policy "deny-intern" denies model "o1-preview" to subject "carol"`,
-					`policy "deny-o1" denies model "o1-preview" to subject "carol"`,
+					`policy "deny-intern" denies model "o1-preview" to subject "carol": refuses deny-intern`,
+					`policy "deny-o1" denies model "o1-preview" to subject "carol": refuses deny-o1`,
 				}},
 		},
 		{
