@@ -71,7 +71,13 @@ func (p *process) startService(ctx context.Context, svc string, res *resources.F
 		if err := seedPolicy(ctx, store, res); err != nil {
 			return err
 		}
-		policy.NewServer(store, log).Register(p.srv)
+		srv := policy.NewServer(store, log)
+		if p.pool != nil {
+			// A policy change through another replica applies here within this interval:
+			// the hot path does not wait on Postgres for every generation.
+			srv.SetVersionCheckInterval(policyVersionCheck)
+		}
+		srv.Register(p.srv)
 	case "quota":
 		var limiter quota.Limiter = quotamem.New(quotamem.Config{})
 		if p.redis != nil {
@@ -209,6 +215,10 @@ func seedCredentials(ctx context.Context, store dispatch.CredentialStore, box *s
 	}
 	return nil
 }
+
+// policyVersionCheck bounds how long a policy change made through one replica takes to
+// apply on another, when policies are in Postgres.
+const policyVersionCheck = 250 * time.Millisecond
 
 func seedRegistry(ctx context.Context, store registry.Store, res *resources.File) error {
 	for _, e := range res.Endpoints {

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -35,20 +37,39 @@ type Server struct {
 	log   *slog.Logger
 
 	// sets caches each organization's compiled policies (CEL programs included) under the
-	// version they were read at, so that an evaluation costs one Version read while nothing
-	// changes.
-	mu   sync.RWMutex
-	sets map[string]*policySet
+	// version they were read at. An evaluation reads the store's Version unless the set was
+	// confirmed current less than versionCheck ago; this server's own changes drop the
+	// organisation's set at once.
+	mu           sync.RWMutex
+	sets         map[string]*policySet
+	versionCheck time.Duration
 }
 
 type policySet struct {
 	version  string
 	compiled *Compiled
+	checked  atomic.Int64 // when version was last confirmed current, Unix nanoseconds
 }
 
-// NewServer returns a server evaluating and administering the policies of store.
+// NewServer returns a server evaluating and administering the policies of store. Every
+// evaluation confirms with the store that its cached policies are current, so that any
+// change, through any replica, applies to the next evaluation.
 func NewServer(store Store, log *slog.Logger) *Server {
 	return &Server{store: store, log: log, sets: map[string]*policySet{}}
+}
+
+// SetVersionCheckInterval lets an evaluation trust cached policies confirmed current less
+// than d ago instead of asking the store every time: for a store across a network
+// (Postgres), where asking costs a round trip on every generation. A change made through
+// another replica then applies within d; one made through this server still applies at
+// once. Call it before serving.
+func (s *Server) SetVersionCheckInterval(d time.Duration) { s.versionCheck = d }
+
+// forget drops org's cached policies after a change made through this server.
+func (s *Server) forget(org string) {
+	s.mu.Lock()
+	delete(s.sets, org)
+	s.mu.Unlock()
 }
 
 // Register adds the service to r. All-in-one and mesh make the same call.
@@ -170,14 +191,19 @@ func (s *Server) Explain(ctx context.Context, in *policyv1.ExplainRequest) (*pol
 
 // policySet returns the organization's compiled policies at their current version.
 func (s *Server) policySet(ctx context.Context, org string) (*policySet, error) {
+	s.mu.RLock()
+	set := s.sets[org]
+	s.mu.RUnlock()
+	now := time.Now().UnixNano()
+	if set != nil && now-set.checked.Load() < int64(s.versionCheck) {
+		return set, nil
+	}
 	version, err := s.store.Version(ctx, org)
 	if err != nil {
 		return nil, fmt.Errorf("policy version of %s: %w", org, err)
 	}
-	s.mu.RLock()
-	set := s.sets[org]
-	s.mu.RUnlock()
 	if set != nil && set.version == version {
+		set.checked.Store(now)
 		return set, nil
 	}
 	// The list carries the version it was read at, which may already be newer than the one
@@ -187,6 +213,7 @@ func (s *Server) policySet(ctx context.Context, org string) (*policySet, error) 
 		return nil, fmt.Errorf("list policies of %s: %w", org, err)
 	}
 	set = &policySet{version: version, compiled: Compile(policies)}
+	set.checked.Store(now)
 	s.mu.Lock()
 	s.sets[org] = set
 	s.mu.Unlock()
@@ -235,6 +262,7 @@ func (s *Server) CreatePolicy(ctx context.Context, req *policyv1.CreatePolicyReq
 	if err != nil {
 		return nil, toStatus(prefixFields(err, "policy."))
 	}
+	s.forget(p.OrganizationID)
 	return &policyv1.CreatePolicyResponse{After: ToProto(created)}, nil
 }
 
@@ -353,6 +381,7 @@ func (s *Server) UpdatePolicy(ctx context.Context, req *policyv1.UpdatePolicyReq
 	if err != nil {
 		return nil, toStatus(prefixFields(err, "policy."))
 	}
+	s.forget(next.OrganizationID)
 	return &policyv1.UpdatePolicyResponse{Before: toProtoPtr(ch.Before), After: toProtoPtr(ch.After)}, nil
 }
 
@@ -371,6 +400,7 @@ func (s *Server) DeletePolicy(ctx context.Context, req *policyv1.DeletePolicyReq
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	s.forget(req.GetOrganizationId())
 	return &policyv1.DeletePolicyResponse{Before: ToProto(before)}, nil
 }
 
@@ -450,6 +480,7 @@ func (s *Server) InstantiatePack(ctx context.Context, req *policyv1.InstantiateP
 	for _, p := range ps {
 		p.UpdatedBy = req.GetUpdatedBy()
 		ch, err := s.store.PutPolicy(ctx, p)
+		s.forget(req.GetOrganizationId()) // also after a partial failure: some may be written
 		if err != nil {
 			return nil, toStatus(err)
 		}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -168,4 +169,37 @@ func BenchmarkServerEvaluate(b *testing.B) {
 			b.Fatal(err, resp.GetReasons())
 		}
 	}
+}
+
+// With a version check interval, an evaluation trusts its cached policies for that long: a
+// change written to the store by another replica applies within the interval, and one made
+// through this server at once.
+func TestVersionCheckInterval(t *testing.T) {
+	store := policymem.New()
+	srv := policy.NewServer(store, discard)
+	srv.SetVersionCheckInterval(200 * time.Millisecond)
+	client := policyv1.NewPolicyServiceClient(grpctest.Serve(t, srv.Register))
+	ctx := t.Context()
+	req := evaluate("org-a", "alice", "risk", "gpt-4o", 0)
+	decide := func() policyv1.Decision {
+		t.Helper()
+		resp, err := client.Evaluate(ctx, req)
+		require.NoError(t, err)
+		return resp.GetDecision()
+	}
+	require.Equal(t, policyv1.Decision_DECISION_DENY, decide())
+
+	// Another replica's change: not yet, then within the interval.
+	written := time.Now()
+	_, err := store.PutPolicy(ctx, policytest.Allow("org-a", "grant", []string{"team:risk"}, []string{"gpt-*"}))
+	require.NoError(t, err)
+	assert.Equal(t, policyv1.Decision_DECISION_DENY, decide(), "the cached policies were confirmed current just now")
+	require.Eventually(t, func() bool { return decide() == policyv1.Decision_DECISION_ALLOW }, 2*time.Second, 5*time.Millisecond)
+	assert.Less(t, time.Since(written), time.Second)
+
+	// This server's own change: at once.
+	_, err = client.CreatePolicy(ctx, &policyv1.CreatePolicyRequest{OrganizationId: "org-a", UpdatedBy: "user:admin",
+		Policy: policy.ToProto(policytest.Deny("org-a", "block", []string{"team:risk"}, []string{"gpt-4o"}))})
+	require.NoError(t, err)
+	assert.Equal(t, policyv1.Decision_DECISION_DENY, decide(), "a change through this server applies to the next evaluation")
 }
