@@ -24,7 +24,11 @@
 //     (PERMISSION_DENIED) when it names another. Fields marked FIELD_ROLE_ACTOR are set to
 //     the caller's subject, or refused when they name someone else; FIELD_ROLE_TEAM fields
 //     likewise with the caller's team, for team-only holders.
-//  5. The call, with the principal in its context (PrincipalFrom).
+//  5. The call, with the principal in its context (PrincipalFrom). Before it, "etag" is
+//     removed from the request's update_mask: an etag is a precondition, never a field to
+//     change, and grpc-gateway builds the mask of a REST PATCH from every field of its body.
+//     A mask that named only the etag is refused rather than left empty (which servers read
+//     as "every field").
 //  6. Audit: a successful call of an RPC with an audit action is recorded with the caller,
 //     the resource and the response's before and after. A refusal at step 3 or 4 of an
 //     authenticated caller is recorded too (action "access.denied").
@@ -165,6 +169,9 @@ func (g *Guard) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 		g.log.WarnContext(ctx, "admin call refused: identity unavailable", "method", info.FullMethod, "error", err)
 		return nil, status.Error(codes.Unavailable, "cannot authenticate the caller now: identity service unavailable")
 	}
+	if err := normalizeMask(msg.ProtoReflect()); err != nil {
+		return nil, err
+	}
 	if err := authorize(r, p, msg.ProtoReflect()); err != nil {
 		g.record(ctx, p, r, info.FullMethod, "access.denied", nil, msg, map[string]any{"reason": status.Convert(err).Message()})
 		return nil, err
@@ -176,6 +183,37 @@ func (g *Guard) Unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 	out, _ := resp.(proto.Message)
 	g.record(ctx, p, r, info.FullMethod, r.access.GetAuditAction(), out, msg, nil)
 	return resp, nil
+}
+
+// normalizeMask removes "etag" from the request's top-level update_mask.
+func normalizeMask(m protoreflect.Message) error {
+	fd := m.Descriptor().Fields().ByName("update_mask")
+	if fd == nil || fd.Kind() != protoreflect.MessageKind || fd.Message().FullName() != "google.protobuf.FieldMask" || !m.Has(fd) {
+		return nil
+	}
+	mask := m.Mutable(fd).Message()
+	pathsFD := mask.Descriptor().Fields().ByName("paths")
+	paths := mask.Mutable(pathsFD).List()
+	if paths.Len() == 0 {
+		return nil
+	}
+	kept := make([]string, 0, paths.Len())
+	for i := range paths.Len() {
+		if p := paths.Get(i).String(); p != "etag" {
+			kept = append(kept, p)
+		}
+	}
+	if len(kept) == paths.Len() {
+		return nil
+	}
+	if len(kept) == 0 {
+		return status.Error(codes.InvalidArgument, "update_mask: names no field to change (etag is a precondition, not a field)")
+	}
+	paths.Truncate(0)
+	for _, p := range kept {
+		paths.Append(protoreflect.ValueOfString(p))
+	}
+	return nil
 }
 
 // credential returns the bearer credential of the call.

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	identityv1 "github.com/fmgate/fmgate/gen/fmgate/identity/v1"
 	policyv1 "github.com/fmgate/fmgate/gen/fmgate/policy/v1"
@@ -299,5 +300,28 @@ func TestSecretsNeverReachTheTrail(t *testing.T) {
 	// A response without before/after that holds a secret field is not recorded whole.
 	if holdsSecret((&identityv1.CreateApiKeyResponse{}).ProtoReflect().Descriptor()) != true {
 		t.Fatal("CreateApiKeyResponse not seen as holding a secret")
+	}
+}
+
+func TestEtagIsNotAFieldToChange(t *testing.T) {
+	g, _ := newGuard(t)
+	got, _, err := call(t, g, "admin-a", updateModel, &registryv1.UpdateModelRequest{
+		Model: &registryv1.Model{Name: "m", DisplayName: "x", Etag: "e1"}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"display_name", "etag"}},
+	}, &registryv1.UpdateModelResponse{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := got.(*registryv1.UpdateModelRequest)
+	if paths := req.GetUpdateMask().GetPaths(); len(paths) != 1 || paths[0] != "display_name" {
+		t.Fatalf("update_mask = %v, want [display_name]", paths)
+	}
+	if req.GetModel().GetEtag() != "e1" {
+		t.Fatal("the etag itself must stay, as the precondition")
+	}
+	_, _, err = call(t, g, "admin-a", updateModel, &registryv1.UpdateModelRequest{
+		Model: &registryv1.Model{Name: "m", Etag: "e1"}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"etag"}},
+	}, &registryv1.UpdateModelResponse{})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("a mask of only the etag: got %v, want InvalidArgument", err)
 	}
 }
