@@ -317,7 +317,8 @@ func (v *openAIVendor) stream(ctx context.Context, req *vendorRequest, onDelta f
 	// The request goes out on the lean path (send; the SDK's for Azure) and the event stream
 	// is read here. Why not the SDK's stream: its chunk type decodes through reflection at
 	// about 25 µs and 53 allocations per chunk against about 5 µs and 12 for openAIChunk
-	// below (BenchmarkOpenAIChunkDecode), and a gateway decodes every chunk of every answer.
+	// through json.Unmarshal, and fewer still through decodeOpenAIChunk
+	// (BenchmarkOpenAIChunkDecode); a gateway decodes every chunk of every answer.
 	raw, err := v.send(ctx, p, true)
 	if err != nil {
 		return nil, err
@@ -332,7 +333,7 @@ func (v *openAIVendor) stream(ctx context.Context, req *vendorRequest, onDelta f
 			break
 		}
 		var chunk openAIChunk
-		if err := json.Unmarshal(data, &chunk); err != nil {
+		if err := decodeOpenAIChunk(data, &chunk); err != nil {
 			return nil, &attemptError{kind: failUnavailable, endpointID: v.endpointID, detail: "malformed stream chunk"}
 		}
 		if chunk.Error != nil {
@@ -383,31 +384,38 @@ func (v *openAIVendor) stream(ctx context.Context, req *vendorRequest, onDelta f
 	return res, nil
 }
 
-// openAIChunk is the part of a chat.completion.chunk event that dispatch reads.
+// openAIChunk is the part of a chat.completion.chunk event that dispatch reads
+// (decodeOpenAIChunk).
 type openAIChunk struct {
-	Model   string `json:"model"`
-	Choices []struct {
-		Delta struct {
-			Content   string `json:"content"`
-			Refusal   string `json:"refusal"`
-			ToolCalls []struct {
-				Index    int64  `json:"index"`
-				ID       string `json:"id"`
-				Type     string `json:"type"`
-				Function struct {
-					Name      string `json:"name"`
-					Arguments string `json:"arguments"`
-				} `json:"function"`
-			} `json:"tool_calls"`
-		} `json:"delta"`
-		FinishReason string `json:"finish_reason"`
-	} `json:"choices"`
-	Usage *struct {
-		PromptTokens     int64 `json:"prompt_tokens"`
-		CompletionTokens int64 `json:"completion_tokens"`
-		TotalTokens      int64 `json:"total_tokens"`
-	} `json:"usage"`
-	Error json.RawMessage `json:"error"`
+	Model   string              `json:"model"`
+	Choices []openAIChunkChoice `json:"choices"`
+	Usage   *openAIUsage        `json:"usage"`
+	Error   json.RawMessage     `json:"error"`
+}
+
+type openAIChunkChoice struct {
+	Delta struct {
+		Content   string                `json:"content"`
+		Refusal   string                `json:"refusal"`
+		ToolCalls []openAIChunkToolCall `json:"tool_calls"`
+	} `json:"delta"`
+	FinishReason string `json:"finish_reason"`
+}
+
+type openAIChunkToolCall struct {
+	Index    int64  `json:"index"`
+	ID       string `json:"id"`
+	Type     string `json:"type"`
+	Function struct {
+		Name      string `json:"name"`
+		Arguments string `json:"arguments"`
+	} `json:"function"`
+}
+
+type openAIUsage struct {
+	PromptTokens     int64 `json:"prompt_tokens"`
+	CompletionTokens int64 `json:"completion_tokens"`
+	TotalTokens      int64 `json:"total_tokens"`
 }
 
 // send sends a chat completion request and returns the response of a 2xx answer, its body
