@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net/http"
 	"net/http/httptest"
 	"syscall"
 	"testing"
@@ -51,6 +52,32 @@ func BenchmarkClosedLoopStream(b *testing.B) {
 	b.ReportMetric(float64(ttft.Microseconds())/float64(b.N), "ttft-µs")
 }
 
+// BenchmarkClosedLoopOpenAI and BenchmarkClosedLoopOpenAIStream are the same through the
+// OpenAI-compatible API (JSON in, JSON or server-sent events out).
+func BenchmarkClosedLoopOpenAI(b *testing.B) {
+	closedLoopOpenAI(b, []byte(`{"model":"demo","messages":[{"role":"user","content":"`+benchPrompt+`"}]}`))
+}
+
+func BenchmarkClosedLoopOpenAIStream(b *testing.B) {
+	closedLoopOpenAI(b, []byte(`{"model":"demo","stream":true,"messages":[{"role":"user","content":"`+streamPrompt+`"}]}`))
+}
+
+func closedLoopOpenAI(b *testing.B, body []byte) {
+	s := closedLoopStack(b)
+	client := &http.Client{}
+	b.Cleanup(client.CloseIdleConnections)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu := processCPU()
+	for range b.N {
+		if err := postOK(ctx, client, s.http+"/v1/chat/completions", mainKey, body); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64((processCPU()-cpu).Microseconds())/float64(b.N), "cpu-µs/op")
+}
+
 // processCPU is the CPU time (user and system) the process has used so far: the cost of a
 // request, which closed-loop latency hides while a core is idle.
 func processCPU() time.Duration {
@@ -61,10 +88,14 @@ func processCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-func closedLoopClient(b *testing.B) gatewayv1.GatewayServiceClient {
+func closedLoopStack(b *testing.B) benchStack {
 	sim := httptest.NewServer(simulator.New(simulator.Config{ChunkDelay: *benchChunkDelay}))
 	b.Cleanup(sim.Close)
-	s := startBenchStack(b, sim.URL)
+	return startBenchStack(b, sim.URL)
+}
+
+func closedLoopClient(b *testing.B) gatewayv1.GatewayServiceClient {
+	s := closedLoopStack(b)
 	conn, err := grpc.NewClient(s.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		b.Fatal(err)

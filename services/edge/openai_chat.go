@@ -454,9 +454,11 @@ func (h *openAI) chatStream(w http.ResponseWriter, r *http.Request, c *chatCall)
 	}
 	sse := newSSEWriter(w)
 	chunk := chatChunk{ID: completionID(ev.GetId()), Object: "chat.completion.chunk", Created: h.created(), Model: c.model}
+	var choice [1]chatChunkChoice // every event has one choice, or none
 	emit := func(d chatDelta, finish *string) bool {
-		chunk.Choices = []chatChunkChoice{{Delta: d, FinishReason: finish}}
-		return sse.event(chunk)
+		choice[0] = chatChunkChoice{Delta: d, FinishReason: finish}
+		chunk.Choices = choice[:]
+		return sse.event(&chunk)
 	}
 	empty := ""
 	if !emit(chatDelta{Role: "assistant", Content: &empty}, nil) {
@@ -484,8 +486,8 @@ func (h *openAI) chatStream(w http.ResponseWriter, r *http.Request, c *chatCall)
 			}
 			if c.includeUsage {
 				u := openAIUsageOf(ev.GetUsage())
-				chunk.Choices, chunk.Usage = []chatChunkChoice{}, &u
-				if !sse.event(chunk) {
+				chunk.Choices, chunk.Usage = choice[:0], &u
+				if !sse.event(&chunk) {
 					return
 				}
 			}
@@ -504,10 +506,13 @@ func (h *openAI) chatStream(w http.ResponseWriter, r *http.Request, c *chatCall)
 }
 
 // sseWriter writes server-sent events, flushing each, and stops at the first write error
-// (the client has gone; the request context then cancels the gateway stream).
+// (the client has gone; the request context then cancels the gateway stream). One buffer
+// holds each event in turn: a stream writes dozens of events a second.
 type sseWriter struct {
 	w   http.ResponseWriter
 	rc  *http.ResponseController
+	buf bytes.Buffer
+	enc *json.Encoder // into buf, escaping as json.Marshal does
 	err error
 }
 
@@ -517,27 +522,36 @@ func newSSEWriter(w http.ResponseWriter) *sseWriter {
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	return &sseWriter{w: w, rc: http.NewResponseController(w)}
+	s := &sseWriter{w: w, rc: http.NewResponseController(w)}
+	s.enc = json.NewEncoder(&s.buf)
+	return s
 }
 
+// event writes "data: <v as JSON>" and the blank line that ends an event.
 func (s *sseWriter) event(v any) bool {
-	data, err := json.Marshal(v)
-	if err != nil {
-		s.err = err
-		return false
-	}
-	return s.write(data)
-}
-
-func (s *sseWriter) done() { s.write([]byte("[DONE]")) }
-
-func (s *sseWriter) write(data []byte) bool {
 	if s.err != nil {
 		return false
 	}
-	buf := make([]byte, 0, len(data)+8)
-	buf = append(append(append(buf, "data: "...), data...), "\n\n"...)
-	if _, s.err = s.w.Write(buf); s.err == nil {
+	s.buf.Reset()
+	s.buf.WriteString("data: ")
+	if s.err = s.enc.Encode(v); s.err != nil { // Encode ends the JSON with a newline
+		return false
+	}
+	s.buf.WriteByte('\n')
+	return s.flush()
+}
+
+func (s *sseWriter) done() {
+	if s.err != nil {
+		return
+	}
+	s.buf.Reset()
+	s.buf.WriteString("data: [DONE]\n\n")
+	s.flush()
+}
+
+func (s *sseWriter) flush() bool {
+	if _, s.err = s.w.Write(s.buf.Bytes()); s.err == nil {
 		s.err = s.rc.Flush()
 	}
 	return s.err == nil
