@@ -516,8 +516,7 @@ func publicModel(m *registryv1.Model) *gatewayv1.Model {
 
 // authenticate resolves the caller's API key, sent as `authorization: Bearer <key>`.
 func (s *Server) authenticate(ctx context.Context) (*identityv1.Principal, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	values := md.Get("authorization")
+	values := metadata.ValueFromIncomingContext(ctx, "authorization") // copies this key only
 	if len(values) == 0 || values[0] == "" {
 		return nil, status.Error(codes.Unauthenticated, "missing API key: send it as 'Authorization: Bearer <key>'")
 	}
