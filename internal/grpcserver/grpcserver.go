@@ -44,6 +44,7 @@ type Server struct {
 	unary     grpc.UnaryServerInterceptor
 	stream    grpc.StreamServerInterceptor
 	stats     *serviceStats
+	spans     *inprocSpans // nil: in-process spans through the otelgrpc handler (semconv opt-in)
 	meshToken string
 	slow      time.Duration // SlowRPC; tests lower it
 	admin     grpc.UnaryServerInterceptor
@@ -64,6 +65,7 @@ type registration struct {
 func New(log *slog.Logger, tracing *telemetry.Providers, meshToken string, opts ...grpc.ServerOption) *Server {
 	s := &Server{log: log, tracing: tracing, health: health.NewServer(), meshToken: meshToken, slow: SlowRPC}
 	s.stats = newServiceStats(tracing)
+	s.spans = newInprocSpans(tracing)
 	s.unary = chainUnary(s.logUnary, chainUnary(s.guardUnary, recoverUnary(log)))
 	s.stream = chainStream(s.logStream, chainStream(s.guardStream, recoverStream(log)))
 	opts = append([]grpc.ServerOption{
@@ -164,6 +166,9 @@ func ServiceOf(fullMethod string) string {
 	return name
 }
 
+// services are the fmgate services, as ServiceOf names them.
+var services = []string{"edge", "registry", "identity", "policy", "quota", "moderation", "dispatch"}
+
 // serviceStats routes each RPC to the otelgrpc server handler of the service it belongs to,
 // so that one grpc.Server can host several services, each with its own service.name.
 type serviceStats struct {
@@ -178,7 +183,7 @@ func newServiceStats(tracing *telemetry.Providers) *serviceStats {
 		return !strings.HasPrefix(info.FullMethodName, "/grpc.")
 	})
 	ss := &serviceStats{byService: map[string]stats.Handler{}}
-	for _, svc := range []string{"edge", "registry", "identity", "policy", "quota", "moderation", "dispatch"} {
+	for _, svc := range services {
 		ss.byService[svc] = otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tracing.For(svc)), notHealth)
 	}
 	ss.fallback = otelgrpc.NewServerHandler(notHealth)
@@ -227,11 +232,14 @@ func callerSpan(ctx context.Context) context.Context {
 	return ctx
 }
 
-// traceUnary gives an in-process unary call its server span: the otelgrpc handler of the
-// service that owns the method sees the call's tag and its end, the only events it records
-// for a server; the payload and header events a stats handler would also receive are
-// skipped.
+// traceUnary gives an in-process unary call its server span (inprocSpans).
 func (s *Server) traceUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if s.spans != nil {
+		ctx, span := s.spans.start(callerSpan(ctx), info.FullMethod)
+		resp, err := handler(ctx, req)
+		endServerSpan(span, err)
+		return resp, err
+	}
 	h := s.stats.pick(info.FullMethod)
 	begin := time.Now()
 	ctx = h.TagRPC(callerSpan(ctx), &stats.RPCTagInfo{FullMethodName: info.FullMethod})
@@ -242,6 +250,12 @@ func (s *Server) traceUnary(ctx context.Context, req any, info *grpc.UnaryServer
 
 // traceStream is traceUnary for streams.
 func (s *Server) traceStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if s.spans != nil {
+		ctx, span := s.spans.start(callerSpan(ss.Context()), info.FullMethod)
+		err := handler(srv, &tracedStream{ServerStream: ss, ctx: ctx})
+		endServerSpan(span, err)
+		return err
+	}
 	h := s.stats.pick(info.FullMethod)
 	begin := time.Now()
 	ctx := h.TagRPC(callerSpan(ss.Context()), &stats.RPCTagInfo{FullMethodName: info.FullMethod})

@@ -160,6 +160,67 @@ func TestTracePropagatesInProcessAndOverNetwork(t *testing.T) {
 	}
 }
 
+// An in-process call's server span is the span the otelgrpc handler gives a network call:
+// same scope, name, kind, attributes (but the server's address) and status.
+func TestInProcessSpanMatchesNetwork(t *testing.T) {
+	for name, result := range map[string]func(context.Context) (*registryv1.GetEndpointResponse, error){
+		"ok": func(context.Context) (*registryv1.GetEndpointResponse, error) {
+			return &registryv1.GetEndpointResponse{}, nil
+		},
+		"not found": func(context.Context) (*registryv1.GetEndpointResponse, error) {
+			return nil, status.Error(codes.NotFound, "no endpoint e1")
+		},
+		"unavailable": func(context.Context) (*registryv1.GetEndpointResponse, error) {
+			return nil, status.Error(codes.Unavailable, "store down")
+		},
+		"raw error": func(context.Context) (*registryv1.GetEndpointResponse, error) {
+			return nil, errors.New("boom")
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s, exp, _ := setup(t, registry{endpoint: result})
+			conn, err := Dial("passthrough:///bufnet", "edge", s.tracing, testMeshToken, grpctest.Start(t, s.GRPC()))
+			require.NoError(t, err)
+			t.Cleanup(func() { _ = conn.Close() })
+			serverSpan := func(cc grpc.ClientConnInterface) sdktrace.ReadOnlySpan {
+				exp.Reset()
+				_, _ = registryv1.NewRegistryServiceClient(cc).GetEndpoint(t.Context(), &registryv1.GetEndpointRequest{})
+				var found sdktrace.ReadOnlySpan
+				require.Eventually(t, func() bool {
+					for _, sp := range exp.GetSpans().Snapshots() {
+						if sp.SpanKind().String() == "server" {
+							found = sp
+						}
+					}
+					return found != nil
+				}, timeout, tick)
+				return found
+			}
+			network, inproc := serverSpan(conn), serverSpan(s.Channel("edge"))
+			withoutAddress := func(attrs []attribute.KeyValue) []attribute.KeyValue {
+				var out []attribute.KeyValue
+				for _, kv := range attrs {
+					if !strings.HasPrefix(string(kv.Key), "server.") {
+						out = append(out, kv)
+					}
+				}
+				return out
+			}
+			assert.Equal(t, network.Name(), inproc.Name())
+			assert.Equal(t, network.InstrumentationScope(), inproc.InstrumentationScope())
+			assert.ElementsMatch(t, withoutAddress(network.Attributes()), inproc.Attributes())
+			// The same status; an internal error's message names the request's own trace id.
+			unTraced := func(sp sdktrace.ReadOnlySpan) sdktrace.Status {
+				st := sp.Status()
+				st.Description = strings.ReplaceAll(st.Description, sp.SpanContext().TraceID().String(), "<trace id>")
+				return st
+			}
+			assert.Equal(t, unTraced(network), unTraced(inproc))
+			assert.Equal(t, serviceName(network.Resource().Attributes()), serviceName(inproc.Resource().Attributes()))
+		})
+	}
+}
+
 // A successful internal RPC is logged at Debug unless it was slow; failures keep their level.
 func TestRPCLogLevels(t *testing.T) {
 	ok := func(context.Context) (*registryv1.GetEndpointResponse, error) {
