@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -80,13 +79,20 @@ func startStack(t *testing.T) *stack {
 	require.NoError(t, os.WriteFile(res, []byte(fmt.Sprintf(testResources, sim.URL)), 0o600))
 	t.Setenv("FMGATE_TEST_MAIN_KEY", mainKey)
 	t.Setenv("FMGATE_TEST_LIMITED_KEY", limitedKey)
+	return serveInProcess(t, res, io.Discard)
+}
 
+// serveInProcess runs `fmgate serve --resources=res` all in one in this test process on free
+// loopback ports, with args added, until the test ends; waits until it is ready; and returns
+// it with a gRPC connection. Its logs (errors only unless args say otherwise) go to logs.
+func serveInProcess(t *testing.T, res string, logs io.Writer, args ...string) *stack {
+	t.Helper()
 	httpAddr, grpcAddr := freeAddr(t), freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	var out bytes.Buffer
 	go func() {
-		done <- run(ctx, []string{"serve", "--http.addr=" + httpAddr, "--grpc.addr=" + grpcAddr, "--resources=" + res, "--log.level=error"}, io.Discard, &out)
+		done <- run(ctx, append([]string{"serve", "--http.addr=" + httpAddr, "--grpc.addr=" + grpcAddr, "--resources=" + res,
+			"--log.level=error", "--audit.spool-dir=" + t.TempDir()}, args...), io.Discard, logs)
 	}()
 	t.Cleanup(func() {
 		cancel()

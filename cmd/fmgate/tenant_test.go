@@ -10,13 +10,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
@@ -69,36 +67,8 @@ func startTenantStack(t *testing.T) *tenantStack {
 	t.Setenv("FMGATE_T_ACME_RED", tenantKeys["acme-red-dev"])
 	t.Setenv("FMGATE_T_ACME_BLUE", tenantKeys["acme-blue-dev"])
 	t.Setenv("FMGATE_T_GLOBEX_ADMIN", tenantKeys["globex-admin"])
-	httpAddr, grpcAddr := freeAddr(t), freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"serve", "--http.addr=" + httpAddr, "--grpc.addr=" + grpcAddr, "--resources=" + res,
-			"--log.level=error", "--audit.spool-dir=" + t.TempDir()}, io.Discard, io.Discard)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			assert.NoError(t, err)
-		case <-time.After(wait):
-			t.Error("fmgate did not stop")
-		}
-	})
-	s := &tenantStack{http: "http://" + httpAddr}
-	require.Eventually(t, func() bool {
-		resp, err := http.Get(s.http + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, wait, tick, "fmgate did not become ready")
-	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	t.Cleanup(func() { conn.Close() })
-	s.conn = conn
-	return s
+	st := serveInProcess(t, res, io.Discard)
+	return &tenantStack{http: st.http, conn: st.grpc}
 }
 
 // rest calls the admin REST API as holder and returns the status and body.
