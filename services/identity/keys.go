@@ -74,6 +74,9 @@ func (s *Server) CreateApiKey(ctx context.Context, req *identityv1.CreateApiKeyR
 	if len(vs) > 0 {
 		return nil, apierr.InvalidArgument(vs...)
 	}
+	if err := s.checkKeyEscalation(ctx, org, kind, req.GetOwnerId()); err != nil {
+		return nil, err
+	}
 	if id == "" {
 		id = newID("key-")
 	}
