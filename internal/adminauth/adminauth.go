@@ -37,7 +37,6 @@ package adminauth
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -310,5 +309,3 @@ func actorOf(p *identityv1.Principal) (audit.Actor, error) {
 	}
 	return audit.Actor{Subject: p.GetSubject(), Kind: kind}, nil
 }
-
-func (r *rule) String() string { return fmt.Sprintf("%s %s", r.service, r.access.GetPermission()) }

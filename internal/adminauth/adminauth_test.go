@@ -298,8 +298,28 @@ func TestSecretsNeverReachTheTrail(t *testing.T) {
 		t.Fatalf("event %+v", evs[0])
 	}
 	// A response without before/after that holds a secret field is not recorded whole.
-	if holdsSecret((&identityv1.CreateApiKeyResponse{}).ProtoReflect().Descriptor()) != true {
+	if !holdsSecret((&identityv1.CreateApiKeyResponse{}).ProtoReflect().Descriptor()) {
 		t.Fatal("CreateApiKeyResponse not seen as holding a secret")
+	}
+}
+
+// A response without before and after, and without a secret, is recorded whole: maps and
+// nested records included.
+func TestResponsesWithoutBeforeAfterAreRecordedWhole(t *testing.T) {
+	g, rec := newGuard(t)
+	resp := &registryv1.ImportVendorModelsResponse{Created: []*registryv1.Model{
+		{OrganizationId: "org-a", Name: "gpt-x", EvaluationMetrics: map[string]float64{"mmlu": 0.8}},
+	}}
+	if _, _, err := call(t, g, "admin-a", "/fmgate.registry.v1.RegistryService/ImportVendorModels",
+		&registryv1.ImportVendorModelsRequest{EndpointId: "ep"}, resp); err != nil {
+		t.Fatal(err)
+	}
+	evs := rec.all()
+	if len(evs) != 1 {
+		t.Fatalf("events = %d", len(evs))
+	}
+	if e := evs[0]; e.Action != "model.import" || e.Resource.ID != "ep" || !strings.Contains(string(e.After), `"gpt-x"`) || !strings.Contains(string(e.After), "mmlu") {
+		t.Fatalf("event %+v after %s", e, e.After)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/descriptorpb"
 
 	identityv1 "github.com/fmgate/fmgate/gen/fmgate/identity/v1"
 	"github.com/fmgate/fmgate/internal/audit"
@@ -15,8 +16,8 @@ var recordJSON = protojson.MarshalOptions{UseProtoNames: true}
 
 // event builds the audit record of a call. The record's before and after are the
 // response's message fields named before and after. A response without either is recorded
-// whole as after, unless it has a field that looks like a secret, in which case nothing of
-// it is: secrets never reach the audit trail.
+// whole as after, unless it holds a field marked [debug_redact = true], in which case nothing
+// of it is: secrets never reach the audit trail.
 func event(p *identityv1.Principal, r *rule, method, action string, resp, req proto.Message, extra map[string]any) (audit.Event, error) {
 	actor, err := actorOf(p)
 	if err != nil {
@@ -84,24 +85,27 @@ func field(m protoreflect.Message, name protoreflect.Name) protoreflect.Message 
 	return m.Get(fd).Message()
 }
 
-// holdsSecret reports whether a message has a field, at any depth of singular messages,
-// whose name says it carries a secret.
+// holdsSecret reports whether a message has a field marked [debug_redact = true] (the
+// contracts' mark of a secret, such as CreateApiKeyResponse.secret), at any depth.
 func holdsSecret(md protoreflect.MessageDescriptor) bool {
-	return secretField(md, 0)
+	return redacted(md, map[protoreflect.FullName]bool{})
 }
 
-func secretField(md protoreflect.MessageDescriptor, depth int) bool {
-	if depth > 3 {
+func redacted(md protoreflect.MessageDescriptor, seen map[protoreflect.FullName]bool) bool {
+	if seen[md.FullName()] {
 		return false
 	}
+	seen[md.FullName()] = true
 	fields := md.Fields()
 	for i := range fields.Len() {
 		fd := fields.Get(i)
-		switch fd.Name() {
-		case "secret", "password", "token", "private_key", "value":
+		if opts, ok := fd.Options().(*descriptorpb.FieldOptions); ok && opts.GetDebugRedact() {
 			return true
 		}
-		if fd.Kind() == protoreflect.MessageKind && secretField(fd.Message(), depth+1) {
+		if fd.IsMap() {
+			fd = fd.MapValue()
+		}
+		if fd.Kind() == protoreflect.MessageKind && redacted(fd.Message(), seen) {
 			return true
 		}
 	}

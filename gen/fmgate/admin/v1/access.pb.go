@@ -98,8 +98,9 @@ type Access struct {
 	Permission string `protobuf:"bytes,1,opt,name=permission,proto3" json:"permission,omitempty"`
 	// The audit action recorded when the call succeeds ("model.update"). Empty for calls that
 	// change nothing, which are not recorded. The record's before and after are the
-	// response's fields named before and after or, for responses without them, its first
-	// message field (never a secret: a response holding one must name its record "after").
+	// response's fields named before and after or, for responses without them, the whole
+	// response as after. Secrets never: a response holding a field marked
+	// [debug_redact = true] must carry its record as after, and is never recorded whole.
 	AuditAction string `protobuf:"bytes,2,opt,name=audit_action,json=auditAction,proto3" json:"audit_action,omitempty"`
 	// The type of the resource the audit record names ("model", "api_key").
 	ResourceType  string `protobuf:"bytes,3,opt,name=resource_type,json=resourceType,proto3" json:"resource_type,omitempty"`

@@ -4955,10 +4955,10 @@ const file_fmgate_identity_v1_identity_proto_rawDesc = "" +
 	"\vexpire_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"expireTime\x128\n" +
 	"\x06scopes\x18\a \x01(\v2 .fmgate.identity.v1.ApiKeyScopesR\x06scopes\x12\x1d\n" +
-	"\ateam_id\x18\b \x01(\tB\x04\xb8\xe1\x18\x02R\x06teamId\"\xc9\x01\n" +
+	"\ateam_id\x18\b \x01(\tB\x04\xb8\xe1\x18\x02R\x06teamId\"\xce\x01\n" +
 	"\x14CreateApiKeyResponse\x123\n" +
-	"\aapi_key\x18\x01 \x01(\v2\x1a.fmgate.identity.v1.ApiKeyR\x06apiKey\x12\x16\n" +
-	"\x06secret\x18\x02 \x01(\tR\x06secret\x120\n" +
+	"\aapi_key\x18\x01 \x01(\v2\x1a.fmgate.identity.v1.ApiKeyR\x06apiKey\x12\x1b\n" +
+	"\x06secret\x18\x02 \x01(\tB\x03\x80\x01\x01R\x06secret\x120\n" +
 	"\x05after\x18\x03 \x01(\v2\x1a.fmgate.identity.v1.ApiKeyR\x05after\x122\n" +
 	"\x06before\x18\x04 \x01(\v2\x1a.fmgate.identity.v1.ApiKeyR\x06before\"x\n" +
 	"\x10GetApiKeyRequest\x12'\n" +
