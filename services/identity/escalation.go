@@ -35,21 +35,11 @@ func (s *Server) checkKeyEscalation(ctx context.Context, org string, kind Kind, 
 	if err != nil {
 		return s.fail(ctx, "check key owner", err)
 	}
-	var custom []Role
-	for _, r := range owner.Roles {
-		if _, builtin := BuiltinRoles[r]; builtin {
-			continue
-		}
-		role, err := s.store.GetRole(ctx, org, r)
-		if errors.Is(err, ErrNotFound) {
-			continue // an unknown role grants nothing
-		}
-		if err != nil {
-			return s.fail(ctx, "check key owner", err)
-		}
-		custom = append(custom, role)
+	g, err := s.store.Grants(ctx, org, owner.TeamID, owner.Roles)
+	if err != nil {
+		return s.fail(ctx, "check key owner", err)
 	}
-	orgPerms, teamPerms := PrincipalPermissions(owner.Roles, custom, owner.TeamID != "")
+	orgPerms, teamPerms := PrincipalPermissions(owner.Roles, g.CustomRoles, owner.TeamID != "")
 	missing := lacking(caller, orgPerms, teamPerms)
 	if len(missing) == 0 {
 		return nil
