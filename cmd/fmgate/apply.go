@@ -566,7 +566,7 @@ func (a *applier) model(m resources.Model, f resources.Fields) item {
 		plan: func(cur proto.Message) (change, bool, error) {
 			from := registry.LifecycleProposed // CreateModel proposes
 			if cur != nil {
-				from = lifecycleOf(cur.(*registryv1.Model).GetLifecycleState())
+				from = registry.LifecycleStateFromProto(cur.(*registryv1.Model).GetLifecycleState())
 			}
 			if from == target {
 				return change{}, false, nil
@@ -583,7 +583,7 @@ func (a *applier) model(m resources.Model, f resources.Fields) item {
 		},
 		do: func(ctx context.Context, cur proto.Message) error {
 			model := cur.(*registryv1.Model)
-			for _, to := range lifecyclePath(lifecycleOf(model.GetLifecycleState()), target) {
+			for _, to := range lifecyclePath(registry.LifecycleStateFromProto(model.GetLifecycleState()), target) {
 				resp, err := reg.TransitionModel(ctx, &registryv1.TransitionModelRequest{OrganizationId: m.Organization,
 					Name: m.Name, ToState: enumOf[registryv1.LifecycleState]("LIFECYCLE_STATE_", string(to), registryv1.LifecycleState_value),
 					EvidenceNote: note, Etag: model.GetEtag()})
@@ -596,10 +596,6 @@ func (a *applier) model(m resources.Model, f resources.Fields) item {
 		},
 	}
 	return it
-}
-
-func lifecycleOf(s registryv1.LifecycleState) registry.LifecycleState {
-	return registry.LifecycleState(strings.ToLower(strings.TrimPrefix(s.String(), "LIFECYCLE_STATE_")))
 }
 
 // lifecyclePath returns the shortest sequence of states the lifecycle allows from from to
