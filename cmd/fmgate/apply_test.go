@@ -2,9 +2,7 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"io"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -17,7 +15,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -143,24 +140,13 @@ func startAdminStackWith(t *testing.T, dbURL, doc string) *adminStack {
 	t.Setenv("FMGATE_TEST_ADMIN_KEY", adminKey)
 	t.Setenv("FMGATE_TEST_VIEWER_KEY", viewerKey)
 
-	httpAddr, grpcAddr := freeAddr(t), freeAddr(t)
-	args := []string{"serve", "--http.addr=" + httpAddr, "--grpc.addr=" + grpcAddr, "--resources=" + res, "--log.level=info",
-		"--audit.spool-dir=" + t.TempDir()}
+	var args []string
 	if dbURL != "" {
 		args = append(args, "--postgres.url="+dbURL)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
 	var logs syncBuffer
-	go func() { done <- run(ctx, args, io.Discard, &logs) }()
+	// Registered before the server's own cleanup, so it runs after the server stopped.
 	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			assert.NoError(t, err)
-		case <-time.After(wait):
-			t.Error("fmgate did not stop")
-		}
 		// The secrets apply and the commands handle never reach the server's logs.
 		assert.NotContains(t, logs.String(), adminKey)
 		assert.NotContains(t, logs.String(), viewerKey)
@@ -168,18 +154,8 @@ func startAdminStackWith(t *testing.T, dbURL, doc string) *adminStack {
 			t.Log(logs.String())
 		}
 	})
-	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + httpAddr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, wait, tick, "fmgate did not become ready: %s", &logs)
-	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	t.Cleanup(func() { conn.Close() })
-	return &adminStack{grpcAddr: grpcAddr, sim: sim.URL, conn: conn, gateway: gatewayv1.NewGatewayServiceClient(conn), logs: &logs}
+	st := serveInProcess(t, res, &logs, append(args, "--log.level=info")...)
+	return &adminStack{grpcAddr: st.grpcAddr, sim: sim.URL, conn: st.grpc, gateway: st.client, logs: &logs}
 }
 
 // writeResources writes doc, with {SIM} replaced, to a file of the test and returns its path.

@@ -41,9 +41,10 @@ const (
 
 // stack is a running `fmgate serve`, all in one, in this test process.
 type stack struct {
-	http   string // base URL
-	grpc   *grpc.ClientConn
-	client gatewayv1.GatewayServiceClient
+	http     string // base URL
+	grpcAddr string
+	grpc     *grpc.ClientConn
+	client   gatewayv1.GatewayServiceClient
 }
 
 func freeAddr(t testing.TB) string {
@@ -103,7 +104,7 @@ func serveInProcess(t *testing.T, res string, logs io.Writer, args ...string) *s
 			t.Error("fmgate did not stop")
 		}
 	})
-	s := &stack{http: "http://" + httpAddr}
+	s := &stack{http: "http://" + httpAddr, grpcAddr: grpcAddr}
 	require.Eventually(t, func() bool {
 		resp, err := http.Get(s.http + "/readyz")
 		if err != nil {
@@ -111,7 +112,7 @@ func serveInProcess(t *testing.T, res string, logs io.Writer, args ...string) *s
 		}
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
-	}, wait, tick, "fmgate did not become ready")
+	}, wait, tick, "fmgate did not become ready: %s", logs)
 	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
