@@ -241,7 +241,7 @@ type process struct {
 	pool       *pgxpool.Pool
 	redis      *redis.Client
 	conns      []*grpc.ClientConn
-	peerConns  map[string]*grpc.ClientConn
+	peerConns  map[peer]*grpc.ClientConn // one per caller and peer service, each checked by ready
 	sim        *http.Server
 	edge       *edge.Server
 	audit      auditRecorders // one per service: the edge's generations, the admin layer's changes
@@ -275,7 +275,7 @@ func (p *process) start(ctx context.Context) error {
 		}
 	}
 	p.srv = grpcserver.New(p.log, p.tracing, p.cfg.meshToken)
-	p.peerConns = map[string]*grpc.ClientConn{}
+	p.peerConns = map[peer]*grpc.ClientConn{}
 	if err := p.startAudit(); err != nil {
 		return err
 	}
@@ -312,18 +312,26 @@ func (p *process) start(ctx context.Context) error {
 	return nil
 }
 
+// peer names a connection to another process: who calls (its client spans' service) and
+// which service it reaches.
+type peer struct{ caller, svc string }
+
 // client returns a connection for calls from caller to svc: in process when this process
-// runs svc, over the network otherwise.
+// runs svc, over the network otherwise. Network connections are shared by every use of one
+// caller and service, so that the connection readiness checks is the one requests take.
 func (p *process) client(caller, svc string) (grpc.ClientConnInterface, error) {
 	if p.runs(svc) {
 		return p.srv.Channel(caller), nil
+	}
+	if conn, ok := p.peerConns[peer{caller, svc}]; ok {
+		return conn, nil
 	}
 	conn, err := grpcserver.Dial(*p.cfg.peers[svc], caller, p.tracing, p.cfg.meshToken)
 	if err != nil {
 		return nil, err
 	}
 	p.conns = append(p.conns, conn)
-	p.peerConns[svc] = conn
+	p.peerConns[peer{caller, svc}] = conn
 	return conn, nil
 }
 
@@ -415,10 +423,10 @@ func (p *process) ready(ctx context.Context) error {
 	if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 		return errors.New("shutting down or starting")
 	}
-	for svc, conn := range p.peerConns {
-		resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: healthNames[svc]})
+	for pc, conn := range p.peerConns {
+		resp, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{Service: healthNames[pc.svc]})
 		if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-			return fmt.Errorf("peer %s is not serving", svc)
+			return fmt.Errorf("peer %s is not serving", pc.svc)
 		}
 	}
 	return nil
