@@ -74,7 +74,7 @@ limits:
 
 func startStack(t *testing.T) *stack {
 	t.Helper()
-	sim := httptest.NewServer(simulator.New(simulator.Config{}))
+	sim := httptest.NewServer(simulator.New(simulator.Config{ChunkDelay: vendorPace}))
 	t.Cleanup(sim.Close)
 	res := filepath.Join(t.TempDir(), "resources.yaml")
 	require.NoError(t, os.WriteFile(res, []byte(fmt.Sprintf(testResources, sim.URL)), 0o600))

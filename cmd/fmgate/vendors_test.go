@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/anthropics/anthropic-sdk-go"
 	anthropicoption "github.com/anthropics/anthropic-sdk-go/option"
@@ -73,6 +74,11 @@ var vendors = []vendor{
 }
 
 // answerOf is the simulator's answer from upstream to prompt.
+// vendorPace spaces the simulator's streamed chunks as a vendor does, so that a streamed
+// answer is seen arriving in pieces: the gateway merges only chunks that reach it together
+// (a burst), never waiting for more.
+const vendorPace = 3 * time.Millisecond
+
 func answerOf(upstream, prompt string) string {
 	return "Simulated answer from " + upstream + ". You said: " + prompt
 }
@@ -100,7 +106,7 @@ func requireOpenAIError(t *testing.T, err error, status int, code, want string) 
 }
 
 func TestVendorsOpenAISDK(t *testing.T) {
-	s := startVendorStack(t, vendorResources, simulator.Config{})
+	s := startVendorStack(t, vendorResources, simulator.Config{ChunkDelay: vendorPace})
 	client := openAIClient(s)
 	const system, prompt = "be brief", "hello there"
 
@@ -283,7 +289,7 @@ func TestVendorsOpenAISDK(t *testing.T) {
 }
 
 func TestVendorsAnthropicSDK(t *testing.T) {
-	s := startVendorStack(t, vendorResources, simulator.Config{})
+	s := startVendorStack(t, vendorResources, simulator.Config{ChunkDelay: vendorPace})
 	client := anthropic.NewClient(anthropicoption.WithBaseURL(s.http), anthropicoption.WithAPIKey(mainKey), anthropicoption.WithMaxRetries(0))
 	const system, prompt = "Be brief.", "Tell me about gateways"
 	params := func(model string) anthropic.MessageNewParams {
@@ -375,7 +381,7 @@ func TestVendorsAnthropicSDK(t *testing.T) {
 }
 
 func TestVendorsGRPC(t *testing.T) {
-	s := startVendorStack(t, vendorResources, simulator.Config{})
+	s := startVendorStack(t, vendorResources, simulator.Config{ChunkDelay: vendorPace})
 	ctx := withKey(t.Context(), mainKey)
 	const prompt = "hello there"
 	weather, err := json.Marshal(weatherSchema)
