@@ -398,13 +398,18 @@ func (s *Server) streamOnce(ctx context.Context, ep *endpoint, attempt int, req 
 
 	var sentChars int // characters of text and tool-call pieces sent, for usage of a broken stream
 	var model string
+	// Pieces go to the caller through a chunkSender, which merges those that arrive while it
+	// is sending. A piece it accepted is as good as sent: it reaches the caller before
+	// anything this attempt sends after it, so the attempt is not retried once one was.
+	var out *chunkSender
 	res, err := ep.vendor.stream(actx, req, func(d delta) error {
 		gotFirst.Store(true)
 		timer.Reset(s.cfg.StreamIdleTimeout)
-		if err := stream.Send(&dispatchv1.StreamGenerateResponse{
-			TextDelta: d.text, ToolCalls: d.toolCalls, EndpointId: ep.id, ResponseModel: d.model,
-		}); err != nil {
-			return sendError{err}
+		if out == nil {
+			out = newChunkSender(stream, ep.id)
+		}
+		if err := out.add(d); err != nil {
+			return err
 		}
 		sent, model = true, d.model
 		sentChars += utf8.RuneCountInString(d.text)
@@ -413,6 +418,11 @@ func (s *Server) streamOnce(ctx context.Context, ep *endpoint, attempt int, req 
 		}
 		return nil
 	})
+	if out != nil {
+		if ferr := out.flush(); ferr != nil && err == nil {
+			err = ferr
+		}
+	}
 	if err == nil {
 		timer.Stop()
 		if err = stream.Send(&dispatchv1.StreamGenerateResponse{

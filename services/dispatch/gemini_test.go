@@ -140,7 +140,8 @@ func TestGeminiStream(t *testing.T) {
 		OrganizationId: "org-1", EndpointIds: []string{"ep-demo"}, Messages: geminiMessages("hello there"),
 	})
 	require.NoError(t, err)
-	require.Len(t, got, 9, "eight tokens and the end")
+	// Eight tokens, merged or not (chunkSender), and the end.
+	require.GreaterOrEqual(t, len(got), 2)
 	var text strings.Builder
 	for _, m := range got[:len(got)-1] {
 		text.WriteString(m.GetTextDelta())
