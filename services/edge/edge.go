@@ -236,8 +236,10 @@ func (s *Server) StreamGenerate(req *gatewayv1.StreamGenerateRequest, stream grp
 		}
 		return stream.Send(ev)
 	}
+	// Chunks that reach the edge together (a burst) are screened and sent as one: coalescer.
+	in := newCoalescer(ctx, up)
 	for {
-		chunk, err := up.Recv()
+		chunk, err := in.Recv()
 		if err != nil {
 			// io.EOF without a final chunk, or an upstream failure: either way the answer is
 			// incomplete, so the caller gets an error, never a silent truncation.
