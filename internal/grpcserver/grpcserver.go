@@ -49,7 +49,7 @@ type Server struct {
 	slow      time.Duration // SlowRPC; tests lower it
 	admin     grpc.UnaryServerInterceptor
 	services  []registration
-	channels  []*inprocgrpc.Channel
+	channels  []*inprocConn
 }
 
 type registration struct {
@@ -85,7 +85,7 @@ func (s *Server) RegisterService(desc *grpc.ServiceDesc, impl any) {
 	s.grpc.RegisterService(desc, impl)
 	s.services = append(s.services, registration{desc: desc, impl: impl})
 	for _, ch := range s.channels {
-		ch.RegisterService(desc, impl)
+		ch.register(desc, impl)
 	}
 	s.health.SetServingStatus(desc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
 }
@@ -122,12 +122,12 @@ func (s *Server) Health() healthpb.HealthServer { return s.health }
 // client span under caller's name. The interceptors call the otelgrpc server handler
 // directly (trace*), so the span's name and attributes are the network path's.
 func (s *Server) Channel(caller string) grpc.ClientConnInterface {
-	ch := new(inprocgrpc.Channel).
+	streams := new(inprocgrpc.Channel).
 		WithCloner(protoCloner{}).
-		WithServerUnaryInterceptor(chainUnary(s.traceUnary, s.unary)).
 		WithServerStreamInterceptor(chainStream(s.traceStream, s.stream))
+	ch := newInprocConn(streams, chainUnary(s.traceUnary, s.unary))
 	for _, r := range s.services {
-		ch.RegisterService(r.desc, r.impl)
+		ch.register(r.desc, r.impl)
 	}
 	s.channels = append(s.channels, ch)
 	return ch
@@ -219,7 +219,7 @@ func (ss *serviceStats) HandleConn(ctx context.Context, cs stats.ConnStats) {
 // callerSpan returns the server context of an in-process call with the caller's span
 // context (and baggage) as the remote parent, as the network path's propagators would.
 func callerSpan(ctx context.Context) context.Context {
-	cc := inprocgrpc.ClientContext(ctx)
+	cc := clientContext(ctx)
 	if cc == nil {
 		return ctx
 	}
