@@ -103,3 +103,22 @@ func closedLoopClient(b *testing.B) gatewayv1.GatewayServiceClient {
 	b.Cleanup(func() { conn.Close() })
 	return gatewayv1.NewGatewayServiceClient(conn)
 }
+
+// BenchmarkClosedLoopDirectStream is BenchmarkClosedLoopStream's baseline: the same streamed
+// answer straight from the simulator, one at a time; the difference of their ttft-µs is
+// the time to first token the gateway adds when nothing else runs.
+func BenchmarkClosedLoopDirectStream(b *testing.B) {
+	sim := httptest.NewServer(simulator.New(simulator.Config{}))
+	defer sim.Close()
+	c := &http.Client{}
+	body := []byte(`{"model":"demo","stream":true,"messages":[{"role":"user","content":"` + streamPrompt + `"}]}`)
+	var ttft time.Duration
+	for range b.N {
+		t, err := sseStream(context.Background(), c, sim.URL, "", body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ttft += t.firstToken
+	}
+	b.ReportMetric(float64(ttft.Microseconds())/float64(b.N), "ttft-µs")
+}
