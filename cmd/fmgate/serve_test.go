@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -88,32 +89,71 @@ func startStack(t *testing.T) *stack {
 // it with a gRPC connection. Its logs (errors only unless args say otherwise) go to logs.
 func serveInProcess(t *testing.T, res string, logs io.Writer, args ...string) *stack {
 	t.Helper()
-	httpAddr, grpcAddr := freeAddr(t), freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, append([]string{"serve", "--http.addr=" + httpAddr, "--grpc.addr=" + grpcAddr, "--resources=" + res,
-			"--log.level=error", "--audit.spool-dir=" + t.TempDir()}, args...), io.Discard, logs)
-	}()
-	t.Cleanup(func() {
-		cancel()
+	// A port freeAddr found free can be taken before fmgate listens on it (by another test
+	// process, or as the local port of an outgoing connection); then fmgate exits at once
+	// and is started again on other ports.
+	for attempt := 1; ; attempt++ {
+		httpAddr, grpcAddr := freeAddr(t), freeAddr(t)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			done <- run(ctx, append([]string{"serve", "--http.addr=" + httpAddr, "--grpc.addr=" + grpcAddr, "--resources=" + res,
+				"--log.level=error", "--audit.spool-dir=" + t.TempDir()}, args...), io.Discard, logs)
+		}()
+		s := &stack{http: "http://" + httpAddr, grpcAddr: grpcAddr}
+		exited, err := waitReady(s.http, done)
+		if exited && attempt < 3 && err != nil && strings.Contains(err.Error(), "address already in use") {
+			cancel()
+			continue
+		}
+		t.Cleanup(func() {
+			cancel()
+			if exited {
+				return
+			}
+			select {
+			case err := <-done:
+				assert.NoError(t, err)
+			case <-time.After(wait):
+				t.Error("fmgate did not stop")
+			}
+		})
+		require.False(t, exited, "fmgate exited before it was ready: %v: %s", err, logs)
+		require.NoError(t, err, "fmgate did not become ready: %s", logs)
+		return s.connect(t)
+	}
+}
+
+// waitReady polls /readyz at httpURL until it answers 200 (nil), run's result arrives on
+// done first (exited), or wait passes.
+func waitReady(httpURL string, done <-chan error) (exited bool, err error) {
+	deadline := time.Now().Add(wait)
+	for {
 		select {
 		case err := <-done:
-			assert.NoError(t, err)
-		case <-time.After(wait):
-			t.Error("fmgate did not stop")
+			if err == nil {
+				err = errors.New("fmgate stopped")
+			}
+			return true, err
+		default:
 		}
-	})
-	s := &stack{http: "http://" + httpAddr, grpcAddr: grpcAddr}
-	require.Eventually(t, func() bool {
-		resp, err := http.Get(s.http + "/readyz")
-		if err != nil {
-			return false
+		if resp, err := http.Get(httpURL + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return false, nil
+			}
 		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, wait, tick, "fmgate did not become ready: %s", logs)
-	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if time.Now().After(deadline) {
+			return false, errors.New("not ready within " + wait.String())
+		}
+		time.Sleep(tick) // polling for start-up in a test harness
+	}
+}
+
+// connect gives s a gRPC connection, closed when the test ends.
+func (s *stack) connect(t *testing.T) *stack {
+	t.Helper()
+	conn, err := grpc.NewClient(s.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	require.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
 	s.grpc, s.client = conn, gatewayv1.NewGatewayServiceClient(conn)
