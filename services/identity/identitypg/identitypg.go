@@ -171,9 +171,21 @@ func (s *Store) write(ctx context.Context, verb string, db execer, query string,
 	for _, op := range k.Scopes.Operations {
 		ops = append(ops, string(op))
 	}
-	_, err := db.Exec(ctx, query, k.OrganizationID, k.ID, k.DisplayName, k.Subject,
-		string(k.Kind), k.TeamID, orEmpty(k.Roles), orEmptyMap(k.Attributes), k.Prefix, k.Hash[:],
-		nullTime(k.ExpireTime), nullTime(k.RevokeTime), k.CreateTime, orEmpty(k.Scopes.Models), ops, k.OwnerID())
+	exec := func() error {
+		_, err := db.Exec(ctx, query, k.OrganizationID, k.ID, k.DisplayName, k.Subject,
+			string(k.Kind), k.TeamID, orEmpty(k.Roles), orEmptyMap(k.Attributes), k.Prefix, k.Hash[:],
+			nullTime(k.ExpireTime), nullTime(k.RevokeTime), k.CreateTime, orEmpty(k.Scopes.Models), ops, k.OwnerID())
+		return err
+	}
+	err := exec()
+	if verb == "put" && pg.IsUniqueViolation(err) {
+		// Two processes seeding the same key at once (replicas starting together on one
+		// database): ON CONFLICT arbitrates only (organization_id, id), so the second insert
+		// can fail on the hash's unique index while the first is in flight. Once it has
+		// committed, the same statement takes the update path; a hash that belongs to
+		// another key fails again.
+		err = exec()
+	}
 	if pg.IsUniqueViolation(err) {
 		if verb == "create" {
 			return fmt.Errorf("create api key: %w", &identity.AlreadyExistsError{Resource: identity.ResourceAPIKey, ID: k.ID})

@@ -45,6 +45,7 @@ func TestStore(t *testing.T, newStore func(t *testing.T) identity.Store) {
 	}{
 		{"PutThenGet", testPutThenGet},
 		{"PutIsIdempotent", testPutIsIdempotent},
+		{"PutSameKeyConcurrently", testPutSameKeyConcurrently},
 		{"PutReplacesAndKeepsCreateTime", testPutReplaces},
 		{"PutNeverUndoesRevocation", testPutKeepsRevocation},
 		{"PutSameHashIsAlreadyExists", testPutSameHash},
@@ -160,6 +161,30 @@ func testPutIsIdempotent(t *testing.T, s identity.Store) {
 	require.NoError(t, err)
 	require.Len(t, keys, 1)
 	assertKey(t, k, keys[0])
+}
+
+// testPutSameKeyConcurrently puts one key from several callers at once, as replicas seeding
+// the same resources file on one database do when they start together: every put succeeds.
+func testPutSameKeyConcurrently(t *testing.T, s identity.Store) {
+	k, _ := NewKey(t, "acme", "seeded", time.Now())
+	for range 5 {
+		var wg sync.WaitGroup
+		errs := make(chan error, 8)
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs <- s.PutAPIKey(t.Context(), k)
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			require.NoError(t, err)
+		}
+		k.ID += "-again"
+		k, _ = NewKey(t, "acme", k.ID, time.Now())
+	}
 }
 
 func testPutReplaces(t *testing.T, s identity.Store) {
