@@ -1,12 +1,12 @@
 package dispatch
 
 import (
-	"strings"
 	"sync"
 
 	"google.golang.org/grpc"
 
 	dispatchv1 "github.com/fmgate/fmgate/gen/fmgate/dispatch/v1"
+	"github.com/fmgate/fmgate/internal/chunkmerge"
 )
 
 // maxPendingText bounds the text a stream holds for a caller that is not reading: past it,
@@ -26,49 +26,20 @@ const maxPendingText = 64 << 10
 // at once, and a merged message holds only what arrived during the previous send. At a
 // vendor's usual pace nothing arrives during a send and every chunk goes out alone.
 //
-// Order is kept: text that follows a tool-call piece starts a new message, so the caller
-// sees text and tool calls in the order the model produced them.
+// Order is kept (chunkmerge): text that follows a tool-call piece starts a new message, so
+// the caller sees text and tool calls in the order the model produced them.
 type chunkSender struct {
 	stream     grpc.ServerStreamingServer[dispatchv1.StreamGenerateResponse]
 	endpointID string
 
 	mu       sync.Mutex
 	cond     sync.Cond // signalled when the sender takes the queue, stops, or fails
-	queue    []pendingMessage
+	queue    []*chunkmerge.Builder
 	queued   int // text bytes in queue
 	closing  bool
 	err      error // the first failed send; every later piece is refused with it
 	wake     chan struct{}
 	finished chan struct{}
-}
-
-// pendingMessage is a message being merged. Its text is kept in TextDelta while it holds
-// one piece, and in merged (built once, not re-concatenated per piece) after that.
-type pendingMessage struct {
-	msg    *dispatchv1.StreamGenerateResponse
-	merged *strings.Builder
-}
-
-func (p *pendingMessage) appendText(t string) {
-	if t == "" {
-		return
-	}
-	if p.merged == nil {
-		if p.msg.TextDelta == "" {
-			p.msg.TextDelta = t
-			return
-		}
-		p.merged = new(strings.Builder)
-		p.merged.WriteString(p.msg.TextDelta)
-	}
-	p.merged.WriteString(t)
-}
-
-func (p *pendingMessage) message() *dispatchv1.StreamGenerateResponse {
-	if p.merged != nil {
-		p.msg.TextDelta = p.merged.String()
-	}
-	return p.msg
 }
 
 func newChunkSender(stream grpc.ServerStreamingServer[dispatchv1.StreamGenerateResponse], endpointID string) *chunkSender {
@@ -90,17 +61,13 @@ func (s *chunkSender) add(d delta) error {
 		s.mu.Unlock()
 		return sendError{err}
 	}
-	if n := len(s.queue); n > 0 && (d.text == "" || len(s.queue[n-1].msg.ToolCalls) == 0) {
-		last := &s.queue[n-1]
-		last.appendText(d.text)
-		last.msg.ToolCalls = append(last.msg.ToolCalls, d.toolCalls...)
-		if d.model != "" {
-			last.msg.ResponseModel = d.model
-		}
+	piece := &dispatchv1.StreamGenerateResponse{TextDelta: d.text, ToolCalls: d.toolCalls, EndpointId: s.endpointID, ResponseModel: d.model}
+	if n := len(s.queue); n > 0 && s.queue[n-1].CanAdd(piece) {
+		s.queue[n-1].Add(piece)
 	} else {
-		s.queue = append(s.queue, pendingMessage{msg: &dispatchv1.StreamGenerateResponse{
-			TextDelta: d.text, ToolCalls: d.toolCalls, EndpointId: s.endpointID, ResponseModel: d.model,
-		}})
+		b := new(chunkmerge.Builder)
+		b.Add(piece)
+		s.queue = append(s.queue, b)
 	}
 	s.queued += len(d.text)
 	s.mu.Unlock()
@@ -148,8 +115,8 @@ func (s *chunkSender) run() {
 				}
 				break
 			}
-			for i := range queue {
-				if err := s.stream.Send(queue[i].message()); err != nil {
+			for _, m := range queue {
+				if err := s.stream.Send(m.Take()); err != nil {
 					s.mu.Lock()
 					s.err = err
 					s.cond.Broadcast()

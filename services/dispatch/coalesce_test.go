@@ -135,9 +135,14 @@ func TestChunkSenderHoldsBoundedText(t *testing.T) {
 		defer s.mu.Unlock()
 		return s.queued >= maxPendingText
 	}, 5*time.Second, time.Millisecond)
+	assert.Never(t, func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return s.queued >= maxPendingText+len(piece)
+	}, 20*time.Millisecond, time.Millisecond, "the reader was not held back while the caller was not reading")
 	select {
 	case <-done:
-		t.Fatal("the reader was not held back while the caller was not reading")
+		t.Fatal("the reader finished while the caller was not reading")
 	default:
 	}
 	close(g.gate)

@@ -2,12 +2,11 @@ package edge
 
 import (
 	"context"
-	"strings"
 
 	"google.golang.org/grpc/status"
 
 	dispatchv1 "github.com/fmgate/fmgate/gen/fmgate/dispatch/v1"
-	typev1 "github.com/fmgate/fmgate/gen/fmgate/type/v1"
+	"github.com/fmgate/fmgate/internal/chunkmerge"
 )
 
 // Coalescing limits: a merged chunk stops growing at either, so that one event never holds
@@ -38,15 +37,13 @@ type upstreamItem struct {
 // Merged, a burst is a few messages and the first token leaves at once. At a vendor's usual
 // pace nothing is waiting and every chunk goes out as it came.
 //
-// The order of the answer is kept: text after a tool-call piece starts a new chunk (the
-// caller sees text and tool calls in the order the model produced them), and the last chunk
-// (finish reason and usage), an interrupted stream's usage-so-far and the error that ends a
-// stream are delivered after everything before them.
+// The order of the answer is kept (chunkmerge), and the error that ends a stream is
+// delivered after every chunk before it.
 type coalescer struct {
 	ctx     context.Context
 	items   chan upstreamItem
 	pending *upstreamItem
-	text    strings.Builder
+	merge   chunkmerge.Builder
 }
 
 // newCoalescer starts reading up; the reader stops when up fails or ends, or when ctx (the
@@ -89,78 +86,18 @@ func (c *coalescer) Recv() (*dispatchv1.StreamGenerateResponse, error) {
 	if it.err != nil {
 		return nil, it.err
 	}
-	first := it.chunk
-	var merged *dispatchv1.StreamGenerateResponse
-	for n := 1; n < coalesceMaxChunks && !isLast(first) && c.text.Len() < coalesceMaxText; n++ {
-		var next upstreamItem
+	c.merge.Add(it.chunk)
+	for n := 1; n < coalesceMaxChunks && !c.merge.Closed() && c.merge.TextLen() < coalesceMaxText; n++ {
 		select {
-		case next = <-c.items:
+		case next := <-c.items:
+			if next.err != nil || !c.merge.CanAdd(next.chunk) {
+				c.pending = &next
+				return c.merge.Take(), nil
+			}
+			c.merge.Add(next.chunk)
 		default:
-			return c.finish(first, merged), nil
-		}
-		if next.err != nil || !canMerge(current(first, merged), next.chunk) {
-			c.pending = &next
-			break
-		}
-		if merged == nil {
-			merged = &dispatchv1.StreamGenerateResponse{ToolCalls: first.GetToolCalls()}
-			c.text.Reset()
-			c.text.WriteString(first.GetTextDelta())
-			mergeMeta(merged, first)
-		}
-		c.text.WriteString(next.chunk.GetTextDelta())
-		merged.ToolCalls = append(merged.ToolCalls, next.chunk.GetToolCalls()...)
-		mergeMeta(merged, next.chunk)
-		if isLast(next.chunk) {
-			break
+			return c.merge.Take(), nil
 		}
 	}
-	return c.finish(first, merged), nil
-}
-
-func (c *coalescer) finish(first, merged *dispatchv1.StreamGenerateResponse) *dispatchv1.StreamGenerateResponse {
-	if merged == nil {
-		return first
-	}
-	merged.TextDelta = c.text.String()
-	c.text.Reset()
-	return merged
-}
-
-// current is the chunk being built: merged once a second chunk joined, first until then.
-func current(first, merged *dispatchv1.StreamGenerateResponse) *dispatchv1.StreamGenerateResponse {
-	if merged != nil {
-		return merged
-	}
-	return first
-}
-
-func isLast(c *dispatchv1.StreamGenerateResponse) bool {
-	return c.GetFinishReason() != typev1.FinishReason_FINISH_REASON_UNSPECIFIED
-}
-
-// canMerge reports whether next may join acc without reordering the answer: text never
-// joins a chunk that already carries tool-call pieces, which would put it before them, and
-// nothing joins a chunk carrying usage (a usage-so-far message ends what dispatch sends).
-func canMerge(acc, next *dispatchv1.StreamGenerateResponse) bool {
-	if acc.GetUsage() != nil {
-		return false
-	}
-	return next.GetTextDelta() == "" || len(acc.GetToolCalls()) == 0
-}
-
-// mergeMeta copies what a later chunk says about the whole answer.
-func mergeMeta(dst, src *dispatchv1.StreamGenerateResponse) {
-	if src.GetEndpointId() != "" {
-		dst.EndpointId = src.GetEndpointId()
-	}
-	if src.GetResponseModel() != "" {
-		dst.ResponseModel = src.GetResponseModel()
-	}
-	if src.GetFinishReason() != typev1.FinishReason_FINISH_REASON_UNSPECIFIED {
-		dst.FinishReason = src.GetFinishReason()
-	}
-	if src.GetUsage() != nil {
-		dst.Usage = src.GetUsage()
-	}
+	return c.merge.Take(), nil
 }
