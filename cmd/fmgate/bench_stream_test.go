@@ -13,7 +13,6 @@ import (
 	"os"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -171,24 +170,9 @@ func streamRounds(b *testing.B, rate int, d time.Duration, calls []func(context.
 // earlier calls finished) and returns what each call measured.
 func streamAtRate(rate int, d time.Duration, call func(context.Context) (streamTiming, error)) ([]streamTiming, []error) {
 	n := int(d.Seconds() * float64(rate))
-	interval := time.Second / time.Duration(rate)
 	timings := make([]streamTiming, n)
 	errs := make([]error, n)
-	var wg sync.WaitGroup
-	start := time.Now()
-	for i := range n {
-		if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
-			time.Sleep(wait)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			timings[i], errs[i] = call(ctx)
-		}()
-	}
-	wg.Wait()
+	openLoop(n, rate, func(ctx context.Context, i int) { timings[i], errs[i] = call(ctx) })
 	return timings, errs
 }
 

@@ -156,29 +156,16 @@ type runResult struct {
 // and simulator; the direct run's figure is subtracted to isolate the gateway).
 func fixedRate(b *testing.B, rate int, d time.Duration, call func(context.Context) error) runResult {
 	n := int(d.Seconds() * float64(rate))
-	interval := time.Second / time.Duration(rate)
 	lat := make([]time.Duration, n)
 	errs := make([]error, n)
-	var wg sync.WaitGroup
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	start := time.Now()
-	for i := range n {
-		if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
-			time.Sleep(wait)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			t0 := time.Now()
-			errs[i] = call(ctx)
-			lat[i] = time.Since(t0)
-		}()
-	}
-	wg.Wait()
+	openLoop(n, rate, func(ctx context.Context, i int) {
+		t0 := time.Now()
+		errs[i] = call(ctx)
+		lat[i] = time.Since(t0)
+	})
 	runtime.ReadMemStats(&after)
 	r := runResult{requests: n, allocs: float64(after.Mallocs-before.Mallocs) / float64(n)}
 	for i, err := range errs {
@@ -193,6 +180,27 @@ func fixedRate(b *testing.B, rate int, d time.Duration, call func(context.Contex
 	slices.Sort(lat)
 	r.p50, r.p99 = lat[n*50/100], lat[n*99/100]
 	return r
+}
+
+// openLoop starts call(i) for i from 0 to n-1, rate times a second, each on schedule whether
+// or not earlier calls finished (open loop), with a 10 s timeout each, and waits for all.
+func openLoop(n, rate int, call func(ctx context.Context, i int)) {
+	interval := time.Second / time.Duration(rate)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range n {
+		if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
+			time.Sleep(wait)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			call(ctx, i)
+		}()
+	}
+	wg.Wait()
 }
 
 func postOK(ctx context.Context, c *http.Client, url, key string, body []byte) error {
