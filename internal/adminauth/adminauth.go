@@ -230,6 +230,12 @@ func credential(ctx context.Context) (string, error) {
 // authorize checks the permission and the request's organisation, actor and team fields
 // (filling those left empty).
 func authorize(r *rule, p *identityv1.Principal, req protoreflect.Message) error {
+	// Scopes narrow a key below its holder's roles, and they name only gateway calls: a key
+	// narrowed to generating with some models must not manage the organisation because its
+	// holder could.
+	if sc := p.GetScopes(); len(sc.GetOperations()) > 0 || len(sc.GetModels()) > 0 {
+		return status.Error(codes.PermissionDenied, "this API key is scoped to gateway calls (operations or models) and cannot call administrative APIs: use an unscoped key or an OIDC token")
+	}
 	perm := r.access.GetPermission()
 	teamOnly := false
 	switch {

@@ -47,6 +47,13 @@ var principals = map[string]*identityv1.Principal{
 		TeamPermissions: []string{"keys.read", "keys.write", "models.read", "models.write"}},
 	"dev-noteam": {OrganizationId: "org-a", Subject: "user:lone", TeamPermissions: []string{"keys.read"}},
 	"viewer-a":   {OrganizationId: "org-a", Subject: "user:vic", Permissions: []string{"models.read"}},
+	// Keys of admin-a's holder, narrowed by scopes.
+	"admin-a-generate-only": {OrganizationId: "org-a", Subject: "user:ada", Kind: identityv1.PrincipalKind_PRINCIPAL_KIND_USER,
+		Permissions: []string{"keys.read", "keys.write", "models.read", "models.write", "policies.write"},
+		Scopes:      &identityv1.ApiKeyScopes{Operations: []identityv1.Operation{identityv1.Operation_OPERATION_GENERATE}}},
+	"admin-a-one-model": {OrganizationId: "org-a", Subject: "user:ada", Kind: identityv1.PrincipalKind_PRINCIPAL_KIND_USER,
+		Permissions: []string{"keys.read", "keys.write", "models.read", "models.write", "policies.write"},
+		Scopes:      &identityv1.ApiKeyScopes{Models: []string{"gpt-4o"}}},
 }
 
 func newGuard(t *testing.T) (*Guard, *events) {
@@ -178,6 +185,31 @@ func TestPermissionAndTenant(t *testing.T) {
 	}
 	if denied != 3 {
 		t.Fatalf("access.denied events = %d, want 3", denied)
+	}
+}
+
+// TestScopedKeysAreRefused checks that a key narrowed by scopes (which name only gateway
+// calls) cannot use its holder's administrative permissions.
+func TestScopedKeysAreRefused(t *testing.T) {
+	g, _ := newGuard(t)
+	calls := []struct {
+		method    string
+		req, resp proto.Message
+	}{
+		{getModel, &registryv1.GetModelRequest{Name: "m"}, &registryv1.GetModelResponse{}},
+		{updateModel, &registryv1.UpdateModelRequest{Model: &registryv1.Model{Name: "m"}}, &registryv1.UpdateModelResponse{}},
+	}
+	for _, cred := range []string{"admin-a-generate-only", "admin-a-one-model"} {
+		for _, c := range calls {
+			_, _, err := call(t, g, cred, c.method, c.req, c.resp)
+			if status.Code(err) != codes.PermissionDenied || !strings.Contains(status.Convert(err).Message(), "scoped") {
+				t.Errorf("%s %s: got %v, want PERMISSION_DENIED naming the scope", cred, c.method, err)
+			}
+		}
+	}
+	// The same holder's unscoped key may.
+	if _, _, err := call(t, g, "admin-a", getModel, &registryv1.GetModelRequest{Name: "m"}, &registryv1.GetModelResponse{}); err != nil {
+		t.Fatalf("unscoped key: %v", err)
 	}
 }
 

@@ -275,7 +275,7 @@ func (x *AuthenticateResponse) GetPrincipal() *Principal {
 }
 
 // ApiKeyScopes narrow what a key may do, below what its holder's roles and the policies
-// allow. An empty list does not narrow.
+// allow. An empty list does not narrow. A key with any scope cannot call administrative APIs.
 type ApiKeyScopes struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Model name patterns the key may use, in Go path.Match syntax ("gpt-4o", "claude-*", "*").
