@@ -719,9 +719,14 @@ func (a *applier) apiKey(k resources.APIKey) {
 	ctx := a.c.ctx
 	want := &identityv1.ApiKey{OrganizationId: k.Organization, ApiKeyId: k.ID, DisplayName: k.DisplayName,
 		OwnerKind: enumOf[identityv1.PrincipalKind]("PRINCIPAL_KIND_", k.Kind, identityv1.PrincipalKind_value),
-		OwnerId:   k.OwnerID(), Subject: k.Subject, Scopes: &identityv1.ApiKeyScopes{Models: k.Scopes.Models}}
-	for _, op := range k.Scopes.Operations {
-		want.Scopes.Operations = append(want.Scopes.Operations, enumOf[identityv1.Operation]("OPERATION_", op, identityv1.Operation_value))
+		OwnerId:   k.OwnerID(), Subject: k.Subject}
+	// The server stores a key without scopes as unset, not as empty scopes: so does the
+	// file's, or a second apply would find the stored key different.
+	if len(k.Scopes.Models) > 0 || len(k.Scopes.Operations) > 0 {
+		want.Scopes = &identityv1.ApiKeyScopes{Models: k.Scopes.Models}
+		for _, op := range k.Scopes.Operations {
+			want.Scopes.Operations = append(want.Scopes.Operations, enumOf[identityv1.Operation]("OPERATION_", op, identityv1.Operation_value))
+		}
 	}
 	if !k.ExpireTime.IsZero() {
 		want.ExpireTime = timestamppb.New(k.ExpireTime)

@@ -112,6 +112,7 @@ license_acceptances:
   - {organization: acme, team: research, model: gpt-eu, license_name: Sim EULA, license_version: "1.0"}
 api_keys:
   - {organization: acme, id: alice-cli, display_name: Alice CLI, kind: user, subject: "user:alice", scopes: {models: [gpt-eu], operations: [generate]}}
+  - {organization: acme, id: alice-plain, kind: user, subject: "user:alice"}
   - {organization: acme, id: admin, subject: "user:admin", kind: user, roles: [org_admin], secret_env: FMGATE_TEST_ADMIN_KEY}
 `
 
@@ -262,8 +263,9 @@ func testApplyTwice(t *testing.T, st *adminStack) {
 		"+ policy acme/eu-only created",
 		"+ license acceptance acme/research/gpt-eu/Sim EULA@1.0 created",
 		"+ api key acme/alice-cli created for user:alice",
+		"+ api key acme/alice-plain created for user:alice",
 		"- api key acme/admin skipped",
-		"apply: 11 created, 0 updated, 0 unchanged, 1 skipped, 0 failed",
+		"apply: 12 created, 0 updated, 0 unchanged, 1 skipped, 0 failed",
 	} {
 		assert.Contains(t, out, want)
 	}
@@ -297,9 +299,9 @@ func testApplyTwice(t *testing.T, st *adminStack) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"developer", "key-auditor"}, user.GetUser().GetRoles())
 
-	// 11 creations and 2 transitions, each recorded.
-	before := st.eventually(t, 13)
-	assert.Len(t, before, 13)
+	// 12 creations and 2 transitions, each recorded.
+	before := st.eventually(t, 14)
+	assert.Len(t, before, 14)
 
 	// The second apply changes nothing, and records nothing.
 	stored := st.snapshot(t)
@@ -310,7 +312,7 @@ func testApplyTwice(t *testing.T, st *adminStack) {
 			assert.Regexp(t, `^(= .* unchanged|- api key acme/admin skipped: .*)$`, l)
 		}
 	}
-	assert.Contains(t, out, "apply: 0 created, 0 updated, 11 unchanged, 1 skipped, 0 failed")
+	assert.Contains(t, out, "apply: 0 created, 0 updated, 12 unchanged, 1 skipped, 0 failed")
 	assert.NotContains(t, out, "secret:")
 	assert.Equal(t, stored, st.snapshot(t), "an idempotent apply writes nothing: etags, revisions and times stay")
 	assert.Len(t, st.changeEvents(t), len(before), "an idempotent apply records no change")
@@ -323,7 +325,7 @@ func testApplyTwice(t *testing.T, st *adminStack) {
 	require.NoError(t, err, "%s%s", out, stderr)
 	assert.Contains(t, out, "~ model acme/gpt-eu updated display_name\n")
 	assert.Contains(t, out, "~ policy acme/eu-only updated obligations.max_output_tokens\n")
-	assert.Contains(t, out, "apply: 0 created, 2 updated, 9 unchanged, 1 skipped, 0 failed")
+	assert.Contains(t, out, "apply: 0 created, 2 updated, 10 unchanged, 1 skipped, 0 failed")
 	after := st.eventually(t, len(before)+2)
 	require.Len(t, after, len(before)+2)
 	assert.Equal(t, "model.update", after[len(before)].GetAction())
@@ -484,5 +486,5 @@ func TestServeSeedsWhatApplyDeclares(t *testing.T) {
 	out, stderr, err := st.cli(t, adminKey, "apply", "-f", st.writeResources(t, doc))
 	require.NoError(t, err, "%s%s", out, stderr)
 	assert.Contains(t, out, "+ api key acme/alice-cli created", "keys without a secret are left to apply")
-	assert.Contains(t, out, "apply: 1 created, 0 updated, 11 unchanged, 2 skipped, 0 failed", out)
+	assert.Contains(t, out, "apply: 2 created, 0 updated, 11 unchanged, 2 skipped, 0 failed", out)
 }
