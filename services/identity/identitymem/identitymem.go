@@ -22,11 +22,6 @@ type accountRef struct {
 	id   string
 }
 
-type licenseRef struct {
-	org string
-	key identity.LicenseKey
-}
-
 // Store is an identity.Store in memory. The zero value is not usable; call New.
 type Store struct {
 	mu       sync.RWMutex
@@ -36,7 +31,9 @@ type Store struct {
 	teams    map[ref]identity.Team
 	accounts map[accountRef]identity.Account
 	roles    map[ref]identity.Role
-	licenses map[licenseRef]identity.LicenseAcceptance
+	// licenses holds each team's acceptances by (organisation, team), sorted by key, so that
+	// an authentication reads only its team's, already in order.
+	licenses map[ref][]identity.LicenseAcceptance
 	// revocations is published to with mu held, so subscribers see revocations in the
 	// order they were recorded.
 	revocations identity.Broadcaster
@@ -50,7 +47,7 @@ func New() *Store {
 		keys: map[ref]identity.APIKey{}, byHash: map[[32]byte]ref{},
 		orgs: map[string]identity.Organization{}, teams: map[ref]identity.Team{},
 		accounts: map[accountRef]identity.Account{}, roles: map[ref]identity.Role{},
-		licenses: map[licenseRef]identity.LicenseAcceptance{},
+		licenses: map[ref][]identity.LicenseAcceptance{},
 	}
 }
 
@@ -182,12 +179,7 @@ func (s *Store) grants(org, team string, roles []string) identity.Grants {
 	if t, ok := s.teams[ref{org, team}]; ok {
 		g.TeamAttributes = maps.Clone(t.Attributes)
 	}
-	for lr, a := range s.licenses {
-		if lr.org == org && a.TeamID == team {
-			g.Licenses = append(g.Licenses, a)
-		}
-	}
-	slices.SortFunc(g.Licenses, func(a, b identity.LicenseAcceptance) int { return a.Key().Compare(b.Key()) })
+	g.Licenses = cloneSlice(s.licenses[ref{org, team}])
 	return g
 }
 
@@ -631,12 +623,14 @@ func (s *Store) AcceptLicense(ctx context.Context, a identity.LicenseAcceptance)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := licenseRef{a.OrganizationID, a.Key()}
-	if cur, ok := s.licenses[r]; ok {
-		return cur, true, nil
+	r := ref{a.OrganizationID, a.TeamID}
+	team := s.licenses[r]
+	i, ok := slices.BinarySearchFunc(team, a.Key(), byKey)
+	if ok {
+		return team[i], true, nil
 	}
 	a.AcceptTime = identity.NormTime(a.AcceptTime)
-	s.licenses[r] = a
+	s.licenses[r] = slices.Insert(team, i, a)
 	return a, false, nil
 }
 
@@ -647,9 +641,14 @@ func (s *Store) ListLicenseAcceptances(ctx context.Context, org string, page ide
 	}
 	s.mu.RLock()
 	var out []identity.LicenseAcceptance
-	for r, a := range s.licenses {
-		if r.org == org && (page.TeamID == "" || a.TeamID == page.TeamID) && (page.After == nil || r.key.Compare(*page.After) > 0) {
-			out = append(out, a)
+	for r, team := range s.licenses {
+		if r.org != org || (page.TeamID != "" && r.id != page.TeamID) {
+			continue
+		}
+		for _, a := range team {
+			if page.After == nil || a.Key().Compare(*page.After) > 0 {
+				out = append(out, a)
+			}
 		}
 	}
 	s.mu.RUnlock()
@@ -664,14 +663,23 @@ func (s *Store) RevokeLicenseAcceptance(ctx context.Context, org string, key ide
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := licenseRef{org, key}
-	a, ok := s.licenses[r]
+	r := ref{org, key.TeamID}
+	team := s.licenses[r]
+	i, ok := slices.BinarySearchFunc(team, key, byKey)
 	if !ok {
 		return identity.LicenseAcceptance{}, &identity.NotFoundError{Resource: identity.ResourceLicenseAcceptance, ID: key.String()}
 	}
-	delete(s.licenses, r)
+	a := team[i]
+	if len(team) == 1 {
+		delete(s.licenses, r)
+	} else {
+		s.licenses[r] = slices.Delete(team, i, i+1)
+	}
 	return a, nil
 }
+
+// byKey orders acceptances by key, for binary search.
+func byKey(a identity.LicenseAcceptance, k identity.LicenseKey) int { return a.Key().Compare(k) }
 
 // list returns a page of the records of org in m that keep matches, cloned, by id.
 func list[T any](m map[ref]T, org string, page identity.Page, keep func(T) bool, clone func(T) T) []T {

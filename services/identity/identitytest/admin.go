@@ -594,6 +594,29 @@ func testGrantsScoped(t *testing.T, s identity.Store) {
 	assert.Equal(t, identity.Grants{}, g)
 }
 
+// testGrantsLicensesByKey: a team's acceptances come in key order whatever order they were
+// accepted and revoked in.
+func testGrantsLicensesByKey(t *testing.T, s identity.Store) {
+	ctx := t.Context()
+	accept := func(model, version string) identity.LicenseAcceptance {
+		a := identity.LicenseAcceptance{OrganizationID: "org-a", TeamID: "team-a", Model: model, LicenseName: "l",
+			LicenseVersion: version, AcceptedBy: "user:x", AcceptTime: t0}
+		_, _, err := s.AcceptLicense(ctx, a)
+		require.NoError(t, err)
+		return a
+	}
+	b1, a2, a1, c1 := accept("b", "1"), accept("a", "2"), accept("a", "1"), accept("c", "1")
+	g, err := s.Grants(ctx, "org-a", "team-a", nil)
+	require.NoError(t, err)
+	assert.Equal(t, []identity.LicenseAcceptance{a1, a2, b1, c1}, g.Licenses)
+
+	_, err = s.RevokeLicenseAcceptance(ctx, "org-a", a2.Key())
+	require.NoError(t, err)
+	g, err = s.Grants(ctx, "org-a", "team-a", nil)
+	require.NoError(t, err)
+	assert.Equal(t, []identity.LicenseAcceptance{a1, b1, c1}, g.Licenses)
+}
+
 func testLicenses(t *testing.T, s identity.Store) {
 	ctx := t.Context()
 	a := identity.LicenseAcceptance{OrganizationID: "org-a", TeamID: "team-a", Model: "llama-3",

@@ -80,6 +80,7 @@ func TestStore(t *testing.T, newStore func(t *testing.T) identity.Store) {
 		{"CredentialWithOwner", testCredentialOwner},
 		{"CredentialWithoutOwner", testCredentialNoOwner},
 		{"GrantsAreScoped", testGrantsScoped},
+		{"GrantsLicensesByKey", testGrantsLicensesByKey},
 		{"Licenses", testLicenses},
 		{"LicensesPageAndFilter", testLicensesPage},
 	}
