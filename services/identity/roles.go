@@ -128,20 +128,23 @@ func BuiltinRoleIDs() []string {
 // nothing.
 func PrincipalPermissions(roles []string, custom []Role, hasTeam bool) (org, team []Permission) {
 	for _, id := range roles {
-		r, ok := BuiltinRole("", id)
+		// Read the built-in tables directly: this runs on every authentication, and
+		// BuiltinRole would copy the permissions into a new Role each time.
+		perms, ok := BuiltinRoles[id]
+		scope := builtinScopes[id]
 		if !ok {
 			i := slices.IndexFunc(custom, func(c Role) bool { return c.ID == id })
 			if i < 0 {
 				continue
 			}
-			r = custom[i]
+			perms, scope = custom[i].Permissions, custom[i].Scope
 		}
-		switch r.Scope {
+		switch scope {
 		case ScopeOrganization:
-			org = append(org, r.Permissions...)
+			org = append(org, perms...)
 		case ScopeTeam:
 			if hasTeam {
-				team = append(team, r.Permissions...)
+				team = append(team, perms...)
 			}
 		}
 	}
