@@ -61,7 +61,12 @@ func (s *Server) watchOnce(ctx context.Context) (healthy bool) {
 			if iv := ev.Heartbeat.GetHeartbeatInterval().AsDuration(); iv > 0 {
 				silence = 2 * iv
 			}
-			healthy = true
+			if !healthy {
+				// The subscription is in place from here on; what was cached while it was
+				// not (since the last drop) may hold a key revoked meanwhile.
+				s.principals.invalidate(nil)
+				healthy = true
+			}
 		case *identityv1.WatchRevocationsResponse_Revocation:
 			org, key := ev.Revocation.GetOrganizationId(), ev.Revocation.GetApiKeyId()
 			s.principals.invalidate(func(p *identityv1.Principal) bool {

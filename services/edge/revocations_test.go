@@ -62,7 +62,8 @@ func revocation(org, key string) *identityv1.WatchRevocationsResponse {
 }
 
 // A revocation drops the revoked key's cached principal at once, long before the TTL; a
-// revocation of another key drops nothing; a stream that ends drops everything.
+// revocation of another key drops nothing; a stream that ends drops everything, and so does
+// the first heartbeat of the next one.
 func TestRevocationsDropCachedPrincipals(t *testing.T) {
 	id := &watchIdentity{streams: make(chan chan *identityv1.WatchRevocationsResponse)}
 	s := NewServer(Deps{Identity: id, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, Config{PrincipalTTL: time.Hour})
@@ -94,6 +95,7 @@ func TestRevocationsDropCachedPrincipals(t *testing.T) {
 	}
 	stream := <-id.streams
 	stream <- heartbeat()
+	stream <- heartbeat() // taken only after the first (which drops the cache) was processed
 	get("k1")
 	get("k2")
 	get("k1")
@@ -116,7 +118,13 @@ func TestRevocationsDropCachedPrincipals(t *testing.T) {
 	// The stream ends: revocations may be missed until it is back, so nothing cached stays.
 	close(stream)
 	stream = <-id.streams // the watcher reconnects
-	stream <- heartbeat()
 	get("k2")
 	waitFetches(4)
+	// What was cached before the new subscription was in place is dropped once it is.
+	stream <- heartbeat()
+	stream <- heartbeat() // taken only after the first was processed
+	get("k2")
+	waitFetches(5)
+	get("k2")
+	waitFetches(5)
 }
