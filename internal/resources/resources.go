@@ -280,8 +280,9 @@ type Limit struct {
 	Window       time.Duration `yaml:"window"`
 }
 
-// Fields are the keys one entry of a file spells out: "display_name", and for nested
-// blocks both the block ("license") and each key in it ("license.url").
+// Fields are the keys one entry of a file spells out, itself or through a merge key or an
+// alias: "display_name", and for nested blocks both the block ("license") and each key in
+// it ("license.url").
 type Fields map[string]bool
 
 // Has reports whether the entry declares key. A nil Fields (an entry not read from a
@@ -319,38 +320,28 @@ func Parse(data []byte) (*File, error) {
 	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
 		return nil, err
 	}
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
+	// Decoded again as plain maps, so that the keys an entry takes from a merge key ("<<:
+	// *base") or an alias ("- *base") count as declared, as they did for f.
+	var doc map[string][]map[string]any
+	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, err
 	}
-	f.declared = declaredKeys(&root)
+	f.declared = declaredKeys(doc)
 	return &f, f.Validate()
 }
 
-// declaredKeys returns, for each section of the document, the keys of each entry.
-func declaredKeys(root *yaml.Node) map[string][]Fields {
+// declaredKeys returns, for each section of the document, the keys of each entry, and of
+// each block of keys in it.
+func declaredKeys(doc map[string][]map[string]any) map[string][]Fields {
 	out := map[string][]Fields{}
-	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
-		root = root.Content[0]
-	}
-	if root.Kind != yaml.MappingNode {
-		return out
-	}
-	for i := 0; i+1 < len(root.Content); i += 2 {
-		section, list := root.Content[i].Value, root.Content[i+1]
-		if list.Kind != yaml.SequenceNode {
-			continue
-		}
-		for _, entry := range list.Content {
+	for section, entries := range doc {
+		for _, entry := range entries {
 			fields := Fields{}
-			if entry.Kind == yaml.MappingNode {
-				for j := 0; j+1 < len(entry.Content); j += 2 {
-					key, val := entry.Content[j].Value, entry.Content[j+1]
-					fields[key] = true
-					if val.Kind == yaml.MappingNode {
-						for k := 0; k+1 < len(val.Content); k += 2 {
-							fields[key+"."+val.Content[k].Value] = true
-						}
+			for key, val := range entry {
+				fields[key] = true
+				if block, ok := val.(map[string]any); ok {
+					for sub := range block {
+						fields[key+"."+sub] = true
 					}
 				}
 			}

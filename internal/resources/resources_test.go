@@ -117,6 +117,39 @@ api_keys:
 	assert.True(t, f.Declared("models", 7).Has("anything"), "an entry the file was not parsed with declares every key")
 }
 
+// Keys an entry takes from a merge key or an alias are declared, as keys it spells out are:
+// apply updates them like any other.
+func TestDeclaredKeysThroughMergesAndAliases(t *testing.T) {
+	f, err := Parse([]byte(`
+models:
+  - &base {organization: acme, name: a, vendor: sim, license: &lic {name: EULA, url: "https://example.com/eula"}}
+  - <<: *base
+    name: b
+    license: {<<: *lic, version: "2"}
+users:
+  - &account {organization: acme, id: bot, team: t, roles: [r]}
+service_accounts:
+  - *account
+`))
+	require.NoError(t, err)
+	require.Len(t, f.Models, 2)
+	assert.Equal(t, "sim", f.Models[1].Vendor)
+	assert.Equal(t, License{Name: "EULA", URL: "https://example.com/eula", Version: "2"}, f.Models[1].License)
+
+	merged := f.Declared("models", 1)
+	for _, k := range []string{"organization", "name", "vendor", "license", "license.name", "license.url", "license.version"} {
+		assert.True(t, merged.Has(k), k)
+	}
+	for _, k := range []string{"<<", "license.<<", "display_name", "license.acceptance_required"} {
+		assert.False(t, merged.Has(k), k)
+	}
+	aliased := f.Declared("service_accounts", 0)
+	for _, k := range []string{"organization", "id", "team", "roles"} {
+		assert.True(t, aliased.Has(k), k)
+	}
+	assert.False(t, aliased.Has("display_name"))
+}
+
 func TestValidateNamesEntryAndField(t *testing.T) {
 	for doc, want := range map[string]string{
 		"models:\n  - {organization: a, name: m}\n  - {organization: a, name: n, input_modalities: [text, txt]}\n": `models[1] (a/n): input_modalities[1]: "txt" is not one of text, image, audio, video, embedding`,
