@@ -69,22 +69,6 @@ func ValidatePermissions(perms []Permission) []error {
 	return errs
 }
 
-// EffectivePermissions returns the sorted union of the permissions of roles, looking each
-// up among the built-in roles, then in custom (an organisation's own roles, by id). An
-// unknown role grants nothing.
-func EffectivePermissions(roles []string, custom map[string][]Permission) []Permission {
-	var out []Permission
-	for _, r := range roles {
-		perms, ok := BuiltinRoles[r]
-		if !ok {
-			perms = custom[r]
-		}
-		out = append(out, perms...)
-	}
-	slices.Sort(out)
-	return slices.Compact(out)
-}
-
 // builtinScopes says where each built-in role's permissions apply: administrators and
 // auditors across the organisation, developers and viewers within their team.
 var builtinScopes = map[string]RoleScope{

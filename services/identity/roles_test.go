@@ -33,13 +33,22 @@ func TestValidatePermissions(t *testing.T) {
 	assert.Empty(t, identity.ValidatePermissions([]identity.Permission{"audit.read", "keys.write"}))
 }
 
-func TestEffectivePermissions(t *testing.T) {
-	custom := map[string][]identity.Permission{
-		"eula_clerk": {identity.PermEulaAccept},
+func TestPrincipalPermissions(t *testing.T) {
+	custom := []identity.Role{
+		{ID: "eula_clerk", Scope: identity.ScopeOrganization, Permissions: []identity.Permission{identity.PermEulaAccept, identity.PermModelsRead}},
 		// A custom role cannot shadow a built-in one: the built-in wins.
-		identity.RoleViewer: {identity.PermAuditRead},
+		{ID: identity.RoleViewer, Scope: identity.ScopeOrganization, Permissions: []identity.Permission{identity.PermAuditRead}},
 	}
-	got := identity.EffectivePermissions([]string{"viewer", "eula_clerk", "no-such-role"}, custom)
-	assert.Equal(t, []identity.Permission{"eula.accept", "models.read", "policies.read", "quota.read"}, got)
-	assert.Empty(t, identity.EffectivePermissions(nil, custom))
+	roles := []string{"viewer", "eula_clerk", "no-such-role"}
+	org, team := identity.PrincipalPermissions(roles, custom, true)
+	assert.Equal(t, []identity.Permission{"eula.accept", "models.read"}, org)
+	assert.Equal(t, []identity.Permission{"policies.read", "quota.read"}, team, "less what is held organisation-wide")
+
+	org, team = identity.PrincipalPermissions(roles, custom, false)
+	assert.Equal(t, []identity.Permission{"eula.accept", "models.read"}, org)
+	assert.Nil(t, team, "a team role grants nothing to a principal without a team")
+
+	org, team = identity.PrincipalPermissions(nil, custom, true)
+	assert.Empty(t, org)
+	assert.Empty(t, team)
 }
