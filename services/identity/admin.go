@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -633,11 +632,4 @@ func (s *Server) RevokeLicenseAcceptance(ctx context.Context, req *identityv1.Re
 	s.log.InfoContext(ctx, "license acceptance revoked", "organization_id", req.GetOrganizationId(), "team_id", key.TeamID,
 		"model", key.Model, "license_version", key.LicenseVersion)
 	return &identityv1.RevokeLicenseAcceptanceResponse{Before: licenseProto(before)}, nil
-}
-
-// errorsAs is errors.As for a pointer type, returning the match.
-func errorsAs[T error](err error) (T, bool) {
-	var target T
-	ok := errors.As(err, &target)
-	return target, ok
 }

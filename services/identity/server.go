@@ -257,16 +257,16 @@ func toStatus(err error) error {
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
 	}
-	if e, ok := errorsAs[*NotFoundError](err); ok {
+	if e, ok := errors.AsType[*NotFoundError](err); ok {
 		return status.Error(codes.NotFound, e.Error())
 	}
-	if e, ok := errorsAs[*AlreadyExistsError](err); ok {
+	if e, ok := errors.AsType[*AlreadyExistsError](err); ok {
 		return status.Error(codes.AlreadyExists, e.Error())
 	}
-	if e, ok := errorsAs[*InUseError](err); ok {
+	if e, ok := errors.AsType[*InUseError](err); ok {
 		return apierr.WithReason(codes.FailedPrecondition, ReasonInUse, e.Error())
 	}
-	if e, ok := errorsAs[*OwnerError](err); ok {
+	if e, ok := errors.AsType[*OwnerError](err); ok {
 		if e.Disabled {
 			return apierr.WithReason(codes.FailedPrecondition, ReasonOwnerDisabled, "owner_id: "+e.Error())
 		}
