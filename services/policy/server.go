@@ -40,8 +40,11 @@ type Server struct {
 	// version they were read at. An evaluation reads the store's Version unless the set was
 	// confirmed current less than versionCheck ago; this server's own changes drop the
 	// organisation's set at once.
-	mu           sync.RWMutex
-	sets         map[string]*policySet
+	mu   sync.RWMutex
+	sets map[string]*policySet
+	// forgotten counts forget calls: a set read before a change that another call has
+	// since forgotten is not cached (policySet), or it would be trusted for versionCheck.
+	forgotten    uint64
 	versionCheck time.Duration
 }
 
@@ -69,6 +72,7 @@ func (s *Server) SetVersionCheckInterval(d time.Duration) { s.versionCheck = d }
 func (s *Server) forget(org string) {
 	s.mu.Lock()
 	delete(s.sets, org)
+	s.forgotten++
 	s.mu.Unlock()
 }
 
@@ -192,7 +196,7 @@ func (s *Server) Explain(ctx context.Context, in *policyv1.ExplainRequest) (*pol
 // policySet returns the organization's compiled policies at their current version.
 func (s *Server) policySet(ctx context.Context, org string) (*policySet, error) {
 	s.mu.RLock()
-	set := s.sets[org]
+	set, forgotten := s.sets[org], s.forgotten
 	s.mu.RUnlock()
 	now := time.Now().UnixNano()
 	if set != nil && now-set.checked.Load() < int64(s.versionCheck) {
@@ -215,7 +219,9 @@ func (s *Server) policySet(ctx context.Context, org string) (*policySet, error) 
 	set = &policySet{version: version, compiled: Compile(policies)}
 	set.checked.Store(now)
 	s.mu.Lock()
-	s.sets[org] = set
+	if s.forgotten == forgotten {
+		s.sets[org] = set
+	}
 	s.mu.Unlock()
 	return set, nil
 }

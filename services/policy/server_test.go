@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -202,4 +203,42 @@ func TestVersionCheckInterval(t *testing.T) {
 		Policy: policy.ToProto(policytest.Deny("org-a", "block", []string{"team:risk"}, []string{"gpt-4o"}))})
 	require.NoError(t, err)
 	assert.Equal(t, policyv1.Decision_DECISION_DENY, decide(), "a change through this server applies to the next evaluation")
+}
+
+// pausingStore holds the first ListPolicies after reading, until resume is closed.
+type pausingStore struct {
+	policy.Store
+	listed, resume chan struct{}
+	once           sync.Once
+}
+
+func (s *pausingStore) ListPolicies(ctx context.Context, org string) ([]policy.Policy, string, error) {
+	ps, version, err := s.Store.ListPolicies(ctx, org)
+	s.once.Do(func() { close(s.listed); <-s.resume })
+	return ps, version, err
+}
+
+// A change made through this server while an evaluation was reading the policies it replaces
+// applies to the next evaluation: the set read before it is not cached over it.
+func TestChangeDuringEvaluationIsNotCachedOver(t *testing.T) {
+	store := &pausingStore{Store: policymem.New(), listed: make(chan struct{}), resume: make(chan struct{})}
+	srv := policy.NewServer(store, discard)
+	srv.SetVersionCheckInterval(time.Hour)
+	req := evaluate("org-a", "alice", "risk", "gpt-4o", 0)
+	first := make(chan policyv1.Decision)
+	go func() {
+		resp, err := srv.Evaluate(context.Background(), req)
+		assert.NoError(t, err)
+		first <- resp.GetDecision()
+	}()
+	<-store.listed // the evaluation has read the policies: none yet
+	_, err := srv.CreatePolicy(t.Context(), &policyv1.CreatePolicyRequest{OrganizationId: "org-a", UpdatedBy: "user:admin",
+		Policy: policy.ToProto(policytest.Allow("org-a", "grant", []string{"team:risk"}, []string{"gpt-*"}))})
+	require.NoError(t, err)
+	close(store.resume)
+	assert.Equal(t, policyv1.Decision_DECISION_DENY, <-first, "the evaluation under way decides on what it read")
+
+	resp, err := srv.Evaluate(t.Context(), req)
+	require.NoError(t, err)
+	assert.Equal(t, policyv1.Decision_DECISION_ALLOW, resp.GetDecision(), "the change applies to the next evaluation")
 }
