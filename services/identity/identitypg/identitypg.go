@@ -126,18 +126,36 @@ func New(pool *pgxpool.Pool, schema string) *Store {
 
 // PutAPIKey implements identity.Store.
 func (s *Store) PutAPIKey(ctx context.Context, k identity.APIKey) error {
-	return s.write(ctx, "put", s.pool, s.q.put, k)
+	if err := k.Validate(); err != nil {
+		return fmt.Errorf("put api key: %w", err)
+	}
+	err := s.write(ctx, s.pool, s.q.put, k)
+	if pg.IsUniqueViolation(err) {
+		// Two processes seeding the same key at once (replicas starting together on one
+		// database): ON CONFLICT arbitrates only (organization_id, id), so the second insert
+		// can fail on the hash's unique index while the first is in flight. Once it has
+		// committed, the same statement takes the update path; a hash that belongs to
+		// another key fails again.
+		err = s.write(ctx, s.pool, s.q.put, k)
+	}
+	if pg.IsUniqueViolation(err) {
+		return fmt.Errorf("put api key %s: %w", k.ID, identity.ErrAlreadyExists)
+	}
+	if err != nil {
+		return fmt.Errorf("put api key %s: %w", k.ID, err)
+	}
+	return nil
 }
 
 // CreateAPIKey implements identity.Store. With requireOwner, the owner's row is locked
 // (FOR SHARE) until the key is inserted, so that DeleteAccount, which locks it FOR UPDATE,
 // either runs first (and the key is refused) or sees the key (and revokes it).
 func (s *Store) CreateAPIKey(ctx context.Context, k identity.APIKey, requireOwner bool) error {
-	if !requireOwner {
-		return s.write(ctx, "create", s.pool, s.q.create, k)
-	}
 	if err := k.Validate(); err != nil {
 		return fmt.Errorf("create api key: %w", err)
+	}
+	if !requireOwner {
+		return created(s.write(ctx, s.pool, s.q.create, k), identity.ResourceAPIKey, k.ID)
 	}
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var (
@@ -154,7 +172,7 @@ func (s *Store) CreateAPIKey(ctx context.Context, k identity.APIKey, requireOwne
 			return fmt.Errorf("create api key %s: %w", k.ID, &identity.OwnerError{Kind: k.Kind, ID: k.OwnerID(), Disabled: true})
 		}
 		k.TeamID = team
-		return s.write(ctx, "create", tx, s.q.create, k)
+		return created(s.write(ctx, tx, s.q.create, k), identity.ResourceAPIKey, k.ID)
 	})
 }
 
@@ -163,39 +181,17 @@ type execer interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 }
 
-func (s *Store) write(ctx context.Context, verb string, db execer, query string, k identity.APIKey) error {
-	if err := k.Validate(); err != nil {
-		return fmt.Errorf("%s api key: %w", verb, err)
-	}
+// write runs query, put or create, with k's columns, and returns the database's error as
+// is: the callers differ in what a unique violation means. k is valid.
+func (s *Store) write(ctx context.Context, db execer, query string, k identity.APIKey) error {
 	ops := make([]string, 0, len(k.Scopes.Operations))
 	for _, op := range k.Scopes.Operations {
 		ops = append(ops, string(op))
 	}
-	exec := func() error {
-		_, err := db.Exec(ctx, query, k.OrganizationID, k.ID, k.DisplayName, k.Subject,
-			string(k.Kind), k.TeamID, orEmpty(k.Roles), orEmptyMap(k.Attributes), k.Prefix, k.Hash[:],
-			nullTime(k.ExpireTime), nullTime(k.RevokeTime), k.CreateTime, orEmpty(k.Scopes.Models), ops, k.OwnerID())
-		return err
-	}
-	err := exec()
-	if verb == "put" && pg.IsUniqueViolation(err) {
-		// Two processes seeding the same key at once (replicas starting together on one
-		// database): ON CONFLICT arbitrates only (organization_id, id), so the second insert
-		// can fail on the hash's unique index while the first is in flight. Once it has
-		// committed, the same statement takes the update path; a hash that belongs to
-		// another key fails again.
-		err = exec()
-	}
-	if pg.IsUniqueViolation(err) {
-		if verb == "create" {
-			return fmt.Errorf("create api key: %w", &identity.AlreadyExistsError{Resource: identity.ResourceAPIKey, ID: k.ID})
-		}
-		return fmt.Errorf("%s api key %s: %w", verb, k.ID, identity.ErrAlreadyExists)
-	}
-	if err != nil {
-		return fmt.Errorf("%s api key %s: %w", verb, k.ID, err)
-	}
-	return nil
+	_, err := db.Exec(ctx, query, k.OrganizationID, k.ID, k.DisplayName, k.Subject,
+		string(k.Kind), k.TeamID, orEmpty(k.Roles), orEmptyMap(k.Attributes), k.Prefix, k.Hash[:],
+		nullTime(k.ExpireTime), nullTime(k.RevokeTime), k.CreateTime, orEmpty(k.Scopes.Models), ops, k.OwnerID())
+	return err
 }
 
 func orEmpty(s []string) []string {
