@@ -451,6 +451,15 @@ func TestAdminCommands(t *testing.T) {
 	out, _, err = st.cli(t, adminKey, "explain", "--principal", "user:alice", "--model", "gpt-eu", "--attr", "jurisdiction=US")
 	require.NoError(t, err)
 	assert.Regexp(t, `(?m)^eu-only\s+constrain\s+1\s+yes\s+yes\s+false\s+no$`, out)
+	// A principal not stored is explained as its subject alone; an account explain may not
+	// read (a viewer lacks identity.read) is an error, not an explanation without it.
+	out, stderr, err = st.cli(t, adminKey, "explain", "--principal", "user:nobody", "--model", "gpt-eu")
+	require.NoError(t, err, stderr)
+	assert.Contains(t, out, "decision: allow")
+	_, stderr, err = st.cli(t, viewerKey, "explain", "--principal", "user:alice", "--model", "gpt-eu")
+	require.ErrorIs(t, err, errAdminCall)
+	assert.Contains(t, stderr, "PERMISSION_DENIED")
+	assert.Contains(t, stderr, "identity.read")
 
 	out, _, err = st.cli(t, adminKey, "licenses", "list", "--team", "research")
 	require.NoError(t, err)

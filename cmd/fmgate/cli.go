@@ -171,6 +171,24 @@ func codeName(c codes.Code) string {
 	return b.String()
 }
 
+// allPages calls fetch with each page token, the first page's empty, until a page has no
+// next page token, and returns every page's items.
+func allPages[T any](fetch func(pageToken string) ([]T, string, error)) ([]T, error) {
+	var all []T
+	token := ""
+	for {
+		items, next, err := fetch(token)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, items...)
+		if next == "" {
+			return all, nil
+		}
+		token = next
+	}
+}
+
 // callError is a failed admin call, reported as statusText.
 type callError struct{ err error }
 

@@ -11,6 +11,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -416,16 +418,25 @@ func explainCommand() adminCommand {
 		}
 		req := &policyv1.ExplainRequest{Principal: p, Model: model,
 			Request: &policyv1.RequestFacts{MessageCount: 1, Stream: stream, MaxOutputTokens: int32(maxTokens), Modalities: mods}}
-		// The model's and its endpoints' facts, as the gateway sends them.
-		if m, err := c.registry.GetModel(c.ctx, &registryv1.GetModelRequest{OrganizationId: r.org, Name: model}); err == nil {
+		// The model's and its endpoints' facts, as the gateway sends them; a model that does
+		// not exist has none.
+		m, err := c.registry.GetModel(c.ctx, &registryv1.GetModelRequest{OrganizationId: r.org, Name: model})
+		if err := unlessNotFound(err); err != nil {
+			return err
+		}
+		if m.GetModel() != nil {
 			req.ModelFacts = &policyv1.ModelFacts{Name: model, Vendor: m.GetModel().GetVendor(),
 				LifecycleState: enumName(m.GetModel().GetLifecycleState(), "LIFECYCLE_STATE_")}
-			eps, err := c.registry.ListEndpoints(c.ctx, &registryv1.ListEndpointsRequest{OrganizationId: r.org, PageSize: 1000})
+			eps, err := allPages(func(token string) ([]*registryv1.Endpoint, string, error) {
+				resp, err := c.registry.ListEndpoints(c.ctx, &registryv1.ListEndpointsRequest{OrganizationId: r.org,
+					PageSize: 1000, PageToken: token})
+				return resp.GetEndpoints(), resp.GetNextPageToken(), err
+			})
 			if err != nil {
 				return callError{err}
 			}
 			for _, id := range m.GetModel().GetEndpointIds() {
-				for _, e := range eps.GetEndpoints() {
+				for _, e := range eps {
 					if e.GetId() == id {
 						req.Endpoints = append(req.Endpoints, &policyv1.EndpointFacts{Id: id, Region: e.GetRegion(),
 							Provider: enumName(e.GetProvider(), "PROVIDER_KIND_"), CoveredByBaa: e.GetCoveredByBaa()})
@@ -451,20 +462,25 @@ func explainPrincipal(c *adminClients, org, subject string) (*identityv1.Princip
 	var attrs map[string]string
 	if kind == identityv1.PrincipalKind_PRINCIPAL_KIND_USER {
 		u, err := c.identity.GetUser(c.ctx, &identityv1.GetUserRequest{OrganizationId: org, Id: id})
-		if err == nil {
-			team, roles, attrs = u.GetUser().GetTeamId(), u.GetUser().GetRoles(), u.GetUser().GetAttributes()
+		if err := unlessNotFound(err); err != nil {
+			return nil, err
 		}
+		team, roles, attrs = u.GetUser().GetTeamId(), u.GetUser().GetRoles(), u.GetUser().GetAttributes()
 	} else {
 		s, err := c.identity.GetServiceAccount(c.ctx, &identityv1.GetServiceAccountRequest{OrganizationId: org, Id: id})
-		if err == nil {
-			team, roles, attrs = s.GetServiceAccount().GetTeamId(), s.GetServiceAccount().GetRoles(), s.GetServiceAccount().GetAttributes()
+		if err := unlessNotFound(err); err != nil {
+			return nil, err
 		}
+		team, roles, attrs = s.GetServiceAccount().GetTeamId(), s.GetServiceAccount().GetRoles(), s.GetServiceAccount().GetAttributes()
 	}
 	if team != "" {
-		if t, err := c.identity.GetTeam(c.ctx, &identityv1.GetTeamRequest{OrganizationId: org, Id: team}); err == nil {
-			for k, v := range t.GetTeam().GetAttributes() {
-				p.Attributes[k] = v
-			}
+		// A team may be named without a record: then it has no attributes.
+		t, err := c.identity.GetTeam(c.ctx, &identityv1.GetTeamRequest{OrganizationId: org, Id: team})
+		if err := unlessNotFound(err); err != nil {
+			return nil, err
+		}
+		for k, v := range t.GetTeam().GetAttributes() {
+			p.Attributes[k] = v
 		}
 	}
 	for k, v := range attrs {
@@ -472,6 +488,16 @@ func explainPrincipal(c *adminClients, org, subject string) (*identityv1.Princip
 	}
 	p.TeamId, p.Roles = team, roles
 	return p, nil
+}
+
+// unlessNotFound is the callError of a failed read, or nil when the read succeeded or
+// found nothing (NOT_FOUND). Any other failure, PERMISSION_DENIED or UNAVAILABLE, must end
+// explain: explaining without what could not be read would give a wrong answer.
+func unlessNotFound(err error) error {
+	if err == nil || status.Code(err) == codes.NotFound {
+		return nil
+	}
+	return callError{err}
 }
 
 func explainTable(w *tabwriter.Writer, resp *policyv1.ExplainResponse) {
