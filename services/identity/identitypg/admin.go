@@ -442,23 +442,35 @@ func (s *Store) DeleteRole(ctx context.Context, org, id string, check func(ident
 	return cur, err
 }
 
-// AcceptLicense implements identity.Store.
+// AcceptLicense implements identity.Store. An acceptance it inserts is reported as given,
+// not read back: one revoked straight after was still accepted. Only an acceptance already
+// stored is read; if that one is revoked before the read, the insert is tried once more.
 func (s *Store) AcceptLicense(ctx context.Context, a identity.LicenseAcceptance) (identity.LicenseAcceptance, bool, error) {
 	if err := a.Validate(); err != nil {
 		return identity.LicenseAcceptance{}, false, fmt.Errorf("accept license: %w", err)
 	}
-	tag, err := s.pool.Exec(ctx, s.q.admin.acceptLicense, a.OrganizationID, a.TeamID, a.Model, a.LicenseName,
-		a.LicenseVersion, a.AcceptedBy, a.AcceptTime)
-	if err != nil {
-		return identity.LicenseAcceptance{}, false, fmt.Errorf("accept license: %w", err)
+	// Truncate as identitymem does, so what is reported is what Postgres stores (it would
+	// round to the microsecond).
+	a.AcceptTime = identity.NormTime(a.AcceptTime)
+	for range 2 {
+		tag, err := s.pool.Exec(ctx, s.q.admin.acceptLicense, a.OrganizationID, a.TeamID, a.Model, a.LicenseName,
+			a.LicenseVersion, a.AcceptedBy, a.AcceptTime)
+		if err != nil {
+			return identity.LicenseAcceptance{}, false, fmt.Errorf("accept license: %w", err)
+		}
+		if tag.RowsAffected() > 0 {
+			return a, false, nil
+		}
+		stored, err := scanLicense(s.pool.QueryRow(ctx, s.q.admin.getLicense, a.OrganizationID, a.TeamID, a.Model,
+			a.LicenseName, a.LicenseVersion))
+		switch {
+		case err == nil:
+			return stored, true, nil
+		case !errors.Is(err, pgx.ErrNoRows):
+			return identity.LicenseAcceptance{}, false, fmt.Errorf("accept license: %w", err)
+		}
 	}
-	stored, err := one(s.pool.QueryRow(ctx, s.q.admin.getLicense, a.OrganizationID, a.TeamID, a.Model, a.LicenseName,
-		a.LicenseVersion), scanLicense, identity.ResourceLicenseAcceptance, a.Key().String())
-	if err != nil {
-		// Revoked between the two statements: report what was accepted.
-		return identity.LicenseAcceptance{}, false, fmt.Errorf("accept license: %w", err)
-	}
-	return stored, tag.RowsAffected() == 0, nil
+	return identity.LicenseAcceptance{}, false, fmt.Errorf("accept license %s: revoked concurrently each time it was found accepted", a.Key())
 }
 
 // ListLicenseAcceptances implements identity.Store.

@@ -650,6 +650,16 @@ func testLicenses(t *testing.T, s identity.Store) {
 	require.NoError(t, err)
 	assert.Equal(t, []identity.LicenseAcceptance{v2}, left)
 
+	// Reported as stored: the time to the microsecond, truncated (not rounded), as listed.
+	precise := a
+	precise.Model, precise.AcceptTime = "precise", t0.Add(1500*time.Nanosecond)
+	stored, _, err = s.AcceptLicense(ctx, precise)
+	require.NoError(t, err)
+	assert.Equal(t, t0.Add(time.Microsecond), stored.AcceptTime)
+	listed, err := s.ListLicenseAcceptances(ctx, "org-a", identity.LicensePage{Limit: 10})
+	require.NoError(t, err)
+	assert.Contains(t, listed, stored)
+
 	bad := identity.LicenseAcceptance{OrganizationID: "org-a", TeamID: "Team A"}
 	_, _, err = s.AcceptLicense(ctx, bad)
 	assert.ElementsMatch(t, []string{"team_id", "model", "license_name", "license_version", "accepted_by", "accept_time"}, fields(err))
