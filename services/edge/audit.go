@@ -96,9 +96,9 @@ func (s *Server) record(ctx context.Context, r auditRecord) {
 	}
 }
 
-// refused records a refusal after authentication: policy denial, scope, quota exhaustion
-// or blocked input. Other errors (a service unavailable, a bad request) are not decisions
-// about a generation and are not recorded.
+// refused records a refusal after authentication: the key's scope, policy denial, an
+// unaccepted licence, quota exhaustion or blocked input. Other errors (a service
+// unavailable, a bad request) are not decisions about a generation and are not recorded.
 func (s *Server) refused(ctx context.Context, p *identityv1.Principal, model string, route *registryv1.ResolveRouteResponse,
 	decision *policyv1.EvaluateResponse, findings []audit.Finding, outcome string,
 ) {
@@ -132,7 +132,10 @@ func outcomeOf(err error, noted string) string {
 }
 
 func verdictOf(d *policyv1.EvaluateResponse) string {
-	if d.GetDecision() == policyv1.Decision_DECISION_ALLOW {
+	switch {
+	case d == nil:
+		return "" // refused before policy was asked (the key's scope)
+	case d.GetDecision() == policyv1.Decision_DECISION_ALLOW:
 		return "allow"
 	}
 	return "deny"

@@ -253,8 +253,14 @@ func TestAuditRefusals(t *testing.T) {
 		return err
 	}()))
 	assert.Equal(t, codes.NotFound, status.Code(gen("nope", "hi")))
+	// Moderation failing with RESOURCE_EXHAUSTED is not a quota refusal: nothing is recorded.
+	assert.Equal(t, codes.ResourceExhausted, status.Code(gen("granted", "oversized")))
+	_, err = s.Generate(authed(t.Context(), "scoped"), &gatewayv1.GenerateRequest{Model: "granted", Messages: []*typev1.Message{
+		{Role: typev1.Role_ROLE_USER, Content: []*typev1.ContentPart{text("hi")}},
+	}})
+	assert.Equal(t, codes.PermissionDenied, status.Code(err))
 
-	evs, details := events(t, store, 4)
+	evs, details := events(t, store, 5)
 	for _, e := range evs {
 		assert.Equal(t, ActionRefused, e.Action)
 		assert.Equal(t, audit.Actor{Subject: "user:alice", Kind: "user"}, e.Actor)
@@ -269,7 +275,11 @@ func TestAuditRefusals(t *testing.T) {
 	assert.Equal(t, "allow", details[1].PolicyVerdict)
 	assert.Equal(t, "quota_exhausted", details[1].Outcome)
 
-	for _, g := range details[2:] {
+	assert.Equal(t, "granted", evs[4].Resource.ID)
+	assert.Equal(t, "key_scope", details[4].Outcome)
+	assert.Empty(t, details[4].PolicyVerdict, "policy was not asked")
+
+	for _, g := range details[2:4] {
 		assert.Equal(t, "input_blocked", g.Outcome)
 		assert.Equal(t, []audit.Finding{{Detector: "deny", Stage: "input", Action: "block", Count: 1}}, g.Findings)
 		assert.Equal(t, []string{"moderation_profile=strict", "endpoint_region=eu-*"}, g.Obligations)

@@ -340,6 +340,7 @@ func (s *Server) admit(ctx context.Context, model string, msgs []*typev1.Message
 	}
 	facts := &policyv1.RequestFacts{MessageCount: int32(len(msgs)), Stream: stream, MaxOutputTokens: params.GetMaxOutputTokens()}
 	if err := checkScope(p, identityv1.Operation_OPERATION_GENERATE, model); err != nil {
+		s.refused(ctx, p, model, nil, nil, nil, "key_scope")
 		return nil, err
 	}
 	return s.admitFor(ctx, p, model, msgs, params, facts)
@@ -378,7 +379,9 @@ func (s *Server) admitFor(ctx context.Context, p *identityv1.Principal, model st
 	route = onlyEndpoints(route, decision.GetAllowedEndpointIds())
 	licensed, err := licensedRoute(p, route)
 	if err != nil {
-		s.refused(ctx, p, model, route, decision, nil, "license_not_accepted")
+		if status.Code(err) != codes.Internal { // a route without a fallback's card is a fault, not a refusal
+			s.refused(ctx, p, model, route, decision, nil, "license_not_accepted")
+		}
 		return nil, err
 	}
 	route = licensed
@@ -392,9 +395,10 @@ func (s *Server) admitFor(ctx context.Context, p *identityv1.Principal, model st
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
+	var quotaErr error // told apart from moderation's: either may end the group first
 	g.Go(func() error {
-		_, err := s.d.Quota.Reserve(gctx, &quotav1.ReserveRequest{Subject: subjectOf(p), Model: model})
-		return err
+		_, quotaErr = s.d.Quota.Reserve(gctx, &quotav1.ReserveRequest{Subject: subjectOf(p), Model: model})
+		return quotaErr
 	})
 	var screened *moderationv1.ScreenInputResponse
 	g.Go(func() error {
@@ -405,7 +409,7 @@ func (s *Server) admitFor(ctx context.Context, p *identityv1.Principal, model st
 		return err
 	})
 	if err := g.Wait(); err != nil {
-		if quotaRefusal(err) {
+		if quotaRefusal(quotaErr) {
 			s.refused(ctx, p, model, route, decision, nil, "quota_exhausted")
 		}
 		return nil, err
@@ -440,6 +444,7 @@ func (s *Server) Embed(ctx context.Context, req *gatewayv1.EmbedRequest) (_ *gat
 		msgs[i] = &typev1.Message{Role: typev1.Role_ROLE_USER, Content: []*typev1.ContentPart{{Part: &typev1.ContentPart_Text{Text: in}}}}
 	}
 	if err := checkScope(p, identityv1.Operation_OPERATION_EMBED, req.GetModel()); err != nil {
+		s.refused(ctx, p, req.GetModel(), nil, nil, nil, "key_scope")
 		return nil, err
 	}
 	a, err := s.admitFor(ctx, p, req.GetModel(), msgs, nil, &policyv1.RequestFacts{MessageCount: int32(len(msgs))})

@@ -48,6 +48,10 @@ type deps struct {
 }
 
 func (d *deps) Authenticate(_ context.Context, in *identityv1.AuthenticateRequest, _ ...grpc.CallOption) (*identityv1.AuthenticateResponse, error) {
+	if in.GetCredential() == "Bearer scoped" { // alice's key for other models only
+		return &identityv1.AuthenticateResponse{Principal: &identityv1.Principal{OrganizationId: "acme", Subject: "user:alice",
+			Scopes: &identityv1.ApiKeyScopes{Models: []string{"other-*"}}}}, nil
+	}
 	if in.GetCredential() != "Bearer good" {
 		return nil, status.Error(codes.Unauthenticated, "invalid API key")
 	}
@@ -93,6 +97,8 @@ func (d *deps) ScreenInput(_ context.Context, in *moderationv1.ScreenInputReques
 	for i, m := range in.GetMessages() {
 		t := messageText(m)
 		switch {
+		case strings.Contains(t, "oversized"): // as gRPC refuses a message over its size limit
+			return nil, status.Error(codes.ResourceExhausted, "grpc: received message larger than max")
 		case strings.Contains(t, "forbidden"):
 			out.Verdict = moderationv1.Verdict_VERDICT_BLOCK
 			out.Findings = append(out.Findings, &moderationv1.Finding{Detector: "deny", Action: moderationv1.Action_ACTION_BLOCK, MessageIndex: int32(i), Count: 1})
