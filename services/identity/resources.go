@@ -86,14 +86,12 @@ type OwnerError struct {
 func (e *OwnerError) Error() string {
 	switch {
 	case e.Disabled:
-		return fmt.Sprintf("%s %q is disabled", e.Kind.resource(), e.ID)
+		return fmt.Sprintf("%s %q is disabled", AccountResource(e.Kind), e.ID)
 	case e.TeamID != "":
-		return fmt.Sprintf("%s %q not found in team %q", e.Kind.resource(), e.ID, e.TeamID)
+		return fmt.Sprintf("%s %q not found in team %q", AccountResource(e.Kind), e.ID, e.TeamID)
 	}
-	return fmt.Sprintf("%s %q not found", e.Kind.resource(), e.ID)
+	return fmt.Sprintf("%s %q not found", AccountResource(e.Kind), e.ID)
 }
-
-func (k Kind) resource() Resource { return AccountResource(k) }
 
 // AccountResource is the Resource of accounts of kind k.
 func AccountResource(k Kind) Resource {
