@@ -2,6 +2,7 @@ package identity
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 )
 
@@ -96,14 +97,7 @@ func BuiltinRole(org, id string) (Role, bool) {
 }
 
 // BuiltinRoleIDs returns the ids of the built-in roles, sorted.
-func BuiltinRoleIDs() []string {
-	ids := make([]string, 0, len(BuiltinRoles))
-	for id := range BuiltinRoles {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	return ids
-}
+func BuiltinRoleIDs() []string { return slices.Sorted(maps.Keys(BuiltinRoles)) }
 
 // PrincipalPermissions returns what roles grant: org, the sorted union of the permissions of
 // its organisation-scoped roles, and team, that of its team-scoped roles minus those in org
