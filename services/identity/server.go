@@ -122,7 +122,7 @@ func (s *Server) authenticateToken(ctx context.Context, raw string) (*identityv1
 	if err == nil && why == "" {
 		var g Grants
 		if g, err = s.store.Grants(ctx, p.GetOrganizationId(), p.GetTeamId(), p.GetRoles()); err == nil {
-			grant(p, p.GetRoles(), g, nil)
+			grant(p, g, nil)
 		}
 	}
 	if err != nil {
@@ -197,18 +197,18 @@ func principal(c Credential) *identityv1.Principal {
 		Subject:        k.Subject,
 		Kind:           kindProto(k.Kind),
 		TeamId:         team,
+		Roles:          slices.Clone(roles),
 		ApiKeyId:       k.ID,
 		Scopes:         scopesProto(k.Scopes),
 		ExpireTime:     timeProto(earliestSet(k.ExpireTime, k.RevokeTime)),
 	}
-	grant(p, roles, c.Grants, attrs)
+	grant(p, c.Grants, attrs)
 	return p
 }
 
-// grant sets p's roles, attributes (the team's, overridden by own), permissions and
-// accepted licences. p.TeamId is set.
-func grant(p *identityv1.Principal, roles []string, g Grants, own map[string]string) {
-	p.Roles = slices.Clone(roles)
+// grant sets p's attributes (the team's, overridden by own), permissions and accepted
+// licences. p.TeamId and p.Roles are set.
+func grant(p *identityv1.Principal, g Grants, own map[string]string) {
 	if len(own) > 0 || len(g.TeamAttributes) > 0 {
 		p.Attributes = cloneMap(g.TeamAttributes)
 		if p.Attributes == nil {
@@ -216,9 +216,8 @@ func grant(p *identityv1.Principal, roles []string, g Grants, own map[string]str
 		}
 		maps.Copy(p.Attributes, own)
 	}
-	org, team := PrincipalPermissions(roles, g.CustomRoles, p.GetTeamId() != "")
+	org, team := PrincipalPermissions(p.GetRoles(), g.CustomRoles, p.GetTeamId() != "")
 	p.Permissions, p.TeamPermissions = permissionStrings(org), permissionStrings(team)
-	p.AcceptedLicenses = nil
 	for _, a := range g.Licenses {
 		p.AcceptedLicenses = append(p.AcceptedLicenses, licenseProto(a))
 	}
