@@ -21,7 +21,6 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
-	auditv1 "github.com/fmgate/fmgate/gen/fmgate/audit/v1"
 	identityv1 "github.com/fmgate/fmgate/gen/fmgate/identity/v1"
 	policyv1 "github.com/fmgate/fmgate/gen/fmgate/policy/v1"
 	registryv1 "github.com/fmgate/fmgate/gen/fmgate/registry/v1"
@@ -38,7 +37,7 @@ const TokenEnv = "FMGATE_TOKEN"
 
 // adminServices are the services the admin commands call, each overridable by
 // --<service>.addr.
-var adminServices = []string{"registry", "identity", "policy", "audit"}
+var adminServices = []string{"registry", "identity", "policy"}
 
 // adminFlags are the flags every admin command takes.
 type adminFlags struct {
@@ -65,7 +64,6 @@ type adminClients struct {
 	registry registryv1.RegistryServiceClient
 	identity identityv1.IdentityServiceClient
 	policy   policyv1.PolicyServiceClient
-	audit    auditv1.AuditServiceClient
 	close    func()
 }
 
@@ -108,7 +106,6 @@ func (a *adminFlags) dial(ctx context.Context) (*adminClients, error) {
 	c.registry = registryv1.NewRegistryServiceClient(conn("registry"))
 	c.identity = identityv1.NewIdentityServiceClient(conn("identity"))
 	c.policy = policyv1.NewPolicyServiceClient(conn("policy"))
-	c.audit = auditv1.NewAuditServiceClient(conn("audit"))
 	c.ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
 	return c, nil
 }
