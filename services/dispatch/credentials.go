@@ -12,7 +12,7 @@ import (
 
 // ErrCredentialUnavailable is wrapped by every CredentialResolver failure. Its messages name
 // the reference, never the secret.
-var ErrCredentialUnavailable = errors.New("credential unavailable")
+var ErrCredentialUnavailable = credref.ErrUnavailable
 
 // CredentialResolver turns an endpoint's credential reference into the secret it names:
 // "env:NAME", "file:/path", "store:NAME" (a credential of org, the endpoint's organisation,
@@ -71,7 +71,7 @@ func (EnvFileResolver) Resolve(_ context.Context, _, ref string) (Credential, er
 		return Credential{}, fmt.Errorf("%w: unsupported reference (want env:NAME, file:/path or store:NAME)", ErrCredentialUnavailable)
 	}
 	if err != nil {
-		return Credential{}, fmt.Errorf("%w: %w", ErrCredentialUnavailable, err)
+		return Credential{}, err // wraps credref.ErrUnavailable, which is ErrCredentialUnavailable
 	}
 	return NewCredential(v), nil
 }

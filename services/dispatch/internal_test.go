@@ -33,6 +33,7 @@ func TestEnvFileResolver(t *testing.T) {
 		_, err := EnvFileResolver{}.Resolve(t.Context(), "acme", ref)
 		require.ErrorIs(t, err, ErrCredentialUnavailable, ref)
 		assert.NotContains(t, err.Error(), "sk-raw-secret")
+		assert.Equal(t, 1, strings.Count(err.Error(), "credential unavailable"), "said once: %v", err)
 	}
 }
 

@@ -33,7 +33,7 @@ type CredentialResolver interface {
 }
 
 // ErrCredentialUnavailable is matched by every failure to resolve a credential reference.
-var ErrCredentialUnavailable = errors.New("credential unavailable")
+var ErrCredentialUnavailable = credref.ErrUnavailable
 
 // EnvFileCredentials resolves "env:NAME" and "file:/path" references as dispatch does
 // (internal/credref); "" resolves to "" (no credential).
@@ -42,10 +42,10 @@ type EnvFileCredentials struct{}
 // Resolve implements CredentialResolver. Errors name the reference, never the secret.
 func (EnvFileCredentials) Resolve(_ context.Context, ref string) (string, error) {
 	v, err := credref.Resolve(ref)
-	if err != nil {
-		return "", fmt.Errorf("%w: %w", ErrCredentialUnavailable, err)
+	if errors.Is(err, credref.ErrUnsupported) {
+		return "", fmt.Errorf("%w: unsupported reference (want env:NAME or file:/path)", ErrCredentialUnavailable)
 	}
-	return v, nil
+	return v, err // credref's errors wrap ErrCredentialUnavailable and name the reference
 }
 
 // VendorModel is one entry of a vendor's catalogue.
