@@ -9,8 +9,8 @@ import (
 	"io"
 	"os"
 	"strings"
-	"unicode"
 
+	rpccode "google.golang.org/genproto/googleapis/rpc/code"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -136,7 +136,8 @@ func statusText(err error) string {
 		return err.Error()
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s: %s", codeName(st.Code()), st.Message())
+	// The code as the gRPC specification spells it: INVALID_ARGUMENT.
+	fmt.Fprintf(&b, "%s: %s", rpccode.Code(st.Code()).String(), st.Message())
 	for _, d := range st.Details() {
 		switch d := d.(type) {
 		case *errdetails.ErrorInfo:
@@ -152,18 +153,6 @@ func statusText(err error) string {
 		b.WriteString("\n    it changed since it was read: run the command again to act on the current version")
 	case codes.Unauthenticated:
 		b.WriteString("\n    check the credential in " + TokenEnv + " or --token-file")
-	}
-	return b.String()
-}
-
-// codeName spells a code as the gRPC specification does: INVALID_ARGUMENT.
-func codeName(c codes.Code) string {
-	var b strings.Builder
-	for i, r := range c.String() {
-		if unicode.IsUpper(r) && i > 0 {
-			b.WriteByte('_')
-		}
-		b.WriteRune(unicode.ToUpper(r))
 	}
 	return b.String()
 }
