@@ -2,18 +2,14 @@ package registry
 
 import (
 	"context"
+	"maps"
+	"slices"
 
 	registryv1 "github.com/fmgate/fmgate/gen/fmgate/registry/v1"
 )
 
 // everyState lists every lifecycle state, for the catalogue view.
-var everyState = []registryv1.LifecycleState{
-	registryv1.LifecycleState_LIFECYCLE_STATE_PROPOSED,
-	registryv1.LifecycleState_LIFECYCLE_STATE_EVALUATING,
-	registryv1.LifecycleState_LIFECYCLE_STATE_APPROVED,
-	registryv1.LifecycleState_LIFECYCLE_STATE_DEPRECATED,
-	registryv1.LifecycleState_LIFECYCLE_STATE_RETIRED,
-}
+var everyState = slices.Sorted(maps.Values(lifecycleToProto))
 
 // ListCatalogModels is the administrators' view of the catalogue: ListModels with every
 // lifecycle state kept unless the request narrows it. It is a separate RPC because ListModels

@@ -75,8 +75,9 @@ func (f HostingFilter) Match(h HostingRequest) bool {
 		(f.TeamID == "" || f.TeamID == h.TeamID)
 }
 
-// ValidateNew reports every problem of a request about to be created: those of Validate,
-// and a missing team.
+// ValidateNew reports every problem of a request about to be created, as a
+// *ValidationError, or nil: its fields (validate) and a missing team (a request stored before
+// teams were recorded has none and can still be decided).
 func (h HostingRequest) ValidateNew() error {
 	var vs violations
 	if h.TeamID == "" {
@@ -85,8 +86,8 @@ func (h HostingRequest) ValidateNew() error {
 	return h.validate(vs)
 }
 
-// ValidateUpdate reports every problem of h as the change of cur: those of Validate, and a
-// change of team, which is fixed at creation.
+// ValidateUpdate reports every problem of h as the change of cur: its fields (validate) and
+// a change of team, which is fixed at creation.
 func (h HostingRequest) ValidateUpdate(cur HostingRequest) error {
 	var vs violations
 	if h.TeamID != cur.TeamID {
@@ -94,11 +95,6 @@ func (h HostingRequest) ValidateUpdate(cur HostingRequest) error {
 	}
 	return h.validate(vs)
 }
-
-// Validate reports every problem of h as a *ValidationError, or nil. A request without a
-// team passes (one stored before teams were recorded can still be decided); new requests
-// need one (ValidateNew).
-func (h HostingRequest) Validate() error { return h.validate(nil) }
 
 func (h HostingRequest) validate(vs violations) error {
 	checkOrganization(&vs, h.OrganizationID)
