@@ -35,7 +35,9 @@ func (s *Server) checkKeyEscalation(ctx context.Context, org string, kind Kind, 
 	if err != nil {
 		return s.fail(ctx, "check key owner", err)
 	}
-	g, err := s.store.Grants(ctx, org, owner.TeamID, owner.Roles)
+	// Only the owner's custom roles matter here: asked for no team, the store reads no
+	// team attributes or licence acceptances.
+	g, err := s.store.Grants(ctx, org, "", owner.Roles)
 	if err != nil {
 		return s.fail(ctx, "check key owner", err)
 	}
