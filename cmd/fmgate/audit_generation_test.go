@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
@@ -20,9 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	gatewayv1 "github.com/fmgate/fmgate/gen/fmgate/gateway/v1"
@@ -85,41 +82,9 @@ func startAuditStack(t *testing.T, dbURL, spool string) *auditStack {
 	require.NoError(t, os.WriteFile(res, []byte(fmt.Sprintf(auditResources, sim.URL)), 0o600))
 	t.Setenv("FMGATE_TEST_MAIN_KEY", mainKey)
 
-	httpAddr, grpcAddr := freeAddr(t), freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
 	s := &auditStack{logs: &syncBuffer{}}
-	go func() {
-		done <- run(ctx, []string{"serve", "--http.addr=" + httpAddr, "--grpc.addr=" + grpcAddr, "--resources=" + res,
-			"--postgres.url=" + dbURL, "--audit.spool-dir=" + spool, "--log.level=info"}, io.Discard, s.logs)
-	}()
-	stopped := false
-	s.stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			assert.NoError(t, err)
-		case <-time.After(wait):
-			t.Error("fmgate did not stop")
-		}
-	}
-	t.Cleanup(s.stop)
-	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + httpAddr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, wait, tick, "fmgate did not become ready")
-	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	t.Cleanup(func() { conn.Close() })
-	s.client = gatewayv1.NewGatewayServiceClient(conn)
+	st := serveInProcess(t, res, s.logs, "--postgres.url="+dbURL, "--audit.spool-dir="+spool, "--log.level=info")
+	s.client, s.stop = st.client, st.stop
 	return s
 }
 

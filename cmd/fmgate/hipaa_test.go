@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,14 +11,11 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	gatewayv1 "github.com/fmgate/fmgate/gen/fmgate/gateway/v1"
@@ -88,35 +84,8 @@ func TestHIPAAPackBAAEndpoints(t *testing.T) {
 	require.NoError(t, os.WriteFile(res, []byte(fmt.Sprintf(hipaaResources, plainSim.URL, coveredSim.URL)), 0o600))
 	t.Setenv("FMGATE_TEST_MAIN_KEY", mainKey)
 	t.Setenv("FMGATE_TEST_LIMITED_KEY", limitedKey)
-	httpAddr, grpcAddr := freeAddr(t), freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	logs := &syncBuffer{}
-	go func() {
-		done <- run(ctx, []string{"serve", "--http.addr=" + httpAddr, "--grpc.addr=" + grpcAddr, "--resources=" + res,
-			"--postgres.url=" + dbURL, "--audit.spool-dir=" + t.TempDir()}, io.Discard, logs)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			assert.NoError(t, err)
-		case <-time.After(wait):
-			t.Error("fmgate did not stop")
-		}
-	})
-	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + httpAddr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, wait, tick, "fmgate did not become ready: %s", logs)
-	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	t.Cleanup(func() { conn.Close() })
-	client := gatewayv1.NewGatewayServiceClient(conn)
+	s := serveInProcess(t, res, &syncBuffer{}, "--postgres.url="+dbURL)
+	client := s.client
 	generate := func(key, model string) error {
 		_, err := client.Generate(withKey(t.Context(), key), &gatewayv1.GenerateRequest{Model: model, Messages: userMessage("Summarise the chart.")})
 		return err
@@ -150,7 +119,7 @@ func TestHIPAAPackBAAEndpoints(t *testing.T) {
 		assert.Equal(t, "MODEL_NOT_GRANTED", reason)
 
 		// The OpenAI-compatible API refuses it the same way.
-		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, "http://"+httpAddr+"/v1/chat/completions",
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, s.http+"/v1/chat/completions",
 			strings.NewReader(`{"model":"intake","messages":[{"role":"user","content":"Summarise the chart."}]}`))
 		require.NoError(t, err)
 		req.Header.Set("Authorization", "Bearer "+mainKey)

@@ -46,6 +46,8 @@ type stack struct {
 	grpcAddr string
 	grpc     *grpc.ClientConn
 	client   gatewayv1.GatewayServiceClient
+	// stop stops fmgate and waits for it to end; it is also called when the test ends.
+	stop func()
 }
 
 func freeAddr(t testing.TB) string {
@@ -85,8 +87,9 @@ func startStack(t *testing.T) *stack {
 }
 
 // serveInProcess runs `fmgate serve --resources=res` all in one in this test process on free
-// loopback ports, with args added, until the test ends; waits until it is ready; and returns
-// it with a gRPC connection. Its logs (errors only unless args say otherwise) go to logs.
+// loopback ports, with args added after its own flags (so they override them), until the
+// test ends or stack.stop; waits until it is ready; and returns it with a gRPC connection.
+// Its logs (errors only unless args say otherwise) go to logs.
 func serveInProcess(t *testing.T, res string, logs io.Writer, args ...string) *stack {
 	t.Helper()
 	// A port freeAddr found free can be taken before fmgate listens on it (by another test
@@ -106,7 +109,12 @@ func serveInProcess(t *testing.T, res string, logs io.Writer, args ...string) *s
 			cancel()
 			continue
 		}
-		t.Cleanup(func() {
+		stopped := false
+		s.stop = func() {
+			if stopped {
+				return
+			}
+			stopped = true
 			cancel()
 			if exited {
 				return
@@ -117,7 +125,8 @@ func serveInProcess(t *testing.T, res string, logs io.Writer, args ...string) *s
 			case <-time.After(wait):
 				t.Error("fmgate did not stop")
 			}
-		})
+		}
+		t.Cleanup(s.stop)
 		require.False(t, exited, "fmgate exited before it was ready: %v: %s", err, logs)
 		require.NoError(t, err, "fmgate did not become ready: %s", logs)
 		return s.connect(t)
