@@ -604,13 +604,12 @@ func (s *Server) ListLicenseAcceptances(ctx context.Context, req *identityv1.Lis
 	if err != nil {
 		return nil, s.fail(ctx, "list license acceptances", err)
 	}
-	resp := &identityv1.ListLicenseAcceptancesResponse{}
-	if len(accepted) > size {
-		accepted = accepted[:size]
-		k := accepted[size-1].Key()
+	accepted, next := cut(accepted, Page{Limit: p.Limit}, func(a LicenseAcceptance) string {
+		k := a.Key()
 		b, _ := json.Marshal(licenseToken{k.TeamID, k.Model, k.LicenseName, k.LicenseVersion}) // strings always marshal
-		resp.NextPageToken = base64.RawURLEncoding.EncodeToString(b)
-	}
+		return string(b)
+	})
+	resp := &identityv1.ListLicenseAcceptancesResponse{NextPageToken: next}
 	for _, a := range accepted {
 		resp.LicenseAcceptances = append(resp.LicenseAcceptances, licenseProto(a))
 	}
