@@ -487,19 +487,16 @@ func (a *applier) listEndpoints(ctx context.Context, org string) (map[string]*re
 	if eps, ok := a.endpoints[org]; ok {
 		return eps, nil
 	}
-	eps := map[string]*registryv1.Endpoint{}
-	token := ""
-	for {
+	list, err := allPages(func(token string) ([]*registryv1.Endpoint, string, error) {
 		resp, err := a.c.registry.ListEndpoints(ctx, &registryv1.ListEndpointsRequest{OrganizationId: org, PageSize: 1000, PageToken: token})
-		if err != nil {
-			return nil, err
-		}
-		for _, e := range resp.GetEndpoints() {
-			eps[e.GetId()] = e
-		}
-		if token = resp.GetNextPageToken(); token == "" {
-			break
-		}
+		return resp.GetEndpoints(), resp.GetNextPageToken(), err
+	})
+	if err != nil {
+		return nil, err
+	}
+	eps := map[string]*registryv1.Endpoint{}
+	for _, e := range list {
+		eps[e.GetId()] = e
 	}
 	a.endpoints[org] = eps
 	return eps, nil
@@ -670,18 +667,15 @@ func (a *applier) license(l resources.LicenseAcceptance) {
 	key := [2]string{l.Organization, l.Team}
 	accepted, ok := a.licenses[key]
 	if !ok {
-		token := ""
-		for {
+		var err error
+		accepted, err = allPages(func(token string) ([]*identityv1.LicenseAcceptance, string, error) {
 			resp, err := a.c.identity.ListLicenseAcceptances(ctx, &identityv1.ListLicenseAcceptancesRequest{
 				OrganizationId: l.Organization, TeamId: l.Team, PageSize: 1000, PageToken: token})
-			if err != nil {
-				a.fail(kind, id, err)
-				return
-			}
-			accepted = append(accepted, resp.GetLicenseAcceptances()...)
-			if token = resp.GetNextPageToken(); token == "" {
-				break
-			}
+			return resp.GetLicenseAcceptances(), resp.GetNextPageToken(), err
+		})
+		if err != nil {
+			a.fail(kind, id, err)
+			return
 		}
 		a.licenses[key] = accepted
 	}

@@ -243,20 +243,13 @@ func keyCommands() []adminCommand {
 		{name: "list", flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&team, "team", "", "only this team's keys")
 		}, run: func(c *adminClients, r *cliRun) error {
-			resp := &identityv1.ListApiKeysResponse{}
-			token := ""
-			for {
+			keys, err := allPages(func(token string) ([]*identityv1.ApiKey, string, error) {
 				page, err := c.identity.ListApiKeys(c.ctx, &identityv1.ListApiKeysRequest{OrganizationId: r.org, TeamId: team,
 					PageSize: 1000, PageToken: token})
-				if err != nil {
-					return callError{err}
-				}
-				resp.ApiKeys = append(resp.ApiKeys, page.GetApiKeys()...)
-				if token = page.GetNextPageToken(); token == "" {
-					break
-				}
-			}
-			return r.respond(resp, nil, func(w *tabwriter.Writer) { keyTable(w, resp.GetApiKeys()...) })
+				return page.GetApiKeys(), page.GetNextPageToken(), err
+			})
+			resp := &identityv1.ListApiKeysResponse{ApiKeys: keys}
+			return r.respond(resp, err, func(w *tabwriter.Writer) { keyTable(w, keys...) })
 		}},
 		{name: "get", args: []string{"ID"}, run: func(c *adminClients, r *cliRun) error {
 			resp, err := c.identity.GetApiKey(c.ctx, &identityv1.GetApiKeyRequest{OrganizationId: r.org, ApiKeyId: r.args[0]})
@@ -297,18 +290,13 @@ func modelCommands() []adminCommand {
 				}
 				req.LifecycleStates = append(req.LifecycleStates, registryv1.LifecycleState(v))
 			}
-			resp := &registryv1.ListCatalogModelsResponse{}
-			for {
+			models, err := allPages(func(token string) ([]*registryv1.Model, string, error) {
+				req.PageToken = token
 				page, err := c.registry.ListCatalogModels(c.ctx, req)
-				if err != nil {
-					return callError{err}
-				}
-				resp.Models = append(resp.Models, page.GetModels()...)
-				if req.PageToken = page.GetNextPageToken(); req.PageToken == "" {
-					break
-				}
-			}
-			return r.respond(resp, nil, func(w *tabwriter.Writer) { modelTable(w, resp.GetModels()...) })
+				return page.GetModels(), page.GetNextPageToken(), err
+			})
+			resp := &registryv1.ListCatalogModelsResponse{Models: models}
+			return r.respond(resp, err, func(w *tabwriter.Writer) { modelTable(w, models...) })
 		}},
 		{name: "get", args: []string{"NAME"}, run: func(c *adminClients, r *cliRun) error {
 			resp, err := c.registry.GetModel(c.ctx, &registryv1.GetModelRequest{OrganizationId: r.org, Name: r.args[0]})
@@ -349,21 +337,14 @@ func fieldTable(w *tabwriter.Writer, m proto.Message) {
 func policyCommands() []adminCommand {
 	return []adminCommand{
 		{name: "list", run: func(c *adminClients, r *cliRun) error {
-			resp := &policyv1.ListPoliciesResponse{}
-			token := ""
-			for {
+			policies, err := allPages(func(token string) ([]*policyv1.Policy, string, error) {
 				page, err := c.policy.ListPolicies(c.ctx, &policyv1.ListPoliciesRequest{OrganizationId: r.org, PageSize: 1000, PageToken: token})
-				if err != nil {
-					return callError{err}
-				}
-				resp.Policies = append(resp.Policies, page.GetPolicies()...)
-				if token = page.GetNextPageToken(); token == "" {
-					break
-				}
-			}
-			return r.respond(resp, nil, func(w *tabwriter.Writer) {
+				return page.GetPolicies(), page.GetNextPageToken(), err
+			})
+			resp := &policyv1.ListPoliciesResponse{Policies: policies}
+			return r.respond(resp, err, func(w *tabwriter.Writer) {
 				fmt.Fprintln(w, "ID\tEFFECT\tREVISION\tSUBJECTS\tMODELS\tCONDITION")
-				for _, p := range resp.GetPolicies() {
+				for _, p := range policies {
 					fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\n", p.GetId(), enumName(p.GetEffect(), "EFFECT_"), p.GetRevision(),
 						list(p.GetSubjects()), list(p.GetModels()), dash(p.GetCondition()))
 				}
@@ -563,20 +544,13 @@ func licenseCommands() []adminCommand {
 		{name: "list", flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&team, "team", "", "only this team's acceptances")
 		}, run: func(c *adminClients, r *cliRun) error {
-			resp := &identityv1.ListLicenseAcceptancesResponse{}
-			token := ""
-			for {
+			accepted, err := allPages(func(token string) ([]*identityv1.LicenseAcceptance, string, error) {
 				page, err := c.identity.ListLicenseAcceptances(c.ctx, &identityv1.ListLicenseAcceptancesRequest{OrganizationId: r.org,
 					TeamId: team, PageSize: 1000, PageToken: token})
-				if err != nil {
-					return callError{err}
-				}
-				resp.LicenseAcceptances = append(resp.LicenseAcceptances, page.GetLicenseAcceptances()...)
-				if token = page.GetNextPageToken(); token == "" {
-					break
-				}
-			}
-			return r.respond(resp, nil, func(w *tabwriter.Writer) { licenseTable(w, resp.GetLicenseAcceptances()...) })
+				return page.GetLicenseAcceptances(), page.GetNextPageToken(), err
+			})
+			resp := &identityv1.ListLicenseAcceptancesResponse{LicenseAcceptances: accepted}
+			return r.respond(resp, err, func(w *tabwriter.Writer) { licenseTable(w, accepted...) })
 		}},
 	}
 }
