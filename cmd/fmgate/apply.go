@@ -202,8 +202,8 @@ func (a *applier) run(it item) {
 		}
 	}
 	if cur == nil {
-		a.created++
 		if a.dryRun {
+			a.created++
 			fmt.Fprintf(a.out, "+ %s %s would be created\n", it.kind, it.id)
 			for _, p := range it.paths {
 				fmt.Fprintf(a.out, "    %s: %s\n", p, formatAt(it.want, p))
@@ -218,10 +218,10 @@ func (a *applier) run(it item) {
 			err = it.extra.do(ctx, cur)
 		}
 		if err != nil {
-			a.created--
 			a.fail(it.kind, it.id, err)
 			return
 		}
+		a.created++
 		line := fmt.Sprintf("+ %s %s created", it.kind, it.id)
 		if extra != nil {
 			line += fmt.Sprintf(" (%s %s → %s)", extra.path, extra.old, extra.new)
@@ -243,8 +243,8 @@ func (a *applier) run(it item) {
 		fmt.Fprintf(a.out, "= %s %s unchanged\n", it.kind, it.id)
 		return
 	}
-	a.updated++
 	if a.dryRun {
+		a.updated++
 		fmt.Fprintf(a.out, "~ %s %s would be updated: %s\n", it.kind, it.id, strings.Join(names, ", "))
 		for _, c := range changes {
 			fmt.Fprintf(a.out, "    %s: %s → %s\n", c.path, c.old, c.new)
@@ -258,10 +258,10 @@ func (a *applier) run(it item) {
 		err = it.extra.do(ctx, cur)
 	}
 	if err != nil {
-		a.updated--
 		a.fail(it.kind, it.id, err)
 		return
 	}
+	a.updated++
 	fmt.Fprintf(a.out, "~ %s %s updated %s\n", it.kind, it.id, strings.Join(names, ", "))
 }
 
@@ -686,17 +686,17 @@ func (a *applier) license(l resources.LicenseAcceptance) {
 		fmt.Fprintf(a.out, "= %s %s unchanged\n", kind, id)
 		return
 	}
-	a.created++
 	if a.dryRun {
+		a.created++
 		fmt.Fprintf(a.out, "+ %s %s would be created\n", kind, id)
 		return
 	}
 	if _, err := a.c.identity.AcceptLicense(ctx, &identityv1.AcceptLicenseRequest{OrganizationId: l.Organization,
 		TeamId: l.Team, Model: l.Model, LicenseName: l.LicenseName, LicenseVersion: l.LicenseVersion}); err != nil {
-		a.created--
 		a.fail(kind, id, err)
 		return
 	}
+	a.created++
 	fmt.Fprintf(a.out, "+ %s %s created\n", kind, id)
 }
 
@@ -752,8 +752,8 @@ func (a *applier) apiKey(k resources.APIKey) {
 		fmt.Fprintf(a.out, "= %s %s unchanged%s\n", kind, id, note)
 		return
 	}
-	a.created++
 	if a.dryRun {
+		a.created++
 		fmt.Fprintf(a.out, "+ %s %s would be created for %s (the server generates its secret)\n", kind, id, k.Subject)
 		return
 	}
@@ -761,10 +761,10 @@ func (a *applier) apiKey(k resources.APIKey) {
 		ApiKeyId: k.ID, DisplayName: k.DisplayName, OwnerKind: want.GetOwnerKind(), OwnerId: want.GetOwnerId(),
 		ExpireTime: want.GetExpireTime(), Scopes: want.GetScopes()})
 	if err != nil {
-		a.created--
 		a.fail(kind, id, err)
 		return
 	}
+	a.created++
 	fmt.Fprintf(a.out, "+ %s %s created for %s\n    secret: %s\n    warning: this secret is shown once and never again; store it now\n",
 		kind, id, k.Subject, created.GetSecret())
 }
