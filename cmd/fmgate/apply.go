@@ -234,6 +234,8 @@ func (a *applier) run(it item) {
 	for _, c := range changes {
 		names = append(names, c.path)
 	}
+	// The update's mask is the fields that differ; the extra change is made apart, after it.
+	mask := names
 	if extra != nil {
 		names = append(names, extra.path)
 		changes = append(changes, *extra)
@@ -251,7 +253,7 @@ func (a *applier) run(it item) {
 		}
 		return
 	}
-	if mask := names[:len(names)-boolInt(extra != nil)]; len(mask) > 0 {
+	if len(mask) > 0 {
 		cur, err = it.update(ctx, etagOf(cur), mask)
 	}
 	if err == nil && extra != nil {
@@ -263,13 +265,6 @@ func (a *applier) run(it item) {
 	}
 	a.updated++
 	fmt.Fprintf(a.out, "~ %s %s updated %s\n", it.kind, it.id, strings.Join(names, ", "))
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // etagOf returns the etag field of a stored resource.
@@ -732,8 +727,7 @@ func (a *applier) apiKey(k resources.APIKey) {
 		return
 	}
 	if cur != nil {
-		changes := diff(want, cur, declaredPaths(nil, []keyPath{{"display_name", "display_name"}, {"subject", "subject"},
-			{"expire_time", "expire_time"}, {"scopes", "scopes"}}))
+		changes := diff(want, cur, []string{"display_name", "subject", "expire_time", "scopes"})
 		if len(changes) > 0 {
 			var ds []string
 			for _, c := range changes {
