@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -77,17 +78,16 @@ func (a *adminFlags) dial(ctx context.Context) (*adminClients, error) {
 	if a.tls {
 		creds = credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12})
 	}
+	// One connection per address, shared by the services there.
 	conns := map[string]*grpc.ClientConn{}
 	c := &adminClients{close: func() {
 		for _, conn := range conns {
 			conn.Close()
 		}
 	}}
+	bySvc := map[string]*grpc.ClientConn{}
 	for _, svc := range adminServices {
-		addr := *a.addrs[svc]
-		if addr == "" {
-			addr = a.server
-		}
+		addr := cmp.Or(*a.addrs[svc], a.server)
 		if conns[addr] == nil {
 			conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 			if err != nil {
@@ -96,16 +96,11 @@ func (a *adminFlags) dial(ctx context.Context) (*adminClients, error) {
 			}
 			conns[addr] = conn
 		}
+		bySvc[svc] = conns[addr]
 	}
-	conn := func(svc string) *grpc.ClientConn {
-		if addr := *a.addrs[svc]; addr != "" {
-			return conns[addr]
-		}
-		return conns[a.server]
-	}
-	c.registry = registryv1.NewRegistryServiceClient(conn("registry"))
-	c.identity = identityv1.NewIdentityServiceClient(conn("identity"))
-	c.policy = policyv1.NewPolicyServiceClient(conn("policy"))
+	c.registry = registryv1.NewRegistryServiceClient(bySvc["registry"])
+	c.identity = identityv1.NewIdentityServiceClient(bySvc["identity"])
+	c.policy = policyv1.NewPolicyServiceClient(bySvc["policy"])
 	c.ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
 	return c, nil
 }
