@@ -347,7 +347,7 @@ func (a *applier) organization(o resources.Organization, f resources.Fields) ite
 		update: func(ctx context.Context, etag string, mask []string) (proto.Message, error) {
 			w := proto.CloneOf(want)
 			w.Etag = etag
-			r, err := id.UpdateOrganization(ctx, &identityv1.UpdateOrganizationRequest{Organization: w, UpdateMask: fieldMask(mask)})
+			r, err := id.UpdateOrganization(ctx, &identityv1.UpdateOrganizationRequest{Organization: w, UpdateMask: fieldMask(mask...)})
 			return r.GetAfter(), err
 		},
 	}
@@ -370,7 +370,7 @@ func (a *applier) role(r resources.Role, f resources.Fields) item {
 		update: func(ctx context.Context, etag string, mask []string) (proto.Message, error) {
 			w := proto.CloneOf(want)
 			w.Etag = etag
-			resp, err := id.UpdateRole(ctx, &identityv1.UpdateRoleRequest{Role: w, UpdateMask: fieldMask(mask)})
+			resp, err := id.UpdateRole(ctx, &identityv1.UpdateRoleRequest{Role: w, UpdateMask: fieldMask(mask...)})
 			return resp.GetAfter(), err
 		},
 	}
@@ -391,7 +391,7 @@ func (a *applier) team(t resources.Team, f resources.Fields) item {
 		update: func(ctx context.Context, etag string, mask []string) (proto.Message, error) {
 			w := proto.CloneOf(want)
 			w.Etag = etag
-			resp, err := id.UpdateTeam(ctx, &identityv1.UpdateTeamRequest{Team: w, UpdateMask: fieldMask(mask)})
+			resp, err := id.UpdateTeam(ctx, &identityv1.UpdateTeamRequest{Team: w, UpdateMask: fieldMask(mask...)})
 			return resp.GetAfter(), err
 		},
 	}
@@ -416,7 +416,7 @@ func (a *applier) user(u resources.User, f resources.Fields) item {
 		update: func(ctx context.Context, etag string, mask []string) (proto.Message, error) {
 			w := proto.CloneOf(want)
 			w.Etag = etag
-			resp, err := id.UpdateUser(ctx, &identityv1.UpdateUserRequest{User: w, UpdateMask: fieldMask(mask)})
+			resp, err := id.UpdateUser(ctx, &identityv1.UpdateUserRequest{User: w, UpdateMask: fieldMask(mask...)})
 			return resp.GetAfter(), err
 		},
 	}
@@ -438,7 +438,7 @@ func (a *applier) serviceAccount(s resources.ServiceAccount, f resources.Fields)
 		update: func(ctx context.Context, etag string, mask []string) (proto.Message, error) {
 			w := proto.CloneOf(want)
 			w.Etag = etag
-			resp, err := id.UpdateServiceAccount(ctx, &identityv1.UpdateServiceAccountRequest{ServiceAccount: w, UpdateMask: fieldMask(mask)})
+			resp, err := id.UpdateServiceAccount(ctx, &identityv1.UpdateServiceAccountRequest{ServiceAccount: w, UpdateMask: fieldMask(mask...)})
 			return resp.GetAfter(), err
 		},
 	}
@@ -470,7 +470,7 @@ func (a *applier) endpoint(e resources.Endpoint, f resources.Fields) item {
 		update: func(ctx context.Context, etag string, mask []string) (proto.Message, error) {
 			w := proto.CloneOf(want)
 			w.Etag = etag
-			resp, err := reg.UpdateEndpoint(ctx, &registryv1.UpdateEndpointRequest{Endpoint: w, UpdateMask: fieldMask(mask)})
+			resp, err := reg.UpdateEndpoint(ctx, &registryv1.UpdateEndpointRequest{Endpoint: w, UpdateMask: fieldMask(mask...)})
 			return resp.GetAfter(), err
 		},
 	}
@@ -546,7 +546,7 @@ func (a *applier) model(m resources.Model, f resources.Fields) item {
 		update: func(ctx context.Context, etag string, mask []string) (proto.Message, error) {
 			w := proto.CloneOf(want)
 			w.Etag = etag
-			resp, err := reg.UpdateModel(ctx, &registryv1.UpdateModelRequest{Model: w, UpdateMask: fieldMask(mask)})
+			resp, err := reg.UpdateModel(ctx, &registryv1.UpdateModelRequest{Model: w, UpdateMask: fieldMask(mask...)})
 			return resp.GetAfter(), err
 		},
 	}
@@ -648,7 +648,7 @@ func (a *applier) policy(p resources.Policy, f resources.Fields) item {
 			w := proto.CloneOf(want)
 			w.Etag = etag
 			resp, err := pol.UpdatePolicy(ctx, &policyv1.UpdatePolicyRequest{OrganizationId: p.Organization, Policy: w,
-				UpdateMask: fieldMask(mask)})
+				UpdateMask: fieldMask(mask...)})
 			return resp.GetAfter(), err
 		},
 	}
@@ -772,7 +772,7 @@ func enumOf[E ~int32](prefix, v string, values map[string]int32) E {
 	return E(values[prefix+strings.ToUpper(v)])
 }
 
-func fieldMask(paths []string) *fieldmaskpb.FieldMask { return &fieldmaskpb.FieldMask{Paths: paths} }
+func fieldMask(paths ...string) *fieldmaskpb.FieldMask { return &fieldmaskpb.FieldMask{Paths: paths} }
 
 // diff returns the fields at paths whose values differ between want and cur.
 func diff(want, cur proto.Message, paths []string) []change {

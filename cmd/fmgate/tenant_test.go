@@ -17,7 +17,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	auditv1 "github.com/fmgate/fmgate/gen/fmgate/audit/v1"
 	gatewayv1 "github.com/fmgate/fmgate/gen/fmgate/gateway/v1"
@@ -102,7 +101,7 @@ func TestTenantIsolation(t *testing.T) {
 
 	// A change in acme, so that acme's audit trail holds an admin event.
 	_, err := reg.UpdateModel(as(t, "acme-admin"), &registryv1.UpdateModelRequest{
-		Model: &registryv1.Model{Name: "acme-model", DisplayName: "Acme's model"}, UpdateMask: mask("display_name"),
+		Model: &registryv1.Model{Name: "acme-model", DisplayName: "Acme's model"}, UpdateMask: fieldMask("display_name"),
 	})
 	require.NoError(t, err)
 
@@ -116,7 +115,7 @@ func TestTenantIsolation(t *testing.T) {
 		refused("read a model", err)
 		_, err = reg.ListCatalogModels(ctx, &registryv1.ListCatalogModelsRequest{OrganizationId: "acme"})
 		refused("list models", err)
-		_, err = reg.UpdateModel(ctx, &registryv1.UpdateModelRequest{Model: &registryv1.Model{OrganizationId: "acme", Name: "acme-model", DisplayName: "pwned"}, UpdateMask: mask("display_name")})
+		_, err = reg.UpdateModel(ctx, &registryv1.UpdateModelRequest{Model: &registryv1.Model{OrganizationId: "acme", Name: "acme-model", DisplayName: "pwned"}, UpdateMask: fieldMask("display_name")})
 		refused("change a model", err)
 		_, err = reg.TransitionModel(ctx, &registryv1.TransitionModelRequest{OrganizationId: "acme", Name: "acme-model", ToState: registryv1.LifecycleState_LIFECYCLE_STATE_DEPRECATED, EvidenceNote: "x"})
 		refused("transition a model", err)
@@ -228,7 +227,7 @@ func TestTenantIsolation(t *testing.T) {
 		// Organisation-wide resources: readable, not changeable; the trail is not readable.
 		_, err = reg.GetModel(red, &registryv1.GetModelRequest{Name: "acme-model"})
 		assert.NoError(t, err)
-		_, err = reg.UpdateModel(red, &registryv1.UpdateModelRequest{Model: &registryv1.Model{Name: "acme-model", DisplayName: "red's"}, UpdateMask: mask("display_name")})
+		_, err = reg.UpdateModel(red, &registryv1.UpdateModelRequest{Model: &registryv1.Model{Name: "acme-model", DisplayName: "red's"}, UpdateMask: fieldMask("display_name")})
 		assert.Equal(t, codes.PermissionDenied, status.Code(err), "change a model: %v", err)
 		_, err = pol.DeletePolicy(red, &policyv1.DeletePolicyRequest{Id: "allow-acme"})
 		assert.Equal(t, codes.PermissionDenied, status.Code(err), "delete a policy: %v", err)
@@ -327,5 +326,3 @@ func TestTenantIsolation(t *testing.T) {
 		}
 	})
 }
-
-func mask(paths ...string) *fieldmaskpb.FieldMask { return &fieldmaskpb.FieldMask{Paths: paths} }
