@@ -38,8 +38,6 @@ policies:
   - {organization: acme, id: allow-demo, effect: allow, subjects: ["*"], models: [demo]}
 `
 
-func stringsReader(s string) io.Reader { return strings.NewReader(s) }
-
 // A key carries its owner's roles: a developer who may create keys for its team must not
 // be able to mint one for a teammate who is an organisation admin, and so become one.
 func TestKeysCannotEscalate(t *testing.T) {
@@ -59,7 +57,7 @@ func TestKeysCannotEscalate(t *testing.T) {
 
 	// REST likewise.
 	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, s.http+"/api/v1/orgs/acme/apiKeys",
-		stringsReader(`{"owner_kind":"PRINCIPAL_KIND_USER","owner_id":"boss"}`))
+		strings.NewReader(`{"owner_kind":"PRINCIPAL_KIND_USER","owner_id":"boss"}`))
 	require.NoError(t, err)
 	req.Header.Set("Authorization", "Bearer "+ritaKey)
 	resp, err := http.DefaultClient.Do(req)
