@@ -464,7 +464,7 @@ func (f *File) Validate() error {
 		p.unique(e, "endpoint", ep.Organization, ep.ID)
 	}
 	for i, k := range f.APIKeys {
-		f.validateKey(p, i, k)
+		validateKey(p, i, k)
 	}
 	for i, pol := range f.Policies {
 		e := entry("policies", i, pol.Organization, pol.ID)
@@ -496,7 +496,7 @@ func (f *File) Validate() error {
 	return errors.Join(p.errs...)
 }
 
-func (f *File) validateKey(p *problems, i int, k APIKey) {
+func validateKey(p *problems, i int, k APIKey) {
 	e := entry("api_keys", i, k.Organization, k.ID)
 	p.required(e, [2]string{"organization", k.Organization}, [2]string{"id", k.ID})
 	p.oneOf(e, "kind", k.Kind, keyKinds)
