@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net/http/httptest"
 	"os"
@@ -496,4 +497,30 @@ func TestServeSeedsWhatApplyDeclares(t *testing.T) {
 	require.NoError(t, err, "%s%s", out, stderr)
 	assert.Contains(t, out, "+ api key acme/alice-cli created", "keys without a secret are left to apply")
 	assert.Contains(t, out, "apply: 2 created, 0 updated, 11 unchanged, 2 skipped, 0 failed", out)
+}
+
+// allPages asks for each page with the token the one before gave, until a page gives none,
+// and stops at the first error.
+func TestAllPages(t *testing.T) {
+	pages := map[string]struct {
+		items []int
+		next  string
+	}{"": {[]int{1, 2}, "b"}, "b": {[]int{3}, "c"}, "c": {nil, ""}}
+	var asked []string
+	got, err := allPages(func(token string) ([]int, string, error) {
+		asked = append(asked, token)
+		return pages[token].items, pages[token].next, nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, []int{1, 2, 3}, got)
+	assert.Equal(t, []string{"", "b", "c"}, asked)
+
+	refused := errors.New("refused")
+	_, err = allPages(func(token string) ([]int, string, error) {
+		if token == "b" {
+			return nil, "", refused
+		}
+		return []int{1}, "b", nil
+	})
+	require.ErrorIs(t, err, refused)
 }
